@@ -1,0 +1,67 @@
+"""``isekai-gen``: the command-line face of the isekai_gen library.
+
+A thin click layer: every command lives in its own module under ``isekai_gen/commands/`` (it
+exposes ``command``) and only turns options into calls of library functions. This module
+assembles them, sets up logging and turns ``UserError`` into one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+
+import click
+
+import isekai_gen.commands
+from isekai_gen import __version__
+from isekai_gen.errors import UserError
+
+
+class IsekaiGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=IsekaiGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, "--version", prog_name="isekai-gen")
+@click.option("-v", "--verbose", is_flag=True, help="Log each step in detail.")
+def main(verbose: bool) -> None:
+    """Build evaluation data for multimodal in-context learning.
+
+    \b
+    build     generate ISEKAI concept images, filter, cut episodes, export
+    splits    many-shot demo/test splits for the ten ManyICL benchmarks
+    score     score model prediction files against splits and episodes
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not verbose:
+        # Third-party libraries are chatty at INFO/WARNING about things users cannot act on.
+        for name in ("diffusers", "transformers", "huggingface_hub", "open_clip"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _register_commands() -> None:
+    for info in sorted(pkgutil.iter_modules(isekai_gen.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"isekai_gen.commands.{info.name}")
+        main.add_command(module.command)
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    main()

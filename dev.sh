@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Quickstart driver: creates (or reuses) a virtual environment, installs isekai-gen into it,
+# then runs one job.
+#   ./dev.sh build    offline smoke-test build (`isekai-gen build --preset tiny`) into out/tiny
+#   ./dev.sh test     the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${ISEKAI_VENV:-.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # Reinstall only when the project's dependencies changed since the last install.
+  local stamp="$VENV/.isekai-gen-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  build)
+    shift
+    setup
+    HF_HUB_OFFLINE=1 "$VENV/bin/isekai-gen" build --preset tiny --out out/tiny "$@"
+    ;;
+  test)
+    shift
+    setup
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest -n 2 "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh build|test [extra arguments]" >&2
+    exit 2
+    ;;
+esac
