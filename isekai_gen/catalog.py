@@ -1,10 +1,22 @@
-"""The ISEKAI concept catalog: groups of one invented concept and its real-world look-alike."""
+"""The ISEKAI concept catalog: groups of one invented concept and its real-world look-alike.
+
+A catalog is a YAML file (``configs/catalogs/isekai.yaml`` ships; users may write their own) that
+is checked on load against ``schemas/concept_catalog.schema.json`` and then against the rules the
+later stages rely on: unique ids, labels a scorer can find in free text, enough prompt variants
+that fit the text encoder, and exactly one isekai and one real concept per group.
+"""
 
 from __future__ import annotations
 
+import functools
+import gzip
+import importlib.util
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from jsonschema.exceptions import best_match
 
 from .config import load_yaml
 from .errors import UserError
@@ -12,6 +24,9 @@ from .resources import CATALOG_DIR
 from .schema import first_error, validator
 
 MIN_PROMPTS = 8
+# CLIP's text context, start and end tokens included: the encoders of SD, SDXL and FLUX silently
+# drop everything after it, which could cut a defining feature out of a prompt.
+MAX_PROMPT_TOKENS = 77
 
 
 @dataclass(frozen=True)
@@ -101,9 +116,9 @@ def parse_catalog(data, source: str, min_prompts: int = MIN_PROMPTS) -> Catalog:
         # Per-concept checks first, so that the message names the concept.
         for position, raw in enumerate(concepts_raw):
             label = raw.get("id", f"#{position}") if isinstance(raw, dict) else f"#{position}"
-            problem = first_error(_concept_validator(), raw)
+            problem = _concept_schema_problem(raw)
             if problem:
-                raise UserError(f"{source}: concept {label!r} {problem}")
+                raise UserError(f"{source}: concept {label!r}{problem}")
     problem = first_error(validator("concept_catalog"), data)
     if problem:
         raise UserError(f"{source}: {problem}")
@@ -120,24 +135,94 @@ def parse_catalog(data, source: str, min_prompts: int = MIN_PROMPTS) -> Catalog:
     return Catalog(source=source, name=data["name"], concepts=concepts)
 
 
+def _concept_schema_problem(raw) -> str | None:
+    """`` at prompts: [] should be non-empty`` or ``: 'group' is a required property``, or None."""
+    error = best_match(_concept_validator().iter_errors(raw))
+    if error is None:
+        return None
+    location = "/".join(str(p) for p in error.absolute_path)
+    return f" at {location}: {error.message}" if location else f": {error.message}"
+
+
 def _check_consistency(concepts: tuple[Concept, ...], source: str, min_prompts: int) -> None:
+    _check_ids(concepts, source)
+    _check_labels(concepts, source)
+    for concept in concepts:
+        _check_prompts(concept, source, min_prompts)
+    _check_groups(concepts, source)
+
+
+def _check_ids(concepts: tuple[Concept, ...], source: str) -> None:
     for cid, count in Counter(c.id for c in concepts).items():
         if count > 1:
             raise UserError(f"{source}: concept {cid!r}: duplicate id ({count} concepts use it)")
-    labels: dict[str, str] = {}
+
+
+def _label_form_problem(label: str) -> str | None:
+    # The LCL metric lowercases the expected label and strips quotes and full stops from it, but
+    # not from the model's answer: a label with capitals, quotes or dots can never score correct.
+    if label != label.lower():
+        return "has capital letters; labels must be lowercase"
+    if any(ch in label for ch in "\"'."):
+        return "has quotes or full stops"
+    if label != " ".join(label.split()):
+        return "has leading, trailing or repeated whitespace"
+    return None
+
+
+def _label_pattern(label: str) -> re.Pattern:
+    """Matches ``label`` as whole words in free text (lookarounds: labels may end in non-word chars)."""
+    return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
+
+
+def _check_labels(concepts: tuple[Concept, ...], source: str) -> None:
+    owners: dict[str, str] = {}
     for concept in concepts:
-        key = concept.label.strip().lower()
-        if key in labels:
+        problem = _label_form_problem(concept.label)
+        if problem:
+            raise UserError(f"{source}: concept {concept.id!r}: label {concept.label!r} {problem}")
+        key = concept.label.lower()
+        if key in owners:
             raise UserError(
-                f"{source}: concept {concept.id!r}: label {concept.label!r} collides with concept {labels[key]!r}"
+                f"{source}: concept {concept.id!r}: label {concept.label!r} collides with concept {owners[key]!r}"
             )
-        labels[key] = concept.id
-        if len(concept.prompts) < min_prompts:
+        owners[key] = concept.id
+    # A scorer finds labels in free text, longest first; a label that contains another one as a
+    # word ("stone" in "air stone") makes an answer naming the longer one also name the shorter.
+    for inner in concepts:
+        pattern = _label_pattern(inner.label)
+        for outer in concepts:
+            if outer is not inner and pattern.search(outer.label):
+                raise UserError(
+                    f"{source}: concept {outer.id!r}: label {outer.label!r} contains label {inner.label!r} "
+                    f"of concept {inner.id!r} as a word; a scorer could not tell them apart in free text"
+                )
+
+
+def _check_prompts(concept: Concept, source: str, min_prompts: int) -> None:
+    if len(concept.prompts) < min_prompts:
+        raise UserError(
+            f"{source}: concept {concept.id!r}: {len(concept.prompts)} prompt variants, at least {min_prompts} needed"
+        )
+    first_seen: dict[str, int] = {}
+    for index, prompt in enumerate(concept.prompts):
+        if prompt in first_seen:
             raise UserError(
-                f"{source}: concept {concept.id!r}: {len(concept.prompts)} prompt variants, at least {min_prompts} needed"
+                f"{source}: concept {concept.id!r} at prompts/{index}: repeats prompts/{first_seen[prompt]}"
             )
-        if len(set(concept.prompts)) != len(concept.prompts):
-            raise UserError(f"{source}: concept {concept.id!r}: repeated prompt variant")
+        first_seen[prompt] = index
+    texts = {f"prompts/{i}": prompt for i, prompt in enumerate(concept.prompts)}
+    texts["negative_prompt"] = concept.negative_prompt
+    for location, text in texts.items():
+        tokens = prompt_token_count(text)
+        if tokens > MAX_PROMPT_TOKENS:
+            raise UserError(
+                f"{source}: concept {concept.id!r} at {location}: {tokens} CLIP tokens, the text encoders "
+                f"read only {MAX_PROMPT_TOKENS} and would cut off the rest; shorten it"
+            )
+
+
+def _check_groups(concepts: tuple[Concept, ...], source: str) -> None:
     by_group: dict[str, list[Concept]] = defaultdict(list)
     for concept in concepts:
         by_group[concept.group].append(concept)
@@ -148,3 +233,79 @@ def _check_consistency(concepts: tuple[Concept, ...], source: str, min_prompts: 
             missing = "real-world" if "real" not in worlds else "isekai"
             problem = f"has no {missing} concept" if len(members) == 1 or len(set(worlds)) == 1 else "needs exactly one isekai and one real concept"
             raise UserError(f"{source}: group {group!r} ({ids}) {problem}")
+
+
+def prompt_token_count(text: str) -> int:
+    """CLIP BPE tokens of ``text``, start and end tokens included (as the text encoders count)."""
+    return len(_clip_tokenizer().encode(text).ids) + 2
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_tokenizer():
+    """CLIP's tokenizer rebuilt from the merge table open_clip ships, in the Rust ``tokenizers``.
+
+    Same token counts as ``open_clip.tokenizer.SimpleTokenizer`` (which lowercases, splits with
+    CLIP's regex and byte-level BPE-encodes each word), but without importing torch (seconds).
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    bpe_file = Path(importlib.util.find_spec("open_clip").origin).parent / "bpe_simple_vocab_16e6.txt.gz"
+    with gzip.open(bpe_file, "rt", encoding="utf-8") as handle:
+        # CLIP uses the first 48,894 merges after the header line (49,152 tokens in all).
+        merge_lines = handle.read().split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [tuple(line.split()) for line in merge_lines]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    words = alphabet + [ch + "</w>" for ch in alphabet] + ["".join(merge) for merge in merges]
+    tokenizer = Tokenizer(models.BPE(
+        {word: index for index, word in enumerate(words)}, merges,
+        end_of_word_suffix="</w>", continuing_subword_prefix="",
+    ))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(
+            Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True
+        ),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    return tokenizer
+
+
+def groups_table(catalog: Catalog) -> str:
+    """One line per group: isekai label/name vs real label/name and prompt counts, aligned."""
+    header = ("group", "isekai label", "isekai name", "real label", "real name", "prompts")
+    rows = [
+        (isekai.group, isekai.label, isekai.name, real.label, real.name,
+         f"{len(isekai.prompts)}/{len(real.prompts)}")
+        for isekai, real in catalog.groups()
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def concept_entry(catalog: Catalog, concept_id: str, width: int = 100) -> str:
+    """Every field of one concept, wrapped for a terminal; prompts numbered as in ``prompt_variant``."""
+    import textwrap
+
+    concept = catalog.concept(concept_id)
+    partner = catalog.partner(concept_id)
+    indent = " " * 17
+
+    def field(key: str, text: str) -> str:
+        return textwrap.fill(text, width, initial_indent=f"{key + ':':<17}", subsequent_indent=indent)
+
+    lines = [
+        field("id", concept.id),
+        field("group", f"{concept.group} (partner: {partner.id}, label {partner.label!r})"),
+        field("world", concept.world),
+        field("label", concept.label),
+        field("name", concept.name),
+        field("description", concept.description),
+        f"prompts ({len(concept.prompts)}):",
+        *(textwrap.fill(p, width, initial_indent=f"  {i:>2}  ", subsequent_indent=" " * 6)
+          for i, p in enumerate(concept.prompts)),
+        field("negative prompt", concept.negative_prompt),
+    ]
+    return "\n".join(lines)

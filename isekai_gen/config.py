@@ -55,8 +55,13 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise UserError(f"--set {text!r}: value is not valid YAML") from None
-    result: dict = value
-    for part in reversed(key.strip().split(".")):
+    return nest(key.strip(), value)
+
+
+def nest(dotted: str, value: Any) -> dict:
+    """``nest("generation.steps", 4)`` -> ``{"generation": {"steps": 4}}``."""
+    result: Any = value
+    for part in reversed(dotted.split(".")):
         result = {part: result}
     return result
 
@@ -96,6 +101,7 @@ def load_config(
         config["_config_dir"] = str(Path(config_file).resolve().parent)
     for override in overrides or []:
         config = deep_merge(config, override)
+    if overrides:
         source = f"{source} with --set overrides"
     validate({k: v for k, v in config.items() if not k.startswith("_")}, "build_config", source)
     return config

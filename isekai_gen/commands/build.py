@@ -1,0 +1,36 @@
+"""``isekai-gen build``: the whole pipeline, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._options import config_options, generation_options, load_command_config
+
+
+@click.command("build")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/isekai"),
+              help="Build folder; rerunning into it resumes and recomputes nothing already done.")
+@config_options
+@generation_options
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def command(out_dir, preset, config_file, overrides, progress, **fields):
+    """Generate, filter, cut episodes and export an ISEKAI dataset into OUT.
+
+    \b
+    Offline smoke test (random weights, no download):  isekai-gen build --preset tiny
+    Real build on a GPU (downloads SDXL-Turbo):        isekai-gen build --preset default
+    """
+    from ..build import run_build
+
+    config = load_command_config(preset, config_file, overrides, None, **fields)
+    summary = run_build(config, out_dir, progress=progress)
+    kept = summary.kept_per_concept
+    click.echo(f"built {summary.images} images ({summary.topup_rounds} top-up rounds); kept per concept "
+               f"min {min(kept.values())} / max {max(kept.values())}")
+    if config.get("smoke_test"):
+        click.echo("note: smoke-test build (random weights): the images are noise")
+    click.echo(f"results: {out_dir.resolve()}")
+    for name in ("manifest.jsonl", "episodes/episodes.jsonl", "export/lcl", "export/webdataset", "export/hf"):
+        click.echo(f"  {out_dir / name}")

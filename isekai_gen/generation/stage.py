@@ -1,0 +1,191 @@
+"""The generation stage: jobs -> PNG images + manifest rows, resumable and shardable.
+
+Resume unit is the batch. A batch's PNGs are written atomically first, then its rows are
+committed as one line of this shard's journal (see ``manifest``), so a process killed at any moment
+leaves only complete images and rows that point at complete images. A rerun skips committed
+jobs and regenerates the rest in the same batches, which reproduces the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import Catalog
+from ..fileio import atomic_write_bytes, read_jsonl, sha256_bytes
+from ..jobs import Job, Shard, batches, plan_jobs
+from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_parts,
+                        write_manifest)
+from .checks import broken_reason, encode_png, to_uint8
+from .pipeline import LoadedPipeline, generate_batch, load_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    planned: int          # jobs in the plan (all shards)
+    generated: int        # jobs this call generated
+    skipped: int          # jobs of this shard already done before this call
+    failed: int           # jobs of this shard whose every attempt was broken
+    merged: bool          # manifest.jsonl written (every shard finished)
+
+
+def initial_round(config: dict, catalog: Catalog) -> dict[str, int]:
+    return {c.id: config["generation"]["images_per_concept"] for c in catalog.concepts}
+
+
+def image_relpath(job: Job) -> str:
+    return f"images/{job.concept_id}/{job.job_id}.png"
+
+
+class _Generator:
+    """Runs batches of jobs through one loaded pipeline with fresh-seed retries."""
+
+    def __init__(self, config: dict, catalog: Catalog, loaded: LoadedPipeline):
+        self.settings = config["generation"]
+        self.seed = config["seed"]
+        self.smoke_test = bool(config.get("smoke_test", False))
+        self.catalog = catalog
+        self.loaded = loaded
+        self.pad_to = self.settings["batch_size"] if self.settings.get("compile") else None
+
+    def run(self, jobs: list[Job]) -> list[tuple[dict, bytes | None]]:
+        """Rows (without sha256/image yet) and PNG bytes (None for failed jobs), in job order."""
+        attempts = {job.job_id: 0 for job in jobs}
+        rejected: dict[str, list[dict]] = {job.job_id: [] for job in jobs}
+        results: dict[str, bytes | None] = {}
+        todo = list(jobs)
+        while todo:
+            seeds = [job.seed(self.seed, attempts[job.job_id]) for job in todo]
+            concepts = [self.catalog.concept(job.concept_id) for job in todo]
+            images, nsfw = generate_batch(
+                self.loaded,
+                [c.prompts[job.prompt_variant] for c, job in zip(concepts, todo)],
+                [c.negative_prompt for c in concepts], seeds,
+                steps=self.settings["steps"], guidance_scale=self.settings["guidance_scale"],
+                width=self.settings["width"], height=self.settings["height"], pad_to=self.pad_to,
+            )
+            retry = []
+            for job, seed, image, flagged in zip(todo, seeds, images, nsfw):
+                reason = broken_reason(image, flagged)
+                if reason is None:
+                    results[job.job_id] = to_uint8(image)
+                    continue
+                rejected[job.job_id].append({"seed": seed, "reason": reason})
+                log.info("job %s attempt %d: %s image, retrying with a fresh seed", job.job_id, attempts[job.job_id], reason)
+                if attempts[job.job_id] < self.settings["max_retries"]:
+                    attempts[job.job_id] += 1
+                    retry.append(job)
+                else:
+                    results[job.job_id] = None
+            todo = retry
+        return [(self._row(job, attempts[job.job_id], rejected[job.job_id], results[job.job_id] is not None),
+                 results[job.job_id]) for job in jobs]
+
+    def _row(self, job: Job, attempt: int, rejected: list[dict], ok: bool) -> dict:
+        concept = self.catalog.concept(job.concept_id)
+        return {
+            "job_id": job.job_id, "concept_id": concept.id, "group_id": concept.group, "world": concept.world,
+            "label": concept.label, "index": job.index, "round": job.round, "prompt_variant": job.prompt_variant,
+            "prompt": concept.prompts[job.prompt_variant], "negative_prompt": concept.negative_prompt,
+            "seed": job.seed(self.seed, attempt), "attempt": attempt, "rejected_attempts": rejected,
+            "status": "ok" if ok else "failed", "image": image_relpath(job) if ok else None, "sha256": None,
+            "width": self.settings["width"], "height": self.settings["height"],
+            "model_id": self.loaded.model_id, "model_revision": self.loaded.revision,
+            "pipeline_class": self.loaded.pipeline_class, "dtype": self.loaded.dtype,
+            "device_type": self.loaded.device_type, "steps": self.settings["steps"],
+            "guidance_scale": float(self.settings["guidance_scale"]), "smoke_test": self.smoke_test,
+        }
+
+
+def _write_image(out_dir: Path, row: dict, pixels) -> dict:
+    data = encode_png(pixels)
+    atomic_write_bytes(out_dir / row["image"], data)
+    return {**row, "sha256": sha256_bytes(data)}
+
+
+def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: list[dict[str, int]] | None = None,
+                   shard: Shard = Shard(0, 1), progress: bool = False, cache_dir: Path | None = None,
+                   loaded: LoadedPipeline | None = None) -> GenerationResult:
+    """Generate this shard's pending jobs, then merge the manifest if every shard is done.
+
+    ``rounds`` lists the image counts per concept of each round (default: one round of
+    ``generation.images_per_concept``); the filter stage's top-ups append rounds.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    settings = config["generation"]
+    jobs = plan_jobs(catalog, rounds or [initial_round(config, catalog)])
+    all_batches = batches(jobs, settings["batch_size"])
+    done = set(read_parts(out_dir)) | _manifest_job_ids(out_dir)
+    mine = [batch for number, batch in enumerate(all_batches) if shard.owns(number)]
+    pending = [[job for job in batch if job.job_id not in done] for batch in mine]
+    pending = [batch for batch in pending if batch]
+    skipped = sum(len(b) for b in mine) - sum(len(b) for b in pending)
+    generated = failed = 0
+    if pending:
+        loaded = loaded or load_pipeline(
+            settings["model"], dtype=settings["dtype"], device=settings["device"], cache_dir=cache_dir,
+            vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
+        )
+        generator = _Generator(config, catalog, loaded)
+        bar = tqdm(total=sum(len(b) for b in pending), desc=f"generate {shard}", unit="img", disable=not progress)
+        # PNG encoding and writing of batch k overlaps the pipeline call of batch k+1.
+        with ThreadPoolExecutor(max_workers=2) as writer, open_journal(part_path(out_dir, shard.index, shard.count)) as journal:
+            in_flight: list[Future] = []
+            for batch in pending:
+                results = generator.run(batch)
+                _commit(in_flight, journal)
+                in_flight = [writer.submit(_write_image, out_dir, row, pixels) if pixels is not None
+                             else _done_future(row) for row, pixels in results]
+                generated += len(batch)
+                failed += sum(1 for row, pixels in results if pixels is None)
+                bar.update(len(batch))
+            _commit(in_flight, journal)
+        bar.close()
+    merged = merge_manifest(out_dir, jobs)
+    return GenerationResult(len(jobs), generated, skipped, failed, merged)
+
+
+def _done_future(row: dict) -> Future:
+    future: Future = Future()
+    future.set_result(row)
+    return future
+
+
+def _commit(in_flight: list[Future], journal) -> None:
+    """Wait for a batch's images, then commit its rows as one journal line."""
+    if in_flight:
+        append_batch(journal, [future.result() for future in in_flight])
+
+
+def _manifest_job_ids(out_dir: Path) -> set[str]:
+    path = manifest_path(out_dir)
+    return {row["job_id"] for row in read_jsonl(path)} if path.exists() else set()
+
+
+def merge_manifest(out_dir: Path, jobs: list[Job]) -> bool:
+    """Write manifest.jsonl in job order once every planned job has a row; True when written.
+
+    Rows already in manifest.jsonl with the same generation fields are kept whole, so later
+    stages' columns survive a rerun, and an unchanged manifest is not rewritten.
+    """
+    generated = read_parts(out_dir)
+    path = manifest_path(out_dir)
+    existing = {row["job_id"]: row for row in read_jsonl(path)} if path.exists() else {}
+    rows = []
+    for job in jobs:
+        row = generated.get(job.job_id) or existing.get(job.job_id)
+        if row is None:
+            return False
+        previous = existing.get(job.job_id)
+        if previous is not None and generation_view(previous) == generation_view(row):
+            row = previous
+        rows.append(row)
+    if [row["job_id"] for row in rows] != list(existing) or any(existing[r["job_id"]] is not r for r in rows):
+        write_manifest(out_dir, rows)
+    return True

@@ -1,0 +1,109 @@
+"""``OUT/manifest.jsonl``: one row per job, the single source of truth for every later stage.
+
+Generation checkpoints its rows per shard in ``OUT/manifest.parts/``: a journal with one line
+per committed batch (``{"rows": [...]}``), appended and fsynced. A line is committed once its
+newline is on disk, so a torn last line (process killed mid-write) is ignored and cut off on
+resume, and a batch is never half-committed. Once every planned job has a row, the journals are
+merged into ``manifest.jsonl``.
+Later stages rewrite ``manifest.jsonl`` atomically, adding their own columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+from .fileio import read_jsonl, write_jsonl
+from .schema import first_error, validator
+
+MANIFEST = "manifest.jsonl"
+PARTS = "manifest.parts"
+# Columns written by the generation stage; everything else belongs to later stages.
+GENERATION_FIELDS = (
+    "job_id", "concept_id", "group_id", "world", "label", "index", "round", "prompt_variant", "prompt",
+    "negative_prompt", "seed", "attempt", "rejected_attempts", "status", "image", "sha256", "width", "height",
+    "model_id", "model_revision", "pipeline_class", "dtype", "device_type", "steps", "guidance_scale", "smoke_test",
+)
+
+
+def manifest_path(out_dir: Path) -> Path:
+    return Path(out_dir) / MANIFEST
+
+
+def part_path(out_dir: Path, shard_index: int, shard_count: int) -> Path:
+    return Path(out_dir) / PARTS / f"part-{shard_index:05d}-of-{shard_count:05d}.jsonl"
+
+
+def read_manifest(out_dir: Path, *, required: bool = True) -> list[dict]:
+    """Read and validate ``OUT/manifest.jsonl``; each bad row is reported with its line."""
+    path = manifest_path(out_dir)
+    if not path.exists():
+        if required:
+            raise UserError(f"{path}: not found; run `isekai-gen generate --out {out_dir}` first")
+        return []
+    rows = read_jsonl(path)
+    row_validator = validator("manifest_row")
+    seen = set()
+    for number, row in enumerate(rows, start=1):
+        problem = first_error(row_validator, row)
+        if problem:
+            raise UserError(f"{path}: row {number} ({row.get('job_id', '?')}): {problem}")
+        if row["job_id"] in seen:
+            raise UserError(f"{path}: row {number}: duplicate job_id {row['job_id']!r}")
+        seen.add(row["job_id"])
+    return rows
+
+
+def write_manifest(out_dir: Path, rows: list[dict]) -> None:
+    write_jsonl(manifest_path(out_dir), rows)
+
+
+def generation_view(row: dict) -> dict:
+    return {k: row.get(k) for k in GENERATION_FIELDS}
+
+
+def read_journal(path: Path) -> tuple[list[dict], int]:
+    """Committed rows of one shard journal and the byte length of its committed prefix."""
+    rows: list[dict] = []
+    committed = 0
+    with open(path, "rb") as handle:
+        data = handle.read()
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # torn tail: the batch was never committed
+        try:
+            batch = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"{path}: corrupt checkpoint line at byte {committed}; delete the file to regenerate its jobs") from None
+        rows.extend(batch["rows"])
+        committed += len(line)
+    return rows, committed
+
+
+def open_journal(path: Path):
+    """Open a shard journal for appending, cutting off a torn tail left by a killed process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    committed = read_journal(path)[1] if path.exists() else 0
+    handle = open(path, "ab")
+    handle.truncate(committed)
+    return handle
+
+
+def append_batch(handle, rows: list[dict]) -> None:
+    handle.write((json.dumps({"rows": rows}, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def read_parts(out_dir: Path) -> dict[str, dict]:
+    """Committed rows of every shard's journal, by job id (shards of different runs may overlap)."""
+    rows: dict[str, dict] = {}
+    for path in sorted((Path(out_dir) / PARTS).glob("part-*.jsonl")):
+        for row in read_journal(path)[0]:
+            previous = rows.get(row.get("job_id"))
+            if previous is not None and generation_view(previous) != generation_view(row):
+                raise UserError(f"{path}: job {row['job_id']!r} conflicts with another shard's row for it")
+            rows[row["job_id"]] = row
+    return rows
