@@ -44,12 +44,14 @@ def prepare(config: dict, out_dir: Path) -> Catalog:
 
 def topup_counts(starved: dict[str, int], generated: dict[str, int], minimum: int) -> dict[str, int]:
     """Extra jobs per starved concept: the deficit scaled by the concept's observed pass rate,
-    plus 25% headroom, so one round usually suffices."""
+    plus 25% headroom, so one round usually suffices; at most 4x what the concept already has
+    (a concept that keeps almost nothing needs better prompts, not thousands of images)."""
     counts = {}
     for concept_id, kept in sorted(starved.items()):
         deficit = minimum - kept
-        pass_rate = max(kept, 1) / max(generated.get(concept_id, 1), 1)
-        counts[concept_id] = max(deficit, math.ceil(1.25 * deficit / pass_rate))
+        so_far = max(generated.get(concept_id, 1), 1)
+        wanted = math.ceil(1.25 * deficit * so_far / max(kept, 1))
+        counts[concept_id] = max(deficit, min(wanted, 4 * so_far))
     return counts
 
 

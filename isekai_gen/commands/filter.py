@@ -1,0 +1,57 @@
+"""``isekai-gen filter``: run the CLIP filter stage alone on a generation folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._options import config_options, load_command_config
+
+
+def _print_calibration(result: dict) -> None:
+    model = result["model"]
+    click.echo(f"model {model['model']} ({model['pretrained']}); quantiles {result['quantiles']}")
+    for concept_id, stats in result["concepts"].items():
+        click.echo(f"{concept_id} ({stats['images']} images)")
+        for metric in ("alignment", "margin", "zeroshot_prob"):
+            values = stats[metric]
+            click.echo(f"  {metric:<14}" + ("  -" if values is None else " ".join(f"{v:8.4f}" for v in values)))
+
+
+@click.command("filter")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Generation folder holding manifest.jsonl and images/ (a build's OUT).")
+@config_options
+@click.option("--calibrate", is_flag=True,
+              help="Print per-concept score quantiles to choose thresholds; the manifest is not changed.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
+            calibrate: bool, progress: bool) -> None:
+    """Score generated images with CLIP, reject weak ones and near-duplicates, rewrite the manifest.
+
+    Without --preset or --config the config recorded in OUT/run.json is used (--set still applies),
+    e.g. `isekai-gen filter --out OUT --set filter.min_alignment=0.25`. Embeddings are cached in
+    OUT/cache/embeddings, so re-filtering with other thresholds needs no model time.
+    """
+    from ..build import build_catalog
+    from ..errors import UserError
+    from ..filtering import calibrate as calibrate_scores
+    from ..filtering import run_filter
+    from ..run_info import run_path
+
+    if preset is None and config_file is None and not run_path(out_dir).exists():
+        # Filtering with the default preset's model and thresholds by accident would be silent.
+        raise UserError(f"{run_path(out_dir)}: not found; pass --preset or --config to say which settings to filter with")
+    config = load_command_config(preset, config_file, overrides, out_dir)
+    catalog, _ = build_catalog(config)
+    if calibrate:
+        _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))
+        return
+    result = run_filter(config, out_dir, catalog, progress=progress)
+    reasons = ", ".join(f"{name} {count}" for name, count in result.reasons.items() if count) or "none"
+    click.echo(f"kept {result.kept} of {result.rows} images; rejected: {reasons}")
+    click.echo(f"report: {out_dir / 'filter' / 'report.md'}")
+    if result.starved:
+        starved = ", ".join(f"{cid} ({n})" for cid, n in sorted(result.starved.items()))
+        click.echo(f"starved (below filter.min_per_concept={config['filter']['min_per_concept']}): {starved}")

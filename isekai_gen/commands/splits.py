@@ -1,0 +1,123 @@
+"""``isekai-gen splits``: ManyICL many-shot demo/test splits from the datasets' native layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import parse_override
+from ..errors import UserError
+from ..manyicl.recipe import MATERIALIZE_MODES
+
+
+@click.group("splits")
+def command() -> None:
+    """Many-shot demo/test splits for the ten ManyICL benchmarks.
+
+    \b
+    list       datasets, classes, Table 1 sizes, licences, documented defaults
+    build      one dataset:   --dataset NAME --root PATH --out DIR
+    build-all  every dataset of a ROOTS.yaml (name -> root): --roots FILE --out DIR
+    """
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON instead of text.")
+def list_command(as_json: bool) -> None:
+    """Show every dataset: classes, default sizes, licence, redistribution and options."""
+    from splits import adapters
+
+    described = [adapter.describe() for adapter in adapters().values()]
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    for info in described:
+        click.echo("\n".join(_describe_lines(info)) + "\n")
+
+
+def _describe_lines(info: dict) -> list[str]:
+    n = len(info["classes"])
+    if info["multilabel"]:
+        sizes = (f"demo {info['demo_per_class']}+{info['demo_per_class']} pos/neg per finding "
+                 f"({2 * n * info['demo_per_class']}), test {info['test_per_class']}+{info['test_per_class']} "
+                 f"({2 * n * info['test_per_class']})")
+    else:
+        sizes = (f"demo {info['demo_per_class']}/class ({n * info['demo_per_class']}), "
+                 f"test {info['test_per_class']}/class ({n * info['test_per_class']})")
+    lines = [
+        f"{info['name']}  ({info['title']})  {n} {'findings' if info['multilabel'] else 'classes'}; {sizes}",
+        f"  classes: {', '.join(info['classes'])}",
+        f"  demo from: {', '.join(info['demo_splits'])}; test from: {', '.join(info['test_splits'])}; group: {info['group_key']}",
+        f"  licence: {info['license']}; redistribution allowed: {'yes' if info['redistributable'] else 'no'}",
+        f"  layout: {info['layout']}",
+    ]
+    lines += [f"  default: {note}" for note in info["notes"]]
+    if info["dropped_classes"]:
+        lines.append(f"  not used by default: {', '.join(info['dropped_classes'])}")
+    for key, text in info["option_help"].items():
+        lines.append(f"  option {key}={json.dumps(info['options'][key])}: {text}")
+    return lines
+
+
+@command.command("build")
+@click.option("--dataset", required=True, help="Dataset name, as in `isekai-gen splits list`.")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Root folder of the dataset's native layout.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder; the split goes to OUT/<dataset>/.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random draw.")
+@click.option("--demo-per-class", type=click.IntRange(min=0), default=None, help="Demo items per class (CheXpert: per finding and polarity). Default: the paper's Table 1.")
+@click.option("--test-per-class", type=click.IntRange(min=0), default=None, help="Test items per class (CheXpert: per finding and polarity). Default: the paper's Table 1.")
+@click.option("--classes", default=None, help="Comma-separated classes to use instead of the recipe's default classes.")
+@click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy", show_default=True, help="Fill images/ with copies, symlinks, or nothing.")
+@click.option("--verify-images", is_flag=True, help="Decode every selected image; a corrupt one is an error naming the file.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A dataset option (see `splits list`), value parsed as YAML, e.g. uncertain=zeros or test_centers=[1]. Repeatable.")
+@click.option("--progress/--no-progress", default=False, show_default=True, help="Show a progress bar while placing images.")
+def build_command(dataset, root, out, seed, demo_per_class, test_per_class, classes, materialize, verify_images, options, progress) -> None:
+    """Build the demo/test split of one dataset."""
+    from splits import get_adapter
+
+    from ..manyicl import build_split
+
+    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
+    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class), ("classes", classes)):
+        if value is not None:
+            settings[key] = value
+    for text in options:
+        settings.update(_option(text))
+    summary = build_split(get_adapter(dataset), root, out, settings, progress=progress)
+    _report(summary)
+
+
+def _option(text: str) -> dict:
+    parsed = parse_override(text)
+    key, value = next(iter(parsed.items()))
+    if isinstance(value, dict):
+        raise UserError(f"--option {text!r}: expected KEY=VALUE with a plain key")
+    return {key: value}
+
+
+@command.command("build-all")
+@click.option("--roots", required=True, type=click.Path(path_type=Path), help="ROOTS.yaml: dataset name -> root folder (relative paths: to that file).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder; each split goes to OUT/<dataset>/.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random draw.")
+@click.option("--demo-per-class", type=click.IntRange(min=0), default=None, help="Demo items per class for every dataset. Default: each recipe's Table 1 size.")
+@click.option("--test-per-class", type=click.IntRange(min=0), default=None, help="Test items per class for every dataset. Default: each recipe's Table 1 size.")
+@click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy", show_default=True, help="Fill images/ with copies, symlinks, or nothing.")
+@click.option("--verify-images", is_flag=True, help="Decode every selected image; a corrupt one is an error naming the file.")
+@click.option("--progress/--no-progress", default=False, show_default=True, help="Show progress bars while placing images.")
+def build_all_command(roots, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress) -> None:
+    """Build the splits of every dataset listed in a ROOTS.yaml, with the default recipes."""
+    from ..manyicl import build_all, load_roots
+
+    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
+    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class)):
+        if value is not None:
+            settings[key] = value
+    for summary in build_all(load_roots(roots), out, settings, progress=progress).values():
+        _report(summary)
+
+
+def _report(summary: dict) -> None:
+    totals = summary["totals"]
+    click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} ({summary['fingerprint'][:19]})")

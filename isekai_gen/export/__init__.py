@@ -1,0 +1,1 @@
+"""Exporters of a finished build: LCL annotation files, webdataset shards, Hugging Face folder."""

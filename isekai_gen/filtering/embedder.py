@@ -1,0 +1,231 @@
+"""The image/text embedder behind the filter: open_clip, or anything with the same interface.
+
+An embedder exposes ``model`` and ``pretrained`` (recorded beside every score), ``cache_key``
+(changes whenever the embeddings would: architecture, weights, preprocessing, random-init
+seed), ``preprocess`` (PIL image -> tensor; runs in DataLoader worker processes) and two
+encoders returning L2-normalised float32 arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..config import resolve_path
+from ..errors import UserError
+from ..fileio import dumps_canonical, sha256_file
+from ..resources import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+# Shipped open_clip model configs (e.g. the random-weight `isekai-tiny-clip` of the tiny preset).
+OPEN_CLIP_CONFIG_DIR = CONFIG_DIR / "open_clip"
+
+
+class Embedder(Protocol):
+    model: str
+    pretrained: str
+    cache_key: str
+    preprocess: Callable[[Any], Any]
+
+    def encode_images(self, batch) -> np.ndarray: ...
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class OpenClipEmbedder:
+    def __init__(self, model, preprocess, tokenizer, device, *, model_name: str, pretrained: str, cache_key: str):
+        self.model = model_name
+        self.pretrained = pretrained
+        self.cache_key = cache_key
+        self.preprocess = preprocess
+        self._net = model
+        self._tokenizer = tokenizer
+        self._device = device
+
+    def _autocast(self):
+        import torch
+
+        # bf16 autocast only where it pays (CUDA); CPU stays in exact float32.
+        return torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._device.type == "cuda")
+
+    def encode_images(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            features = self._net.encode_image(batch.to(self._device, non_blocking=True))
+        return normalise(features.float().cpu().numpy())
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            features = self._net.encode_text(self._tokenizer(texts).to(self._device))
+        return normalise(features.float().cpu().numpy())
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"filter.device: {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"filter.device: {name!r} requested but CUDA is not available (use cpu or auto)")
+    return device
+
+
+def _register_configs(config: dict, model_cfg: dict) -> None:
+    import open_clip
+
+    open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
+    if model_cfg.get("config"):
+        path = resolve_path(config, model_cfg["config"])
+        if not path.is_file():
+            raise UserError(f"filter.model.config: open_clip model config {path} not found")
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: not a JSON open_clip model config ({exc})") from None
+        open_clip.add_model_config(path)
+
+
+def _weights_missing(name: str, tag: str, exc: Exception) -> UserError:
+    reason = str(exc).split(". ")[0]
+    return UserError(
+        f"filter model {name} ({tag}): weights are neither in the Hugging Face cache nor downloadable ({reason}). "
+        f"Ways out: run once with network access to fill the cache (HF_HUB_OFFLINE=1 works afterwards), "
+        f"or set filter.model.weights to a local checkpoint file (keep filter.model.pretrained for its preprocessing), "
+        f"or pick another filter.model"
+    )
+
+
+def _pretrained_cfg(name: str, tag: str) -> dict:
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise UserError(f"filter.model.pretrained: {tag!r} is not an open_clip tag of {name} (known: {tags})")
+    return cfg
+
+
+@contextlib.contextmanager
+def _quiet_root_warnings(enabled: bool):
+    """open_clip warns on the root logger about random init, which the tiny preset wants."""
+    if enabled:
+        logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.disable(logging.NOTSET)
+
+
+def load_open_clip(config: dict) -> OpenClipEmbedder:
+    """Build the embedder named by ``config["filter"]["model"]`` (see configs/_base.yaml)."""
+    import open_clip
+    import torch
+
+    model_cfg = config["filter"]["model"]
+    name, tag, weights = model_cfg["name"], model_cfg.get("pretrained"), model_cfg.get("weights")
+    device = _device(config["filter"].get("device", "auto"))
+    _register_configs(config, model_cfg)
+    is_hub = name.startswith("hf-hub:")
+    if not is_hub and open_clip.get_model_config(name) is None:
+        raise UserError(f"filter.model.name: unknown open_clip model {name!r} (see open_clip.list_models())")
+
+    kwargs: dict[str, Any] = {}
+    identity: dict[str, Any] = {"name": name, "architecture": None if is_hub else open_clip.get_model_config(name)}
+    if weights:
+        path = resolve_path(config, weights)
+        if not path.is_file():
+            raise UserError(f"filter.model.weights: checkpoint file {path} not found")
+        if not tag:
+            # open_clip gives a bare weights file the architecture's default preprocessing, which
+            # silently differs from what many checkpoints were trained with.
+            raise UserError(
+                "filter.model.weights is set but filter.model.pretrained is null: name the open_clip tag the "
+                "weights correspond to, so that its preprocessing (mean, std, resize) is used"
+            )
+        tag_cfg = _pretrained_cfg(name, tag)
+        kwargs.update(
+            pretrained=str(path), image_mean=tag_cfg.get("mean"), image_std=tag_cfg.get("std"),
+            image_interpolation=tag_cfg.get("interpolation"), image_resize_mode=tag_cfg.get("resize_mode"),
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+        )
+        recorded = f"{tag} ({path.name})"
+        identity.update(weights_sha256=sha256_file(path), preprocess_tag=tag)
+    elif is_hub:
+        recorded = "hf-hub"
+    elif tag:
+        tag_cfg = _pretrained_cfg(name, tag)
+        try:
+            open_clip.pretrained.download_pretrained(tag_cfg)
+        except Exception as exc:  # network errors, missing cache under HF_HUB_OFFLINE, ...
+            raise _weights_missing(name, tag, exc) from None
+        kwargs["pretrained"] = tag
+        recorded = tag
+        identity["pretrained"] = tag
+    else:
+        seed = int(model_cfg.get("init_seed", 0))
+        torch.manual_seed(seed)
+        recorded = f"random-init-seed{seed}"
+        identity["random_init_seed"] = seed
+
+    try:
+        with _quiet_root_warnings(enabled=not (tag or weights or is_hub)):
+            net, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+    except (RuntimeError, OSError, ValueError) as exc:
+        if is_hub:
+            raise _weights_missing(name, "hub", exc) from None
+        raise UserError(f"filter model {name} ({recorded}): could not be loaded ({str(exc).splitlines()[0]})") from None
+    net.eval()
+    identity["preprocess"] = repr(preprocess)
+    cache_key = hashlib.sha256(dumps_canonical(identity).encode()).hexdigest()[:24]
+    log.info("filter model %s (%s) on %s, cache key %s", name, recorded, device, cache_key)
+    return OpenClipEmbedder(
+        net, preprocess, open_clip.get_tokenizer(name), device,
+        model_name=name, pretrained=recorded, cache_key=cache_key,
+    )
+
+
+TEMPLATE_FIELDS = ("label", "name", "description")
+
+
+def concept_texts(concept, templates: list[str]) -> list[str]:
+    """The template sentences for one concept; unknown placeholders are a config error."""
+    texts = []
+    for template in templates:
+        try:
+            texts.append(template.format(**{field: getattr(concept, field) for field in TEMPLATE_FIELDS}))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UserError(
+                f"filter.templates: template {template!r} is invalid ({exc!r}); "
+                f"use only the placeholders {{label}}, {{name}}, {{description}}"
+            ) from None
+    return texts
+
+
+def concept_text_embeddings(embedder: Embedder, concepts, templates: list[str]) -> np.ndarray:
+    """(c, d) float32: per concept, the normalised mean of its normalised template embeddings."""
+    rows = [embedder.encode_texts(concept_texts(concept, templates)).mean(axis=0) for concept in concepts]
+    return normalise(np.stack(rows))
+
+
+def embedder_description(embedder: Embedder) -> dict:
+    return {"model": embedder.model, "pretrained": embedder.pretrained, "cache_key": embedder.cache_key}

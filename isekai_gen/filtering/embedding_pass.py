@@ -1,0 +1,83 @@
+"""Embed every image the cache does not know yet: decode in DataLoader workers, encode in batches.
+
+Workers read each file, decode it, compute its model-independent facts (pHash, size, pixel
+spread) and apply the embedder's own preprocessing; the main process only runs the model.
+A worker never raises: it hands back the one-line problem, which the main process raises as
+``UserError`` (an exception raised inside a worker would reach the user wrapped in a traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import UserError
+from .cache import EmbeddingCache
+from .embedder import Embedder
+from .images import image_facts, read_rgb
+
+log = logging.getLogger(__name__)
+
+# Images per cache part file: what an interrupted run keeps at worst.
+CACHE_PART_SIZE = 2048
+
+
+class ImageDataset:
+    """Map-style dataset over image files: (preprocessed tensor, ImageFacts) or (None, problem)."""
+
+    def __init__(self, paths: list[Path], preprocess):
+        self.paths = paths
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = read_rgb(self.paths[index])
+        except UserError as exc:
+            return None, str(exc)
+        return self.preprocess(image), image_facts(image)
+
+
+def _collate(items):
+    import torch
+
+    for tensor, facts in items:
+        if tensor is None:
+            raise UserError(facts)
+    return torch.stack([tensor for tensor, _ in items]), [facts for _, facts in items]
+
+
+def embed_missing(
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    images: dict[str, Path],
+    *,
+    batch_size: int,
+    num_workers: int,
+    progress: bool = False,
+) -> int:
+    """Embed the images (sha256 -> path) missing from ``cache`` into it; returns how many."""
+    import torch
+    from tqdm import tqdm
+
+    todo = sorted(sha for sha in images if sha not in cache)
+    if not todo:
+        return 0
+    log.info("embedding %d new images (%d cached)", len(todo), len(images) - len(todo))
+    with tqdm(total=len(todo), desc="embed images", unit="img", disable=not progress) as bar:
+        for start in range(0, len(todo), CACHE_PART_SIZE):
+            part = todo[start:start + CACHE_PART_SIZE]
+            loader = torch.utils.data.DataLoader(
+                ImageDataset([images[sha] for sha in part], embedder.preprocess),
+                batch_size=batch_size, num_workers=min(num_workers, len(part)), collate_fn=_collate,
+                pin_memory=torch.cuda.is_available(),
+            )
+            vectors, facts = [], []
+            for batch, batch_facts in loader:
+                vectors.extend(embedder.encode_images(batch))
+                facts.extend(batch_facts)
+                bar.update(len(batch_facts))
+            cache.add(part, vectors, facts)
+    return len(todo)

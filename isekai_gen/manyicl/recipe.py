@@ -1,0 +1,181 @@
+"""What a ManyICL benchmark split is made of: the recipe, the candidate pool, the adapter contract.
+
+A dataset module in ``splits/`` subclasses ``Adapter``: it states the recipe (classes, per-class
+sizes, which source splits feed demo and test, group key, licence, documented defaults for what
+the paper leaves open) and reads the dataset's native layout into a ``Pool``. Everything else —
+sampling, writing, materialising images — is shared code in this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+# Settings every dataset accepts; anything else must be one of the adapter's own options.
+COMMON_SETTINGS = ("seed", "demo_per_class", "test_per_class", "classes", "materialize", "verify_images")
+MATERIALIZE_MODES = ("copy", "symlink", "none")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A dataset-specific setting: its default and why that default was chosen."""
+
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides which items a split holds (recorded in split.json)."""
+
+    name: str
+    title: str
+    classes: tuple[str, ...]          # CSV column order
+    demo_per_class: int
+    test_per_class: int
+    demo_splits: tuple[str, ...]      # source splits whose items may go to demo
+    test_splits: tuple[str, ...]      # ... and to test (may overlap: then groups are divided)
+    group_key: str                    # what `group` means ("item" when every item is its own group)
+    license: str
+    redistributable: bool
+    multilabel: bool                  # True: balanced positive/negative per class (CheXpert)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def strata(self) -> tuple[str, ...]:
+        """Sampling cells: one per class, or a positive and a negative cell per class."""
+        if not self.multilabel:
+            return self.classes
+        return tuple(f"{c}:{polarity}" for c in self.classes for polarity in ("positive", "negative"))
+
+    def stratum_masks(self, labels: np.ndarray) -> np.ndarray:
+        """(n, strata) booleans: which items may fill which cell."""
+        positive = labels > 0.5
+        if not self.multilabel:
+            return positive
+        masks = np.empty((labels.shape[0], 2 * labels.shape[1]), dtype=bool)
+        masks[:, 0::2] = positive
+        masks[:, 1::2] = ~positive
+        return masks
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "title": self.title, "classes": list(self.classes),
+            "demo_per_class": self.demo_per_class, "test_per_class": self.test_per_class,
+            "demo_splits": list(self.demo_splits), "test_splits": list(self.test_splits),
+            "group_key": self.group_key, "license": self.license, "redistributable": self.redistributable,
+            "multilabel": self.multilabel, "options": dict(self.options),
+        }
+
+
+@dataclass
+class Pool:
+    """Every candidate item of a dataset, as read from its native layout.
+
+    ``frame`` has the columns ``file_name`` (output name, unique, path-safe), ``source_path``
+    (relative to the root, POSIX), ``source_split`` and ``group``, plus the adapter's
+    ``extra_fields``; ``labels`` is (n, len(recipe.classes)) with 1.0 for each positive class.
+    """
+
+    frame: Any  # pandas.DataFrame (pandas is imported lazily)
+    labels: np.ndarray
+
+    @classmethod
+    def from_class_names(cls, frame, label_column: str, recipe: Recipe) -> "Pool":
+        """One class name per row; rows of classes outside the recipe are left out."""
+        import pandas as pd
+
+        codes = pd.Index(recipe.classes).get_indexer(frame[label_column])
+        chosen = codes >= 0
+        frame = frame.loc[chosen].drop(columns=[label_column]).reset_index(drop=True)
+        labels = np.zeros((len(frame), len(recipe.classes)), dtype=np.float32)
+        labels[np.arange(len(frame)), codes[chosen]] = 1.0
+        return cls(frame, labels)
+
+
+class Adapter:
+    """One benchmark dataset: its recipe defaults and a reader of its native layout."""
+
+    name: str = ""
+    title: str = ""
+    all_classes: tuple[str, ...] = ()
+    default_classes: tuple[str, ...] | None = None   # None: all classes
+    demo_per_class: int = 0
+    test_per_class: int = 0
+    group_key: str = "item"
+    license: str = ""
+    redistributable: bool = False
+    multilabel: bool = False
+    layout: str = ""                                   # the native layout, for `splits list`
+    notes: tuple[str, ...] = ()                        # defaults chosen where the paper is silent
+    options: dict[str, Option] = {}
+    extra_fields: tuple[str, ...] = ()                 # pool columns copied into split rows
+
+    def source_splits(self, options: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(source splits feeding demo, source splits feeding test) under ``options``."""
+        raise NotImplementedError
+
+    def read(self, root: Path, recipe: Recipe):
+        """Read the native layout under ``root`` into a ``Pool`` over ``recipe.classes``."""
+        raise NotImplementedError
+
+    def image_file(self, root: Path, row: dict, cache_dir: Path) -> Path:
+        """The image file behind a split row (DrugOOD draws it into ``cache_dir``)."""
+        return root / row["source_path"]
+
+    def source_file(self, root: Path, source_path: str) -> Path:
+        """The file on disk a row comes from (sized for the fingerprint)."""
+        return root / source_path
+
+    def recipe(self, settings: dict | None = None) -> Recipe:
+        """The recipe under the user's ``settings`` (common settings plus this dataset's options)."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(COMMON_SETTINGS) - set(self.options))
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise UserError(f"{self.name}: unknown option(s) {', '.join(unknown)} (options of {self.name}: {known})")
+        options = {key: settings.get(key, opt.default) for key, opt in self.options.items()}
+        for key, opt in self.options.items():
+            if opt.choices is not None and options[key] not in opt.choices:
+                raise UserError(f"{self.name}: option {key}={options[key]!r} is not one of {', '.join(map(str, opt.choices))}")
+        classes = self._classes(settings.get("classes"))
+        demo_splits, test_splits = self.source_splits(options)
+        sizes = {}
+        for key in ("demo_per_class", "test_per_class"):
+            value = settings.get(key)
+            sizes[key] = getattr(self, key) if value is None else value
+            if not isinstance(sizes[key], int) or isinstance(sizes[key], bool) or sizes[key] < 0:
+                raise UserError(f"{self.name}: {key} must be a whole number >= 0, got {sizes[key]!r}")
+        return Recipe(
+            name=self.name, title=self.title, classes=classes, demo_splits=tuple(demo_splits),
+            test_splits=tuple(test_splits), group_key=self.group_key, license=self.license,
+            redistributable=self.redistributable, multilabel=self.multilabel, options=options, **sizes,
+        )
+
+    def _classes(self, requested) -> tuple[str, ...]:
+        if requested is None:
+            requested = self.default_classes or self.all_classes
+        if isinstance(requested, str):
+            requested = [c.strip() for c in requested.split(",") if c.strip()]
+        unknown = [c for c in requested if c not in self.all_classes]
+        if unknown:
+            raise UserError(f"{self.name}: unknown class {unknown[0]!r} (classes: {', '.join(self.all_classes)})")
+        if not requested:
+            raise UserError(f"{self.name}: --classes names no class")
+        # Canonical order, whatever order the user typed: the CSV columns do not depend on it.
+        return tuple(c for c in self.all_classes if c in set(requested))
+
+    def describe(self) -> dict:
+        """The dataset as `splits list` shows it."""
+        recipe = self.recipe()
+        dropped = [c for c in self.all_classes if c not in recipe.classes]
+        return {
+            **recipe.to_json(), "dropped_classes": dropped, "layout": self.layout, "notes": list(self.notes),
+            "option_help": {key: opt.help for key, opt in self.options.items()},
+        }

@@ -1,0 +1,215 @@
+"""Ground truth readers: ManyICL ``test.csv``, our ``split.jsonl``, LCL annotation files, ``episodes.jsonl``.
+
+Every reader returns a ``Truth``: item ids in file order, the class list and a multi-hot target
+matrix (one-hot for single-label sets). Two-way sets (ISEKAI) also carry, per item, the two
+candidate labels a prediction is matched against and the raw label strings the LCL metric uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError, where
+from ..schema import validate
+from .textio import first_json_object, json_lines, read_text
+
+TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
+LCL_FIELDS = ("image_name", "positive_promt", "negative_promt", "label_name")
+
+
+@dataclass(frozen=True)
+class Truth:
+    source: str
+    kind: str                      # one of TRUTH_KINDS
+    ids: tuple[str, ...]           # item ids in file order
+    classes: tuple[str, ...]
+    targets: np.ndarray            # (n, C) bool; exactly one True per row unless multilabel
+    multilabel: bool
+    # Two-way sets only (None otherwise): per item the (positive, negative) labels and the true
+    # label, exactly as written in the file (the LCL metric works on the raw strings).
+    pairs: tuple[tuple[str, str], ...] | None = None
+    answers: tuple[str, ...] | None = None
+
+    @property
+    def target_index(self) -> np.ndarray:
+        """(n,) class index of each item (single-label sets)."""
+        return self.targets.argmax(axis=1)
+
+    def candidates(self, item: int) -> tuple[str, ...]:
+        """The labels a prediction for ``item`` is matched against."""
+        return self.pairs[item] if self.pairs is not None else self.classes
+
+
+def load_truth(path: str | Path) -> Truth:
+    """Read a truth file, recognising its format from the extension and the first line."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return read_manyicl_csv(path)
+    first = first_json_object(path)
+    if first is None:
+        raise UserError(f"{path}: not a truth file (expected a ManyICL .csv or JSON Lines split, episodes or LCL file)")
+    if "episode_id" in first:
+        return read_episodes(path)
+    if "file_name" in first and "side" in first:
+        return read_split(path)
+    if "label_name" in first or "positive_promt" in first:
+        return read_lcl(path)
+    raise UserError(
+        f"{where(path, 1)}: unknown truth rows (expected split.jsonl rows with file_name/side, "
+        "episodes.jsonl rows with episode_id, or LCL rows with positive_promt/label_name)"
+    )
+
+
+def _one_hot(labels: list[list[str]], classes: tuple[str, ...]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.zeros((len(labels), len(classes)), dtype=bool)
+    for row, names in enumerate(labels):
+        targets[row, [index[name] for name in names]] = True
+    return targets
+
+
+def _check_unique(path: Path, ids: list[str], lines: list[int]) -> None:
+    seen: dict[str, int] = {}
+    for item_id, line in zip(ids, lines):
+        if item_id in seen:
+            raise UserError(f"{where(path, line)}: duplicate id {item_id!r} (first on line {seen[item_id]})")
+        seen[item_id] = line
+
+
+def _cell_value(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if value in (0.0, 1.0) else None
+
+
+def _zero_one(path: Path, rows: list[list[str]], lines: list[int]) -> np.ndarray:
+    """The class cells as a 0/1 float matrix; each distinct cell text is converted once."""
+    flat = list(itertools.chain.from_iterable(rows))
+    lookup = {cell: _cell_value(cell) for cell in set(flat)}
+    if None in lookup.values():
+        for cells, line in zip(rows, lines):
+            bad = [cell for cell in cells if lookup[cell] is None]
+            if bad:
+                raise UserError(f"{where(path, line)}: class columns must be 0 or 1, got {bad[0]!r}")
+    return np.fromiter(map(lookup.__getitem__, flat), dtype=float, count=len(flat)).reshape(len(rows), -1)
+
+
+def read_manyicl_csv(path: str | Path) -> Truth:
+    """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class."""
+    path = Path(path)
+    reader = csv.reader(io.StringIO(read_text(path)))
+    header = next(reader)
+    classes = tuple(name.strip() for name in header[1:])
+    if not classes or any(not name for name in classes):
+        raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
+    if len(set(classes)) != len(classes):
+        raise UserError(f"{where(path, 1)}: duplicate class names in the header")
+    ids, lines, rows = [], [], []
+    for cells in reader:
+        if not any(cells):
+            continue
+        if len(cells) != len(header):
+            raise UserError(f"{where(path, reader.line_num)}: {len(cells)} cells, the header has {len(header)}")
+        ids.append(cells[0].strip())
+        lines.append(reader.line_num)
+        rows.append(cells[1:])
+    if not ids:
+        raise UserError(f"{path}: no data rows under the header")
+    values = _zero_one(path, rows, lines)
+    _check_unique(path, ids, lines)
+    targets = values == 1.0
+    return Truth(str(path), "manyicl-csv", tuple(ids), classes, targets, bool((targets.sum(axis=1) != 1).any()))
+
+
+def _split_recipe(path: Path) -> dict | None:
+    """The ``recipe`` of the sibling ``split.json`` (classes in CSV order, multilabel), if there is one."""
+    meta_path = path.with_name("split.json")
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(read_text(meta_path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where(meta_path, exc.lineno)}: invalid JSON ({exc.msg})") from None
+    validate(meta, "split_meta", meta_path)
+    return meta["recipe"]
+
+
+def read_split(path: str | Path) -> Truth:
+    """Our ``split.jsonl``: score the ``side == "test"`` rows; id = ``file_name``.
+
+    Classes and multi-label-ness come from the sibling ``split.json`` recipe when present; without
+    it the classes are the sorted union of the labels and a row without exactly one label makes
+    the set multi-label.
+    """
+    path = Path(path)
+    ids, lines, labels = [], [], []
+    for line, row in json_lines(path):
+        validate(row, "split_row", where(path, line))
+        if row["side"] == "test":
+            ids.append(row["file_name"])
+            lines.append(line)
+            labels.append(row["labels"])
+    if not ids:
+        raise UserError(f"{path}: no rows with side 'test'")
+    _check_unique(path, ids, lines)
+    recipe = _split_recipe(path)
+    classes = tuple(recipe["classes"]) if recipe else tuple(sorted({name for names in labels for name in names}))
+    for names, line in zip(labels, lines):
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise UserError(f"{where(path, line)}: label {unknown[0]!r} is not a class of split.json")
+    multilabel = recipe["multilabel"] if recipe else any(len(names) != 1 for names in labels)
+    return Truth(str(path), "split", tuple(ids), classes, _one_hot(labels, classes), multilabel)
+
+
+def _two_way_truth(path: Path, kind: str, ids, lines, pairs, answers) -> Truth:
+    for (positive, negative), answer, line in zip(pairs, answers, lines):
+        if not positive.strip() or not negative.strip():
+            raise UserError(f"{where(path, line)}: empty label")
+        if positive.lower() == negative.lower():
+            raise UserError(f"{where(path, line)}: the two labels are the same ignoring case ({positive!r})")
+        if answer not in (positive, negative):
+            raise UserError(f"{where(path, line)}: true label {answer!r} is neither {positive!r} nor {negative!r}")
+    if not ids:
+        raise UserError(f"{path}: no rows")
+    _check_unique(path, ids, lines)
+    classes = tuple(sorted({name for pair in pairs for name in pair}))
+    targets = _one_hot([[answer] for answer in answers], classes)
+    return Truth(str(path), kind, tuple(ids), classes, targets, False, tuple(pairs), tuple(answers))
+
+
+def read_episodes(path: str | Path) -> Truth:
+    """Our ``episodes.jsonl``: id = ``episode_id``; a 2-way choice between positive and negative label."""
+    path = Path(path)
+    ids, lines, pairs, answers = [], [], [], []
+    for line, row in json_lines(path):
+        validate(row, "episode_row", where(path, line))
+        ids.append(row["episode_id"])
+        lines.append(line)
+        pairs.append((row["positive_label"], row["negative_label"]))
+        answers.append(row["label"])
+    return _two_way_truth(path, "episodes", ids, lines, pairs, answers)
+
+
+def read_lcl(path: str | Path) -> Truth:
+    """LCL ``ISEKAI-10.json`` / ``ISEKAI-pair.json`` (JSON Lines); id = the 1-based line number."""
+    path = Path(path)
+    ids, lines, pairs, answers = [], [], [], []
+    for line, row in json_lines(path):
+        missing = [field for field in LCL_FIELDS if not isinstance(row.get(field), str)]
+        if missing:
+            raise UserError(f"{where(path, line)}: missing or non-string field {missing[0]!r}")
+        ids.append(str(line))
+        lines.append(line)
+        pairs.append((row["positive_promt"], row["negative_promt"]))
+        answers.append(row["label_name"])
+    return _two_way_truth(path, "lcl", ids, lines, pairs, answers)

@@ -1,0 +1,70 @@
+"""Camelyon17 pathology patches (WILDS v1.0), binary tumour, hospitals configurable.
+
+Native layout::
+
+    camelyon17_v1.0/metadata.csv     header ",patient,node,x_coord,y_coord,tumor,slide,center,split"
+                                     (unnamed index column, patient zero-padded: "004")
+    camelyon17_v1.0/patches/patient_{p}_node_{n}/patch_patient_{p}_node_{n}_x_{x}_y_{y}.png   (96x96)
+
+Default hospitals follow WILDS: demo from its training hospitals 0, 3 and 4, test from its test
+hospital 2 (the paper does not say). Overlapping choices are allowed: patients are then divided.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from isekai_gen.errors import UserError
+from isekai_gen.manyicl import Adapter, Option, Pool
+from isekai_gen.manyicl.readers import check_values, find_existing, join_strings, read_table
+
+CENTERS = (0, 1, 2, 3, 4)
+
+
+class Camelyon17(Adapter):
+    name = "camelyon17"
+    title = "Camelyon17"
+    all_classes = ("normal", "tumor")
+    demo_per_class = 1000
+    test_per_class = 50
+    group_key = "patient"
+    license = "CC0 1.0"
+    redistributable = True
+    notes = ("WILDS patches; demo from the WILDS training hospitals 0, 3, 4, test from the WILDS test hospital 2",)
+    layout = "camelyon17_v1.0/metadata.csv, camelyon17_v1.0/patches/patient_P_node_N/patch_patient_P_node_N_x_X_y_Y.png"
+    options = {
+        "demo_centers": Option([0, 3, 4], "hospitals (center 0-4) feeding demo; default: the WILDS training hospitals"),
+        "test_centers": Option([2], "hospitals feeding test; default: the WILDS test hospital (the OOD validation hospital is 1)"),
+    }
+
+    def source_splits(self, options):
+        sides = []
+        for key in ("demo_centers", "test_centers"):
+            centers = options[key]
+            if not isinstance(centers, list) or not centers or any(c not in CENTERS for c in centers):
+                raise UserError(f"{self.name}: {key} must be a non-empty list of hospitals among 0-4, got {centers!r}")
+            sides.append(tuple(f"center{c}" for c in sorted(set(centers))))
+        return tuple(sides)
+
+    def read(self, root: Path, recipe):
+        import pandas as pd
+
+        path = find_existing(root, ["camelyon17_v1.0/metadata.csv", "metadata.csv"], "Camelyon17 metadata.csv")
+        table = read_table(path, ["patient", "node", "x_coord", "y_coord", "tumor", "center"], sep=",")
+        check_values(table["tumor"], ("0", "1"), path, "tumor label")
+        check_values(table["center"], tuple(map(str, CENTERS)), path, "center")
+        table = table.loc[("center" + table["center"]).isin(recipe.demo_splits + recipe.test_splits)].reset_index(drop=True)
+        slide = join_strings("patient_", table["patient"], "_node_", table["node"])
+        file_name = join_strings("patch_", slide, "_x_", table["x_coord"], "_y_", table["y_coord"], ".png")
+        base = path.parent.relative_to(root).as_posix()
+        frame = pd.DataFrame({
+            "file_name": file_name,
+            "source_path": join_strings("" if base == "." else base + "/", "patches/", slide, "/", file_name),
+            "source_split": join_strings("center", table["center"]),
+            "group": join_strings("patient_", table["patient"]),
+            "label": table["tumor"].map({"0": "normal", "1": "tumor"}),
+        })
+        return Pool.from_class_names(frame, "label", recipe)
+
+
+ADAPTER = Camelyon17()
