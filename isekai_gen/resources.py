@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# schemas/, configs/ and DATASET_CARD.md sit next to isekai_gen/ both in the source tree and in
-# site-packages (pyproject includes schemas and configs as data packages).
+# schemas/ and configs/ sit next to isekai_gen/ both in the source tree and in site-packages
+# (pyproject includes them as data packages).
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "schemas"
 CONFIG_DIR = ROOT / "configs"
 CATALOG_DIR = CONFIG_DIR / "catalogs"
-DATASET_CARD_TEMPLATE = ROOT / "DATASET_CARD.md"
+# A symlink to the top-level DATASET_CARD.md, so that wheels carry the template as package data.
+DATASET_CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "DATASET_CARD.md"
 
 
 def schema_path(name: str) -> Path:

@@ -34,7 +34,7 @@ class Camelyon17(Adapter):
     layout = "camelyon17_v1.0/metadata.csv, camelyon17_v1.0/patches/patient_P_node_N/patch_patient_P_node_N_x_X_y_Y.png"
     options = {
         "demo_centers": Option([0, 3, 4], "hospitals (center 0-4) feeding demo; default: the WILDS training hospitals"),
-        "test_centers": Option([2], "hospitals feeding test; default: the WILDS test hospital (the OOD validation hospital is 1)"),
+        "test_centers": Option([2], "hospitals feeding test; default: the WILDS test hospital (OOD validation: 1)"),
     }
 
     def source_splits(self, options):
@@ -53,7 +53,8 @@ class Camelyon17(Adapter):
         table = read_table(path, ["patient", "node", "x_coord", "y_coord", "tumor", "center"], sep=",")
         check_values(table["tumor"], ("0", "1"), path, "tumor label")
         check_values(table["center"], tuple(map(str, CENTERS)), path, "center")
-        table = table.loc[("center" + table["center"]).isin(recipe.demo_splits + recipe.test_splits)].reset_index(drop=True)
+        used = ("center" + table["center"]).isin(recipe.demo_splits + recipe.test_splits)
+        table = table.loc[used].reset_index(drop=True)
         slide = join_strings("patient_", table["patient"], "_node_", table["node"])
         file_name = join_strings("patch_", slide, "_x_", table["x_coord"], "_y_", table["y_coord"], ".png")
         base = path.parent.relative_to(root).as_posix()

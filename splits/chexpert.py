@@ -53,7 +53,8 @@ class CheXpert(Adapter):
             "zeros = read as negative (U-Zeros); ones = read as positive (U-Ones)",
             ("ignore", "zeros", "ones"),
         ),
-        "views": Option("frontal", "which views are sampled (most CheXpert models use frontal views only)", ("frontal", "lateral", "all")),
+        "views": Option("frontal", "which views are sampled (most CheXpert work uses frontal views only)",
+                        ("frontal", "lateral", "all")),
         "test_split": Option(
             "valid",
             "valid: test from valid.csv (radiologist-labelled, 234 images), demo from train.csv; "
@@ -68,7 +69,8 @@ class CheXpert(Adapter):
     def read(self, root: Path, recipe):
         import pandas as pd
 
-        train_csv = find_existing(root, [f"{f}/train.csv" for f in RELEASE_FOLDERS] + ["train.csv"], "CheXpert train.csv")
+        candidates = [f"{folder}/train.csv" for folder in RELEASE_FOLDERS] + ["train.csv"]
+        train_csv = find_existing(root, candidates, "CheXpert train.csv")
         frames, labels = [], []
         for split in ("train", "valid"):
             frame, split_labels = self._read_csv(root, train_csv.parent / f"{split}.csv", split, recipe)
@@ -118,7 +120,8 @@ def _path_parts(paths, csv_path: Path):
     valid = parts.is_valid().to_numpy(zero_copy_only=False)
     if not valid.all():
         row = int(np.flatnonzero(~valid)[0])
-        raise UserError(f"{csv_path}:{row + 2}: Path {paths.iloc[row]!r} is not .../patientN/studyN/viewN_<frontal|lateral>.jpg")
+        expected = ".../patientN/studyN/viewN_<frontal|lateral>.jpg"
+        raise UserError(f"{csv_path}:{row + 2}: Path {paths.iloc[row]!r} is not {expected}")
     patient, study, view = (pc.struct_field(parts, name) for name in ("patient", "study", "view"))
     return patient.to_numpy(zero_copy_only=False), join_strings(patient, "_", study, "_", view)
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import atomic_write_bytes, read_json
 from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import frame_of
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class DrugOOD(Adapter):
     redistributable = True
     notes = (
         "demo from train, test from ood_test (assays unseen in train); any LBAP JSON, e.g. lbap_core_ic50_assay.json",
-        f"molecules drawn by RDKit: {IMAGE_SIZE}x{IMAGE_SIZE} PNG, 2D coordinate seed {COORD_SEED}, line width {LINE_WIDTH}",
+        f"molecules drawn by RDKit: {IMAGE_SIZE}x{IMAGE_SIZE} PNG, coordinate seed {COORD_SEED}, line width {LINE_WIDTH}",
         "classes negative/positive for cls_label 0/1 (inactive/active would collide in ManyICL's substring parser)",
     )
     layout = "lbap_<...>.json with split/{train,iid_val,ood_val,iid_test,ood_test} cases {smiles, cls_label, domain_id}"
@@ -69,8 +69,7 @@ class DrugOOD(Adapter):
             if not isinstance(cases, list):
                 raise UserError(f"{path}: no split {split!r} (splits: {', '.join(sorted(data['split']))})")
             rows += [_case_row(path, root, split, index, case) for index, case in enumerate(cases)]
-        frame = _drop_conflicting(frame_of(rows, ("file_name", "source_path", "source_split", "group", "label", "smiles", "domain_id")), path)
-        return Pool.from_class_names(frame, "label", recipe)
+        return Pool.from_rows(_drop_conflicting(rows, path), recipe, self.extra_fields)
 
     @staticmethod
     def _json_path(root: Path, file: str | None) -> Path:
@@ -106,13 +105,20 @@ def _case_row(path: Path, root: Path, split: str, index: int, case) -> dict:
     }
 
 
-def _drop_conflicting(frame, path: Path):
+def _drop_conflicting(rows: list[dict], path: Path) -> list[dict]:
     """One row per molecule: the first listed (split order), none if its labels disagree."""
-    labels_per_molecule = frame.groupby("group")["label"].nunique()
-    conflicting = labels_per_molecule.index[labels_per_molecule > 1]
-    if len(conflicting):
+    labels = defaultdict(set)
+    for row in rows:
+        labels[row["group"]].add(row["label"])
+    conflicting = {group for group, seen in labels.items() if len(seen) > 1}
+    if conflicting:
         log.info("%s: %d molecules with conflicting labels left out", path, len(conflicting))
-    return frame.loc[~frame["group"].isin(conflicting)].drop_duplicates("group", keep="first").reset_index(drop=True)
+    kept, seen = [], set()
+    for row in rows:
+        if row["group"] not in conflicting and row["group"] not in seen:
+            seen.add(row["group"])
+            kept.append(row)
+    return kept
 
 
 def draw_molecule(smiles: str, source: str) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import find_existing, frame_of, read_lines
+from isekai_gen.manyicl.readers import find_existing, read_lines
 
 CLASSES = (
     "banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked", "crosshatched",
@@ -59,7 +59,7 @@ class DTD(Adapter):
                     raise UserError(f"{path}:{lineno}: unknown label value {class_name!r}")
                 rows.append({"file_name": file_name, "source_path": f"{prefix}images/{entry}", "source_split": split,
                              "group": entry, "label": class_name})
-        return Pool.from_class_names(frame_of(rows, ("file_name", "source_path", "source_split", "group", "label")), "label", recipe)
+        return Pool.from_rows(rows, recipe)
 
 
 ADAPTER = DTD()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from isekai_gen.manyicl import Adapter, Pool
-from isekai_gen.manyicl.readers import class_folders, find_existing, frame_of
+from isekai_gen.manyicl.readers import class_folders, find_existing
 
 CLASSES = (
     "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
@@ -37,9 +37,7 @@ class EuroSAT(Adapter):
 
     def read(self, root: Path, recipe):
         base = find_existing(root, ["2750", "EuroSAT_RGB", "EuroSAT/2750", "."], "EuroSAT 2750 folder")
-        frame = frame_of(class_folders(base, root, CLASSES, "all"), ("file_name", "source_path", "source_split", "label"))
-        frame["group"] = frame["source_path"]
-        return Pool.from_class_names(frame, "label", recipe)
+        return Pool.from_rows(class_folders(base, root, CLASSES, "all"), recipe)
 
 
 ADAPTER = EuroSAT()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Adapter, Pool
-from isekai_gen.manyicl.readers import frame_of, list_files
+from isekai_gen.manyicl.readers import list_files
 
 # Full names, not the letters: ManyICL's answer parser matches class names as case-insensitive
 # substrings, and "DR" would match ordinary words.
@@ -33,7 +33,7 @@ class Fives(Adapter):
     group_key = "item"
     license = "CC BY 4.0"
     redistributable = True
-    notes = ("class names spelled out: ManyICL's parser matches names as substrings and 'DR' would match ordinary words",)
+    notes = ("class names spelled out: ManyICL's parser matches names as substrings; 'DR' would match ordinary words",)
     layout = "train/Original/<n>_<A|D|G|N>.png, test/Original/<n>_<A|D|G|N>.png"
 
     def source_splits(self, options):
@@ -48,8 +48,8 @@ class Fives(Adapter):
                 if not match or match.group(2).upper() not in LETTERS:
                     raise UserError(f"{folder / name}: unknown label value in file name (expected <n>_<A|D|G|N>.png)")
                 rows.append({"file_name": f"{split}_{name}", "source_path": f"{split}/Original/{name}",
-                             "source_split": split, "group": f"{split}/{name}", "label": LETTERS[match.group(2).upper()]})
-        return Pool.from_class_names(frame_of(rows, ("file_name", "source_path", "source_split", "group", "label")), "label", recipe)
+                             "source_split": split, "label": LETTERS[match.group(2).upper()]})
+        return Pool.from_rows(rows, recipe)
 
 
 ADAPTER = Fives()

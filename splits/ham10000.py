@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import check_values, find_existing, frame_of, list_files, read_table, require_columns
+from isekai_gen.manyicl.readers import check_values, find_existing, list_files, read_table, require_columns
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 METADATA_NAMES = ["HAM10000_metadata.csv", "HAM10000_metadata", "HAM10000_metadata.tab", "HAM10000_metadata.txt"]
@@ -41,7 +43,8 @@ class Ham10000(Adapter):
     license = "CC BY-NC 4.0 (HAM10000 and ISIC 2018 test set)"
     redistributable = True
     notes = ("test from the ISIC 2018 Task 3 test set: df has only 115 HAM10000 images, all needed for demo",)
-    layout = "HAM10000_metadata[.csv], HAM10000_images_part_{1,2}/, ISIC2018_Task3_Test_GroundTruth.csv, ISIC2018_Task3_Test_Images/"
+    layout = ("HAM10000_metadata[.csv], HAM10000_images_part_{1,2}/, "
+              "ISIC2018_Task3_Test_GroundTruth.csv, ISIC2018_Task3_Test_Images/")
     options = {
         "test_source": Option(
             "isic2018",
@@ -50,7 +53,7 @@ class Ham10000(Adapter):
             ("isic2018", "ham10000"),
         ),
         "metadata": Option(None, "metadata file relative to the root; null: the first of " + ", ".join(METADATA_NAMES)),
-        "test_ground_truth": Option(None, "ISIC 2018 Task 3 test ground truth relative to the root; null: found by its usual names"),
+        "test_ground_truth": Option(None, "ISIC 2018 Task 3 test ground truth relative to the root; null: its usual names"),
     }
 
     def source_splits(self, options):
@@ -63,17 +66,23 @@ class Ham10000(Adapter):
         rows = self._metadata_rows(root, options)
         if options["test_source"] == "isic2018":
             rows += self._test_rows(root, options)
-        return Pool.from_class_names(frame_of(rows, ("file_name", "source_path", "source_split", "group", "label")), "label", recipe)
+        return Pool.from_rows(rows, recipe)
 
     def _metadata_rows(self, root: Path, options) -> list[dict]:
-        path = root / options["metadata"] if options["metadata"] else find_existing(root, METADATA_NAMES, "HAM10000 metadata file")
+        if options["metadata"]:
+            path = root / options["metadata"]
+        else:
+            path = find_existing(root, METADATA_NAMES, "HAM10000 metadata file")
         table = read_table(path, ["lesion_id", "image_id", "dx"])
         check_values(table["dx"], CLASSES, path, "dx label")
         images = _ImageIndex(root, [root / f for f in IMAGE_FOLDERS if (root / f).is_dir()])
         return images.rows(table["image_id"], table["dx"], table["lesion_id"], "ham10000", path)
 
     def _test_rows(self, root: Path, options) -> list[dict]:
-        path = root / options["test_ground_truth"] if options["test_ground_truth"] else find_existing(root, TEST_TRUTH_NAMES, "ISIC 2018 Task 3 test ground truth")
+        if options["test_ground_truth"]:
+            path = root / options["test_ground_truth"]
+        else:
+            path = find_existing(root, TEST_TRUTH_NAMES, "ISIC 2018 Task 3 test ground truth")
         table = read_table(path, [])
         if "image" in table.columns:
             require_columns(table, ["image", *(c.upper() for c in CLASSES)], path)
@@ -88,14 +97,13 @@ class Ham10000(Adapter):
 def _one_hot_labels(table, path: Path) -> list[str]:
     """The one class whose column holds 1.0 in each row of a one-hot ground-truth table."""
     columns = [c.upper() for c in CLASSES]
-    labels = []
-    for line, values in enumerate(table[columns].itertuples(index=False), start=2):
-        check_values(list(values), ("0", "1", "0.0", "1.0"), path, "one-hot value", first_line=line)
-        positive = [c for c, v in zip(CLASSES, values) if float(v) == 1.0]
-        if len(positive) != 1:
-            raise UserError(f"{path}:{line}: expected exactly one class marked 1.0, found {len(positive)}")
-        labels.append(positive[0])
-    return labels
+    for column in columns:
+        check_values(table[column], ("0", "1", "0.0", "1.0"), path, f"{column} value")
+    hot = table[columns].isin(["1", "1.0"]).to_numpy()
+    wrong = np.flatnonzero(hot.sum(axis=1) != 1)
+    if wrong.size:
+        raise UserError(f"{path}:{wrong[0] + 2}: expected exactly one class marked 1.0, found {hot[wrong[0]].sum()}")
+    return list(np.array(CLASSES)[hot.argmax(axis=1)])
 
 
 class _ImageIndex:

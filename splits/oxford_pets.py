@@ -18,7 +18,7 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Adapter, Pool
-from isekai_gen.manyicl.readers import frame_of, read_lines
+from isekai_gen.manyicl.readers import read_lines
 
 # CLASS-ID order (1-37): breed names sorted case-insensitively.
 BREEDS = tuple(sorted((
@@ -42,7 +42,7 @@ class OxfordPets(Adapter):
     group_key = "item"
     license = "CC BY-SA 4.0"
     redistributable = True
-    notes = ("35 of 37 breeds: american_pit_bull_terrier and staffordshire_bull_terrier dropped (a disputed distinction)",)
+    notes = ("35 of 37 breeds: american_pit_bull_terrier and staffordshire_bull_terrier dropped (disputed distinction)",)
     layout = "images/<Breed>_<n>.jpg, annotations/{trainval,test}.txt"
 
     def source_splits(self, options):
@@ -54,7 +54,7 @@ class OxfordPets(Adapter):
             for image in read_annotation(root / "annotations" / f"{split}.txt"):
                 rows.append({"file_name": f"{image}.jpg", "source_path": f"images/{image}.jpg", "source_split": split,
                              "group": image, "label": image.rsplit("_", 1)[0]})
-        return Pool.from_class_names(frame_of(rows, ("file_name", "source_path", "source_split", "group", "label")), "label", recipe)
+        return Pool.from_rows(rows, recipe)
 
 
 def read_annotation(path: Path) -> list[str]:
@@ -69,7 +69,8 @@ def read_annotation(path: Path) -> list[str]:
         if breed not in BREEDS:
             raise UserError(f"{path}:{lineno}: unknown label value: breed {breed!r} of image {image!r}")
         if class_id != BREEDS.index(breed) + 1:
-            raise UserError(f"{path}:{lineno}: CLASS-ID {class_id} does not match breed {breed!r} (expected {BREEDS.index(breed) + 1})")
+            expected = BREEDS.index(breed) + 1
+            raise UserError(f"{path}:{lineno}: CLASS-ID {class_id} does not match breed {breed!r} (expected {expected})")
         images.append(image)
     return images
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import class_folders, find_existing, frame_of
+from isekai_gen.manyicl.readers import class_folders, find_existing
 
 CATEGORIES = ("bird", "bobcat", "cat", "coyote", "dog", "empty", "opossum", "rabbit", "raccoon", "squirrel")
 LOCATIONS = (38, 43, 46, 100)
@@ -41,8 +41,8 @@ class TerraIncognita(Adapter):
     )
     layout = "terra_incognita/location_{38,43,46,100}/<category>/<image>"
     options = {
-        "demo_locations": Option(list(LOCATIONS), "camera locations feeding demo (no official split; default all four)"),
-        "test_locations": Option(list(LOCATIONS), "camera locations feeding test (default all four, images divided at random)"),
+        "demo_locations": Option(list(LOCATIONS), "camera locations feeding demo (no official split: all four)"),
+        "test_locations": Option(list(LOCATIONS), "camera locations feeding test (all four; images divided at random)"),
     }
 
     def source_splits(self, options):
@@ -50,7 +50,8 @@ class TerraIncognita(Adapter):
         for key in ("demo_locations", "test_locations"):
             locations = options[key]
             if not isinstance(locations, list) or not locations or any(loc not in LOCATIONS for loc in locations):
-                raise UserError(f"{self.name}: {key} must be a non-empty list among {', '.join(map(str, LOCATIONS))}, got {locations!r}")
+                known = ", ".join(map(str, LOCATIONS))
+                raise UserError(f"{self.name}: {key} must be a non-empty list among {known}, got {locations!r}")
             sides.append(tuple(f"location_{loc}" for loc in sorted(set(locations))))
         return tuple(sides)
 
@@ -61,9 +62,7 @@ class TerraIncognita(Adapter):
             for row in class_folders(base / location, root, CATEGORIES, location):
                 # Category in the name too: one image id may sit in two category folders.
                 rows.append({**row, "file_name": f"{location}_{row['label']}_{row['file_name']}"})
-        frame = frame_of(rows, ("file_name", "source_path", "source_split", "label"))
-        frame["group"] = frame["source_path"]
-        return Pool.from_class_names(frame, "label", recipe)
+        return Pool.from_rows(rows, recipe)
 
 
 ADAPTER = TerraIncognita()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import class_folders, find_existing, frame_of
+from isekai_gen.manyicl.readers import class_folders, find_existing
 
 CLASSES = (
     "agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral", "denseresidential",
@@ -36,8 +36,10 @@ class UCMerced(Adapter):
     notes = ("no official split: images divided at random", "TIFF re-encoded as .jpeg, as ManyICL's UCMerced example")
     layout = "UCMerced_LandUse/Images/<class>/<class>NN.tif"
     options = {
-        "image_format": Option("jpeg", "output image format: jpeg (as ManyICL's example, quality 95), png (lossless) or tif (unchanged)",
-                               tuple(SUFFIXES)),
+        "image_format": Option(
+            "jpeg", "output format: jpeg (as ManyICL's example, quality 95), png (lossless) or tif (unchanged)",
+            tuple(SUFFIXES),
+        ),
     }
 
     def source_splits(self, options):
@@ -46,10 +48,9 @@ class UCMerced(Adapter):
     def read(self, root: Path, recipe):
         base = find_existing(root, ["UCMerced_LandUse/Images", "Images", "."], "UCMerced Images folder")
         suffix = SUFFIXES[recipe.options["image_format"]]
-        rows = [{**row, "file_name": Path(row["file_name"]).stem + suffix} for row in class_folders(base, root, CLASSES, "all")]
-        frame = frame_of(rows, ("file_name", "source_path", "source_split", "label"))
-        frame["group"] = frame["source_path"]
-        return Pool.from_class_names(frame, "label", recipe)
+        rows = class_folders(base, root, CLASSES, "all")
+        rows = [{**row, "file_name": Path(row["file_name"]).stem + suffix} for row in rows]
+        return Pool.from_rows(rows, recipe)
 
 
 ADAPTER = UCMerced()

@@ -76,9 +76,7 @@ def test_rebuild_is_a_noop_and_a_second_build_is_byte_identical(tiny_build, tmp_
 
 def test_starved_concepts_get_topups(tmp_path, isekai_cache):
     config = tiny_config(images_per_concept=18, batch_size=16)
-    config["concepts"] = ["cactihog", "hedgehog"]
     config["filter"]["min_per_concept"] = 20
-    config["episodes"]["isekai10"] = {**config["episodes"].get("isekai10", {}), "groups": None}
     summary = run_build(config, tmp_path, progress=False)
     assert summary.topup_rounds == 1
     rows = read_manifest(tmp_path)

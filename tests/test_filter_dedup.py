@@ -90,6 +90,7 @@ def test_cross_group_search_is_exact(clustered):
     found = {tuple(map(int, p)) for p in pairs}
     assert found == _brute_force(emb, 0.95, groups)
     assert planted <= found and np.all(values >= 0.95)
+    assert cross_group_cosine_pairs(np.zeros((0, 48)), 0.95, np.zeros(0, dtype=int))[0].shape == (0, 2)
 
 
 def test_cluster_survivor_is_best_ranked_and_order_independent():

@@ -137,3 +137,29 @@ def test_local_weights_keep_their_tag_preprocessing(monkeypatch, tmp_path):
     assert loaded.pretrained == "tiny_tag (tiny.pt)" and loaded.cache_key != tiny.cache_key
     probe = torch.zeros(1, 3, 64, 64)
     assert np.allclose(loaded.encode_images(probe), tiny.encode_images(probe), atol=1e-6)
+
+
+def test_cached_tag_loads_without_network(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    config = filter_config()
+    tiny = load_open_clip(config)
+    snapshot = tmp_path / "models--isekai--tiny-clip" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    torch.save(tiny._net.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    (tmp_path / "models--isekai--tiny-clip" / "refs").mkdir()
+    (tmp_path / "models--isekai--tiny-clip" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    tag = {"hf_hub": "isekai/tiny-clip/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "isekai-tiny-clip", {"cached_tag": tag})
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("asked the Hub although the weights are cached")
+
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", no_network)
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_hf", no_network)
+    config["filter"]["model"] = {"name": "isekai-tiny-clip", "pretrained": "cached_tag"}
+    loaded = load_open_clip(config)
+    assert loaded.pretrained == "cached_tag" and tuple(loaded.preprocess.transforms[-1].mean) == (0.5, 0.5, 0.5)
+    probe = torch.zeros(1, 3, 64, 64)
+    assert np.allclose(loaded.encode_images(probe), tiny.encode_images(probe), atol=1e-6)

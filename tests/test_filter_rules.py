@@ -273,3 +273,33 @@ def test_bad_template_is_a_config_error(small_build):
     config["filter"]["templates"] = ["a photo of {colour}"]
     message = _one_line_error(config, out_dir, catalog)
     assert "filter.templates" in message and "{colour}" in message
+
+
+def test_topup_round_embeds_only_new_images(tmp_path):
+    """build's top-up loop: more jobs for the starved concept, then filter again."""
+    config = filter_config(min_per_concept=3)
+    catalog = catalog_for(config)
+    text = text_matrix(catalog, config)
+
+    def images(count: int) -> dict:
+        return {cid: [png_bytes(image_for(direction(text, c, c ^ 1, 0.6, 0.1, 10 * c + k), 10 * c + k))
+                      for k in range(count if cid == "hedgehog" else 3)] for c, cid in enumerate(GROUPS)}
+
+    write_build(tmp_path, catalog, images(1))
+    first = run_filter(config, tmp_path, catalog, embedder=TestDoubleEmbedder())
+    assert first.starved == {"hedgehog": 1} and first.embedded == 10
+    write_build(tmp_path, catalog, images(4))          # round 1 appended hedgehog-00001..00003
+    second = run_filter(config, tmp_path, catalog, embedder=TestDoubleEmbedder())
+    assert second.embedded == 3 and second.starved == {}
+    assert second.kept_per_concept["hedgehog"] == 4
+
+
+def test_all_generation_failed(tmp_path):
+    config = filter_config()
+    catalog = catalog_for(config)
+    write_build(tmp_path, catalog, {cid: [None, None] for cid in GROUPS})
+    result = run_filter(config, tmp_path, catalog, embedder=TestDoubleEmbedder())
+    assert result.kept == 0 and result.reasons["broken"] == 8
+    assert result.starved == {cid: 0 for cid in GROUPS}
+    with np.load(tmp_path / "filter" / "embeddings.npz", allow_pickle=False) as npz:
+        assert npz["job_ids"].shape == (0,) and npz["text"].shape[0] == len(GROUPS)

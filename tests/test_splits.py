@@ -277,3 +277,24 @@ def test_rebuild_replaces_the_folder_and_leaves_no_temporary_files(tmp_path):
     build("fives", root, tmp_path / "out", seed=2)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fives"]
     assert json.loads((tmp_path / "out" / "fives" / "split.json").read_text())["seed"] == 2
+
+
+def test_sampler_keeps_a_group_spanning_both_source_splits_on_one_side():
+    from isekai_gen.manyicl import Pool, Recipe
+    from isekai_gen.manyicl.sampler import select
+
+    # Patient p0 has a train and a valid image (as if CheXpert had listed one patient twice).
+    names = [f"p{i // 2}-{'train' if i % 2 == 0 else 'valid'}" for i in range(12)]
+    frame = pd.DataFrame({"file_name": names, "source_path": names,
+                          "source_split": ["train" if n.endswith("train") else "valid" for n in names],
+                          "group": [n.split("-")[0] for n in names]})
+    labels = np.array([[1.0, 0.0] if (i // 2) % 2 == 0 else [0.0, 1.0] for i in range(12)], dtype=np.float32)
+    recipe = Recipe(name="t", title="T", classes=("a", "b"), demo_per_class=1, test_per_class=1,
+                    demo_splits=("train",), test_splits=("valid",), group_key="patient", license="x",
+                    redistributable=False, multilabel=False)
+    for seed in range(20):
+        selection = select(Pool(frame, labels), recipe, seed, Path("root"))
+        demo_groups = {frame["group"][p] for _, _, p in selection.demo}
+        test_groups = {frame["group"][p] for _, _, p in selection.test}
+        assert len(selection.demo) == len(selection.test) == 2
+        assert not demo_groups & test_groups

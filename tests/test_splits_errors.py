@@ -186,3 +186,13 @@ def test_unknown_dataset_and_bad_roots_file(tmp_path):
     roots.write_text("eurosat: [1, 2]\n")
     with pytest.raises(UserError, match=r"ROOTS\.yaml: at eurosat: "):
         load_roots(roots)
+
+
+def test_isic_one_hot_row_must_mark_exactly_one_class(tmp_path):
+    root = fx.ham10000(tmp_path / "root")
+    truth = root / "ISIC2018_Task3_Test_GroundTruth.csv"
+    header, first, *rest = truth.read_text().splitlines()
+    truth.write_text("\n".join([header, first.replace("0.0", "1.0", 1), *rest]) + "\n")
+    fails("ham10000", root, tmp_path / "out", r"ISIC2018_Task3_Test_GroundTruth\.csv:2: expected exactly one class marked 1\.0, found 2")
+    truth.write_text("\n".join([header, first.replace("0.0", "yes", 1), *rest]) + "\n")
+    fails("ham10000", root, tmp_path / "out", r"ISIC2018_Task3_Test_GroundTruth\.csv:2: unknown [A-Z]+ value 'yes'")

@@ -18,7 +18,8 @@ def _size(n: float) -> str:
 @click.command("publish")
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--repo-id", required=True, help="Dataset repository on the Hub, ORG/NAME (created if missing).")
-@click.option("--private", is_flag=True, help="Create the repository as private (an existing one keeps its visibility).")
+@click.option("--private", is_flag=True,
+              help="Create the repository as private (an existing one keeps its visibility).")
 @click.option("--revision", default=None, help="Branch to commit to (created if missing); default: main.")
 @click.option("--dry-run", is_flag=True,
               help="Check the card and the folder and list what would be uploaded; needs no token or network.")

@@ -49,7 +49,8 @@ def _describe_lines(info: dict) -> list[str]:
     lines = [
         f"{info['name']}  ({info['title']})  {n} {'findings' if info['multilabel'] else 'classes'}; {sizes}",
         f"  classes: {', '.join(info['classes'])}",
-        f"  demo from: {', '.join(info['demo_splits'])}; test from: {', '.join(info['test_splits'])}; group: {info['group_key']}",
+        f"  demo from: {', '.join(info['demo_splits'])}; test from: {', '.join(info['test_splits'])}; "
+        f"group: {info['group_key']}",
         f"  licence: {info['license']}; redistribution allowed: {'yes' if info['redistributable'] else 'no'}",
         f"  layout: {info['layout']}",
     ]
@@ -61,32 +62,57 @@ def _describe_lines(info: dict) -> list[str]:
     return lines
 
 
+def _shared_options(function):
+    """Options of both `build` and `build-all` (decorators apply bottom-up, so reversed)."""
+    options = [
+        click.option("--out", required=True, type=click.Path(path_type=Path),
+                     help="Output folder; each split goes to OUT/<dataset>/."),
+        click.option("--seed", default=0, type=click.IntRange(min=0), help="Seed of the random draw."),
+        click.option("--demo-per-class", type=click.IntRange(min=0), default=None,
+                     help="Demo items per class (CheXpert: per finding and polarity). Default: the paper's Table 1."),
+        click.option("--test-per-class", type=click.IntRange(min=0), default=None,
+                     help="Test items per class (CheXpert: per finding and polarity). Default: the paper's Table 1."),
+        click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy",
+                     help="Fill images/ with copies, symlinks, or nothing."),
+        click.option("--verify-images", is_flag=True,
+                     help="Decode every selected image; a corrupt one is an error naming the file."),
+        click.option("--progress/--no-progress", default=False, help="Show a progress bar while placing images."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _settings(seed, demo_per_class, test_per_class, materialize, verify_images) -> dict:
+    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
+    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class)):
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
 @command.command("build")
 @click.option("--dataset", required=True, help="Dataset name, as in `isekai-gen splits list`.")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Root folder of the dataset's native layout.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder; the split goes to OUT/<dataset>/.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random draw.")
-@click.option("--demo-per-class", type=click.IntRange(min=0), default=None, help="Demo items per class (CheXpert: per finding and polarity). Default: the paper's Table 1.")
-@click.option("--test-per-class", type=click.IntRange(min=0), default=None, help="Test items per class (CheXpert: per finding and polarity). Default: the paper's Table 1.")
+@click.option("--root", required=True, type=click.Path(path_type=Path),
+              help="Root folder of the dataset's native layout.")
+@_shared_options
 @click.option("--classes", default=None, help="Comma-separated classes to use instead of the recipe's default classes.")
-@click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy", show_default=True, help="Fill images/ with copies, symlinks, or nothing.")
-@click.option("--verify-images", is_flag=True, help="Decode every selected image; a corrupt one is an error naming the file.")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A dataset option (see `splits list`), value parsed as YAML, e.g. uncertain=zeros or test_centers=[1]. Repeatable.")
-@click.option("--progress/--no-progress", default=False, show_default=True, help="Show a progress bar while placing images.")
-def build_command(dataset, root, out, seed, demo_per_class, test_per_class, classes, materialize, verify_images, options, progress) -> None:
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A dataset option (see `splits list`), value parsed as YAML, e.g. uncertain=zeros or "
+                   "test_centers=[1]. Repeatable.")
+def build_command(dataset, root, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress,
+                  classes, options) -> None:
     """Build the demo/test split of one dataset."""
     from splits import get_adapter
 
     from ..manyicl import build_split
 
-    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
-    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class), ("classes", classes)):
-        if value is not None:
-            settings[key] = value
+    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images)
+    if classes is not None:
+        settings["classes"] = classes
     for text in options:
         settings.update(_option(text))
-    summary = build_split(get_adapter(dataset), root, out, settings, progress=progress)
-    _report(summary)
+    _report(build_split(get_adapter(dataset), root, out, settings, progress=progress))
 
 
 def _option(text: str) -> dict:
@@ -98,26 +124,19 @@ def _option(text: str) -> dict:
 
 
 @command.command("build-all")
-@click.option("--roots", required=True, type=click.Path(path_type=Path), help="ROOTS.yaml: dataset name -> root folder (relative paths: to that file).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder; each split goes to OUT/<dataset>/.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the random draw.")
-@click.option("--demo-per-class", type=click.IntRange(min=0), default=None, help="Demo items per class for every dataset. Default: each recipe's Table 1 size.")
-@click.option("--test-per-class", type=click.IntRange(min=0), default=None, help="Test items per class for every dataset. Default: each recipe's Table 1 size.")
-@click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy", show_default=True, help="Fill images/ with copies, symlinks, or nothing.")
-@click.option("--verify-images", is_flag=True, help="Decode every selected image; a corrupt one is an error naming the file.")
-@click.option("--progress/--no-progress", default=False, show_default=True, help="Show progress bars while placing images.")
+@click.option("--roots", required=True, type=click.Path(path_type=Path),
+              help="ROOTS.yaml: dataset name -> root folder (relative paths: to that file).")
+@_shared_options
 def build_all_command(roots, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress) -> None:
     """Build the splits of every dataset listed in a ROOTS.yaml, with the default recipes."""
     from ..manyicl import build_all, load_roots
 
-    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
-    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class)):
-        if value is not None:
-            settings[key] = value
+    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images)
     for summary in build_all(load_roots(roots), out, settings, progress=progress).values():
         _report(summary)
 
 
 def _report(summary: dict) -> None:
     totals = summary["totals"]
-    click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} ({summary['fingerprint'][:19]})")
+    click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} "
+               f"({summary['fingerprint'][:19]})")

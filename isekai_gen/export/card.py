@@ -123,7 +123,8 @@ def filter_settings_table(config: dict) -> str:
             if isinstance(value, dict):
                 yield from flatten(value, f"{prefix}{key}.")
             else:
-                yield f"`filter.{prefix}{key}`", json.dumps(value) if value is None or isinstance(value, bool) else value
+                shown = json.dumps(value) if value is None or isinstance(value, bool) else value
+                yield f"`filter.{prefix}{key}`", shown
 
     rows = list(flatten({k: v for k, v in config.get("filter", {}).items() if k not in _NOT_FILTER_RULES}))
     return _table(("setting", "value"), rows) if rows else "The build config records no filter settings."

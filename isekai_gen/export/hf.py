@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import atomic_open, atomic_write_bytes, read_json
+from ..manyicl.writer import SPLIT_FILES
 from .stage import METADATA_FIELDS
 from .webdataset import plan_shards
 
@@ -48,7 +49,6 @@ EPISODE_FIELDS = (
 )
 # Rough per-row size of an episode (ids and labels) for shard planning.
 EPISODE_ROW_BYTES = 2048
-BENCHMARK_FILES = ("demo.csv", "test.csv", "split.jsonl", "split.json")
 
 
 def image_features(classes: Sequence[str]):
@@ -174,7 +174,7 @@ def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> list[dict]:
     summaries, written = [], set()
     for source in sorted(p for p in source_root.glob("*") if p.is_dir()):
         redistributable, license_name = _benchmark_recipe(source / "split.json")
-        files = [source / name for name in BENCHMARK_FILES]
+        files = [source / name for name in SPLIT_FILES]
         for path in files:
             if not path.is_file():
                 raise UserError(f"{path}: not found; rebuild the {source.name} split")

@@ -189,7 +189,8 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
             row_group_rows=settings["row_group_rows"], progress=progress,
         )
         benchmarks = copy_benchmark_splits(out_dir, hf_dir)
-    content_hash, files = write_checksums(export_dir)
+    shard_digests = {f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in (index or {}).get("shards", [])}
+    content_hash, files = write_checksums(export_dir, shard_digests)
     if hf_configs is not None:
         write_card(
             hf_dir, config=config, run=run, catalog=catalog, manifest_rows=manifest_rows, items=items,
@@ -204,18 +205,20 @@ CHECKSUMS = "SHA256SUMS"
 _NOT_HASHED = {CHECKSUMS, f"{HF_DIR}/README.md"}
 
 
-def write_checksums(export_dir: Path) -> tuple[str, int]:
+def write_checksums(export_dir: Path, known: dict[str, str] | None = None) -> tuple[str, int]:
     """Write ``OUT/export/SHA256SUMS`` (``sha256sum -c`` format, paths sorted) and return its sha256.
 
     That digest is the export's content hash: it changes when any exported file (webdataset,
-    Parquet, LCL files and images, benchmark splits) changes, and only then.
+    Parquet, LCL files and images, benchmark splits) changes, and only then. ``known`` maps
+    relative paths to digests computed while writing them this run (the shards), not re-read.
     """
+    known = known or {}
     lines = []
     for path in sorted(p for p in export_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(export_dir).as_posix()
         if relative in _NOT_HASHED or path.name.startswith(".tmp-"):
             continue
-        lines.append(f"{sha256_file(path)}  {relative}\n")
+        lines.append(f"{known.get(relative) or sha256_file(path)}  {relative}\n")
     data = "".join(lines).encode("utf-8")
     atomic_write_bytes(export_dir / CHECKSUMS, data)
     return sha256_bytes(data), len(lines)

@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -124,16 +126,55 @@ def _pretrained_cfg(name: str, tag: str) -> dict:
     return cfg
 
 
+def _local_weights(config: dict, weights: str, tag: str | None) -> Path:
+    path = resolve_path(config, weights)
+    if not path.is_file():
+        raise UserError(f"filter.model.weights: checkpoint file {path} not found")
+    if not tag:
+        raise UserError(
+            "filter.model.weights is set but filter.model.pretrained is null: name the open_clip tag the "
+            "weights correspond to, so that its preprocessing (mean, std, resize) is used"
+        )
+    return path
+
+
+def _tag_checkpoint(name: str, tag: str, tag_cfg: dict) -> Path:
+    """The tag's checkpoint file: from the Hugging Face cache without any network access when it
+    is there (open_clip would ask the Hub first and retry for a minute when offline), else
+    downloaded."""
+    import huggingface_hub
+    import open_clip
+
+    model_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
+    if model_id:
+        filename = filename or open_clip.pretrained.HF_WEIGHTS_NAME
+        stem = filename.rsplit(".", 1)[0]
+        # open_clip prefers a .safetensors twin of the named file (open_clip_model.* for the default).
+        safe = "open_clip_model.safetensors" if filename == open_clip.pretrained.HF_WEIGHTS_NAME else f"{stem}.safetensors"
+        for candidate in (safe, filename):
+            cached = huggingface_hub.try_to_load_from_cache(model_id, candidate)
+            if isinstance(cached, str):
+                return Path(cached)
+    try:
+        with _quiet("huggingface_hub"):
+            return Path(open_clip.pretrained.download_pretrained(tag_cfg))
+    except Exception as exc:  # network errors, missing cache under HF_HUB_OFFLINE, ...
+        raise _weights_missing(name, tag, exc) from None
+
+
 @contextlib.contextmanager
-def _quiet_root_warnings(enabled: bool):
-    """open_clip warns on the root logger about random init, which the tiny preset wants."""
+def _quiet(logger_name: str | None, enabled: bool = True):
+    """Silence one logger's warnings: open_clip warns on the root logger about the random init
+    the tiny preset wants; huggingface_hub logs every retry of a download that will fail anyway
+    (the failure becomes one line of our own)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
     if enabled:
-        logging.disable(logging.WARNING)
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        if enabled:
-            logging.disable(logging.NOTSET)
+        logger.setLevel(level)
 
 
 def load_open_clip(config: dict) -> OpenClipEmbedder:
@@ -149,38 +190,26 @@ def load_open_clip(config: dict) -> OpenClipEmbedder:
     if not is_hub and open_clip.get_model_config(name) is None:
         raise UserError(f"filter.model.name: unknown open_clip model {name!r} (see open_clip.list_models())")
 
-    kwargs: dict[str, Any] = {}
     identity: dict[str, Any] = {"name": name, "architecture": None if is_hub else open_clip.get_model_config(name)}
-    if weights:
-        path = resolve_path(config, weights)
-        if not path.is_file():
-            raise UserError(f"filter.model.weights: checkpoint file {path} not found")
-        if not tag:
-            # open_clip gives a bare weights file the architecture's default preprocessing, which
-            # silently differs from what many checkpoints were trained with.
-            raise UserError(
-                "filter.model.weights is set but filter.model.pretrained is null: name the open_clip tag the "
-                "weights correspond to, so that its preprocessing (mean, std, resize) is used"
-            )
-        tag_cfg = _pretrained_cfg(name, tag)
+    kwargs: dict[str, Any] = {}
+    if weights or (tag and not is_hub):
+        tag_cfg = _pretrained_cfg(name, tag) if tag else None
+        if weights:
+            path = _local_weights(config, weights, tag)
+            recorded = f"{tag} ({path.name})"
+            identity.update(weights_sha256=sha256_file(path), preprocess_tag=tag)
+        else:
+            path = _tag_checkpoint(name, tag, tag_cfg)
+            recorded = tag
+            identity["pretrained"] = tag
+        # Always the tag's own preprocessing: a checkpoint file alone would get the architecture's.
         kwargs.update(
             pretrained=str(path), image_mean=tag_cfg.get("mean"), image_std=tag_cfg.get("std"),
             image_interpolation=tag_cfg.get("interpolation"), image_resize_mode=tag_cfg.get("resize_mode"),
             force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
         )
-        recorded = f"{tag} ({path.name})"
-        identity.update(weights_sha256=sha256_file(path), preprocess_tag=tag)
     elif is_hub:
         recorded = "hf-hub"
-    elif tag:
-        tag_cfg = _pretrained_cfg(name, tag)
-        try:
-            open_clip.pretrained.download_pretrained(tag_cfg)
-        except Exception as exc:  # network errors, missing cache under HF_HUB_OFFLINE, ...
-            raise _weights_missing(name, tag, exc) from None
-        kwargs["pretrained"] = tag
-        recorded = tag
-        identity["pretrained"] = tag
     else:
         seed = int(model_cfg.get("init_seed", 0))
         torch.manual_seed(seed)
@@ -188,7 +217,7 @@ def load_open_clip(config: dict) -> OpenClipEmbedder:
         identity["random_init_seed"] = seed
 
     try:
-        with _quiet_root_warnings(enabled=not (tag or weights or is_hub)):
+        with _quiet(None, enabled=not (tag or weights or is_hub)):
             net, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
     except (RuntimeError, OSError, ValueError) as exc:
         if is_hub:

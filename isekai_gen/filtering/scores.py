@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 DECIMALS = 6
-RANK_KEYS = ("alignment", "margin", "zeroshot_prob")
 
 
 @dataclass

@@ -65,7 +65,8 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     root, out_dir = Path(root), Path(out_dir)
     materialize = settings.get("materialize", "copy")
     if materialize not in MATERIALIZE_MODES:
-        raise UserError(f"{adapter.name}: materialize must be one of {', '.join(MATERIALIZE_MODES)}, got {materialize!r}")
+        modes = ", ".join(MATERIALIZE_MODES)
+        raise UserError(f"{adapter.name}: materialize must be one of {modes}, got {materialize!r}")
     recipe, rows = plan_split(adapter, root, settings)
     source_sizes = _source_sizes(adapter, root, rows)
     meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes)
@@ -74,8 +75,9 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
         _materialize(adapter, root, rows, folder / "images", cache_dir, materialize,
                      settings.get("verify_images", False), progress)
         write_split_files(folder, recipe, rows, meta)
-    log.info("%s: %d demo, %d test rows -> %s", adapter.name, meta["totals"]["demo"], meta["totals"]["test"], out_dir / adapter.name)
-    return {"dataset": adapter.name, "folder": str(out_dir / adapter.name), **{k: meta[k] for k in ("totals", "fingerprint")}}
+    folder = out_dir / adapter.name
+    log.info("%s: %d demo, %d test rows -> %s", adapter.name, meta["totals"]["demo"], meta["totals"]["test"], folder)
+    return {"dataset": adapter.name, "folder": str(folder), "totals": meta["totals"], "fingerprint": meta["fingerprint"]}
 
 
 def _source_sizes(adapter: Adapter, root: Path, rows: list[dict]) -> dict[str, int]:
@@ -156,7 +158,8 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
     summary = {}
     for name in ordered_names(roots):
         merged = {**(settings or {}), **per_dataset.get(name, {})}
-        summary[name] = build_split(get_adapter(name), roots[name], out_dir, merged, cache_dir=cache_dir, progress=progress)
+        summary[name] = build_split(get_adapter(name), roots[name], out_dir, merged,
+                                    cache_dir=cache_dir, progress=progress)
     return summary
 
 

@@ -64,7 +64,8 @@ def lookup(values, mapping: dict, path: Path, what: str, first_line: int = 2):
     if not known.all():
         row = int(np.flatnonzero(~known[codes])[0])
         allowed = ", ".join(repr(k) for k in mapping)
-        raise UserError(f"{path}:{first_line + row}: unknown {what} {uniques[codes[row]]!r} (expected one of {allowed})")
+        value = uniques[codes[row]]
+        raise UserError(f"{path}:{first_line + row}: unknown {what} {value!r} (expected one of {allowed})")
     return np.array([mapping[value] for value in uniques])[codes]
 
 
@@ -79,7 +80,9 @@ def list_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[str]:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         raise UserError(f"{folder}: folder not found") from None
-    return sorted(e.name for e in entries if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(suffixes))
+    return sorted(
+        e.name for e in entries if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(suffixes)
+    )
 
 
 def list_folders(folder: Path) -> list[str]:
@@ -90,15 +93,16 @@ def list_folders(folder: Path) -> list[str]:
     return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
-def class_folders(base: Path, root: Path, known: tuple[str, ...], source_split: str, prefix: str = "") -> list[dict]:
+def class_folders(base: Path, root: Path, known: tuple[str, ...], source_split: str) -> list[dict]:
     """Rows of a ``<base>/<class>/<image>`` layout; a folder that is no known class is an error."""
     rows = []
     for class_name in list_folders(base):
         if class_name not in known:
-            raise UserError(f"{base / class_name}: unknown label value {class_name!r} (expected one of {', '.join(known)})")
+            expected = ", ".join(known)
+            raise UserError(f"{base / class_name}: unknown label value {class_name!r} (expected one of {expected})")
         for name in list_files(base / class_name):
             rows.append({
-                "file_name": prefix + name, "label": class_name, "source_split": source_split,
+                "file_name": name, "label": class_name, "source_split": source_split,
                 "source_path": (base / class_name / name).relative_to(root).as_posix(),
             })
     return rows
@@ -119,12 +123,6 @@ def join_strings(*parts):
 
     joined = pc.binary_join_element_wise(*map(arrow, parts), pa.scalar("", pa.large_string()))
     return pd.Series(pd.array(joined, dtype="str"))
-
-
-def frame_of(rows: list[dict], columns: tuple[str, ...]):
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=list(columns))
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:

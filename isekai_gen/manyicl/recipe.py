@@ -87,6 +87,15 @@ class Pool:
     labels: np.ndarray
 
     @classmethod
+    def from_rows(cls, rows: list[dict], recipe: Recipe, extra_fields: tuple[str, ...] = ()) -> "Pool":
+        """Rows of ``file_name, source_path, source_split, label`` (+ ``group``: default the item itself)."""
+        import pandas as pd
+
+        columns = ["file_name", "source_path", "source_split", "group", "label", *extra_fields]
+        frame = pd.DataFrame([{"group": row["source_path"], **row} for row in rows], columns=columns)
+        return cls.from_class_names(frame, "label", recipe)
+
+    @classmethod
     def from_class_names(cls, frame, label_column: str, recipe: Recipe) -> "Pool":
         """One class name per row; rows of classes outside the recipe are left out."""
         import pandas as pd
@@ -143,7 +152,8 @@ class Adapter:
         options = {key: settings.get(key, opt.default) for key, opt in self.options.items()}
         for key, opt in self.options.items():
             if opt.choices is not None and options[key] not in opt.choices:
-                raise UserError(f"{self.name}: option {key}={options[key]!r} is not one of {', '.join(map(str, opt.choices))}")
+                choices = ", ".join(map(str, opt.choices))
+                raise UserError(f"{self.name}: option {key}={options[key]!r} is not one of {choices}")
         classes = self._classes(settings.get("classes"))
         demo_splits, test_splits = self.source_splits(options)
         sizes = {}

@@ -22,7 +22,7 @@ def write_manyicl_csv(path: Path, rows: list[dict], classes: tuple[str, ...]) ->
     """
     for name in (*classes, *(row["file_name"] for row in rows)):
         if any(ch in name for ch in ',"\n\r'):
-            raise UserError(f"{path}: name {name!r} cannot be written unquoted in a ManyICL CSV")
+            raise UserError(f"{path.name}: name {name!r} holds a comma, quote or line break (not allowed in a ManyICL CSV)")
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(",".join(["", *classes]) + "\n")
         for row in rows:
@@ -48,7 +48,8 @@ def counts(rows: list[dict], recipe: Recipe) -> dict:
         per_class = {}
         for name in recipe.classes:
             positives = sum(name in row["labels"] for row in side_rows)
-            per_class[name] = {"positive": positives, "negative": len(side_rows) - positives} if recipe.multilabel else positives
+            negatives = len(side_rows) - positives
+            per_class[name] = {"positive": positives, "negative": negatives} if recipe.multilabel else positives
         result[side] = per_class
     return result
 
