@@ -123,9 +123,10 @@ def main() -> None:
     pairs, _ = cross_group_cosine_pairs(emb, THRESHOLD, groups)
     ours_cross = time.perf_counter() - t
     found_cross = {tuple(map(int, p)) for p in pairs}
-    recall = len(planted_cross & found_cross) / max(1, len(planted_cross))
+    hits = len(planted_cross & found_cross)
+    recall = hits / max(1, len(planted_cross))
     print(f"cross-concept exact with pruning: {ours_cross:.2f} s, {len(found_cross)} pairs, "
-          f"recall on planted cross-concept pairs {recall:.3f} ({len(planted_cross & found_cross)}/{len(planted_cross)})")
+          f"recall on planted cross-concept pairs {recall:.3f} ({hits}/{len(planted_cross)})")
 
     sample = min(n, args.exact_cross_sample)
     pick = np.sort(np.random.default_rng(1).choice(n, size=sample, replace=False))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import open_clip
 import pytest
@@ -14,7 +12,7 @@ from PIL import Image
 from cli import main
 from isekai_gen.config import public_config
 from isekai_gen.errors import UserError
-from isekai_gen.fileio import read_jsonl, write_json
+from isekai_gen.fileio import read_jsonl, sha256_file, write_json, write_jsonl
 from isekai_gen.filtering import run_filter
 from isekai_gen.filtering.embedder import load_open_clip
 from test_filter_helpers import GROUPS, catalog_for, filter_config, png_bytes, write_build
@@ -92,8 +90,8 @@ def test_corrupt_png_is_one_line_cli_error(tiny_build, tmp_path):
     rows = read_jsonl(tmp_path / "manifest.jsonl")
     victim = tmp_path / rows[5]["image"]
     victim.write_bytes(victim.read_bytes()[:100])
-    rows[5]["sha256"] = __import__("hashlib").sha256(victim.read_bytes()).hexdigest()
-    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    rows[5]["sha256"] = sha256_file(victim)
+    write_jsonl(tmp_path / "manifest.jsonl", rows)
     result = CliRunner().invoke(main, ["filter", "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code == 2
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]

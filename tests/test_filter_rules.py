@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from isekai_gen.errors import UserError
-from isekai_gen.fileio import read_jsonl
+from isekai_gen.fileio import read_jsonl, sha256_bytes, write_jsonl
 from isekai_gen.filtering import REJECT_REASONS, run_filter
 from isekai_gen.filtering.manifest import FILTER_FIELDS
 from test_filter_helpers import (
@@ -149,7 +149,8 @@ def test_manifest_contract(planted):
             assert after["scores"] is None and after["reject_reason"] == "broken"
             continue
         scores = after["scores"]
-        assert set(scores) == {"model", "pretrained", "alignment", "partner_cosine", "margin", "zeroshot_prob", "top1", "phash"}
+        assert set(scores) == {"model", "pretrained", "alignment", "partner_cosine", "margin", "zeroshot_prob",
+                               "top1", "phash"}
         assert scores["model"] == "test-double" and len(scores["phash"]) == 16
         assert scores["margin"] == pytest.approx(scores["alignment"] - scores["partner_cosine"], abs=2e-6)
         if after["kept"]:
@@ -240,8 +241,7 @@ def test_corrupt_png(small_build):
     data = (out_dir / rows[2]["image"]).read_bytes()[:60]
     (out_dir / rows[2]["image"]).write_bytes(data)
     manifest = read_jsonl(out_dir / "manifest.jsonl")
-    manifest[2]["sha256"] = __import__("hashlib").sha256(data).hexdigest()
-    from isekai_gen.fileio import write_jsonl
+    manifest[2]["sha256"] = sha256_bytes(data)
     write_jsonl(out_dir / "manifest.jsonl", manifest)
     message = _one_line_error(config, out_dir, catalog)
     assert rows[2]["image"] in message and "corrupt" in message

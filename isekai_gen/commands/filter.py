@@ -42,7 +42,8 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
 
     if preset is None and config_file is None and not run_path(out_dir).exists():
         # Filtering with the default preset's model and thresholds by accident would be silent.
-        raise UserError(f"{run_path(out_dir)}: not found; pass --preset or --config to say which settings to filter with")
+        raise UserError(
+            f"{run_path(out_dir)}: not found; pass --preset or --config to say which settings to filter with")
     config = load_command_config(preset, config_file, overrides, out_dir)
     catalog, _ = build_catalog(config)
     if calibrate:

@@ -147,11 +147,11 @@ def _tag_checkpoint(name: str, tag: str, tag_cfg: dict) -> Path:
 
     model_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
     if model_id:
-        filename = filename or open_clip.pretrained.HF_WEIGHTS_NAME
-        stem = filename.rsplit(".", 1)[0]
+        default = open_clip.pretrained.HF_WEIGHTS_NAME
+        filename = filename or default
         # open_clip prefers a .safetensors twin of the named file (open_clip_model.* for the default).
-        safe = "open_clip_model.safetensors" if filename == open_clip.pretrained.HF_WEIGHTS_NAME else f"{stem}.safetensors"
-        for candidate in (safe, filename):
+        safe = "open_clip_model" if filename == default else filename.rsplit(".", 1)[0]
+        for candidate in (f"{safe}.safetensors", filename):
             cached = huggingface_hub.try_to_load_from_cache(model_id, candidate)
             if isinstance(cached, str):
                 return Path(cached)

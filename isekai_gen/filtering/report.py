@@ -44,7 +44,7 @@ def build_report(rows: list[dict], catalog, settings: dict, model: dict, decisio
         "model": model,
         "settings": settings,
         "totals": {"rows": len(rows), "kept": kept_total, "pass_rate": _rate(kept_total, len(rows))},
-        "reasons": {reason: {"count": reasons.get(reason, 0), "meaning": text} for reason, text in REJECT_REASONS.items()},
+        "reasons": {name: {"count": reasons.get(name, 0), "meaning": text} for name, text in REJECT_REASONS.items()},
         "per_world": per_world,
         "per_concept": per_concept,
         "starved": starved,
@@ -69,11 +69,13 @@ def render_markdown(report: dict) -> str:
     lines += [f"| `{name}` | {r['count']} | {r['meaning']} |" for name, r in report["reasons"].items()]
     lines += ["", "## Per world", "", "| world | rows | kept | pass rate |", "|---|---:|---:|---:|"]
     lines += [f"| {w} | {r['rows']} | {r['kept']} | {r['pass_rate']} |" for w, r in report["per_world"].items()]
-    lines += ["", "## Per concept", "", "| concept | world | rows | kept | pass rate | rejected by |", "|---|---|---:|---:|---:|---|"]
+    lines += ["", "## Per concept", "", "| concept | world | rows | kept | pass rate | rejected by |",
+              "|---|---|---:|---:|---:|---|"]
     for c in report["per_concept"]:
         why = ", ".join(f"{k} {v}" for k, v in c["reasons"].items() if v) or "-"
         flag = " (starved)" if c["starved"] else ""
-        lines.append(f"| {c['concept_id']}{flag} | {c['world']} | {c['rows']} | {c['kept']} | {c['pass_rate']} | {why} |")
+        lines.append(
+            f"| {c['concept_id']}{flag} | {c['world']} | {c['rows']} | {c['kept']} | {c['pass_rate']} | {why} |")
     cross = report["cross_concept_near_duplicates"]
     lines += ["", "## Near-duplicates across concepts", "", f"{cross['count']} pair(s); {cross['note']}.", ""]
     if cross["pairs"]:

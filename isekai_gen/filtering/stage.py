@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import Catalog
 from ..errors import UserError
 from ..fileio import sha256_file
 from ..manifest import write_manifest
@@ -112,7 +113,7 @@ def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, pr
 
 
 def run_filter(
-    config: dict, out_dir: Path, catalog, *, progress: bool = False, embedder: Embedder | None = None
+    config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
 ) -> FilterResult:
     """Score, filter and dedupe the generation in ``out_dir``; ``embedder`` defaults to open_clip
     as configured in ``config["filter"]["model"]``."""
@@ -157,7 +158,9 @@ def run_filter(
     )
 
 
-def calibrate(config: dict, out_dir: Path, catalog, *, progress: bool = False, embedder: Embedder | None = None) -> dict:
+def calibrate(
+    config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
+) -> dict:
     """Per-concept quantiles of alignment, margin and zero-shot probability, to choose thresholds.
 
     Returns ``{"model": ..., "quantiles": [...], "concepts": {concept_id: {metric: [values]}}}``
