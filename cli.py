@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+import warnings
 
 import click
 
@@ -48,9 +50,13 @@ def main(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     if not verbose:
-        # Third-party libraries are chatty at INFO/WARNING about things users cannot act on.
-        for name in ("diffusers", "transformers", "huggingface_hub", "open_clip"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # Third-party libraries are chatty about things users cannot act on (retries, deprecations,
+        # config defaults). They read these variables when first imported, which happens later.
+        for variable in ("HF_HUB_VERBOSITY", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+            os.environ.setdefault(variable, "error")
+        logging.getLogger("open_clip").setLevel(logging.ERROR)
+        for category in (UserWarning, FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
 
 
 def _register_commands() -> None:

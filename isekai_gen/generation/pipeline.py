@@ -141,7 +141,8 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
 
 
 def generate_batch(loaded: LoadedPipeline, prompts: list[str], negative_prompts: list[str], seeds: list[int], *,
-                   steps: int, guidance_scale: float, width: int, height: int, pad_to: int | None = None):
+                   steps: int, guidance_scale: float, width: int, height: int, pad_to: int | None = None,
+                   max_sequence_length: int | None = None):
     """Run one pipeline call; returns (float images HxWx3 in [0,1] possibly NaN, nsfw flags).
 
     One CPU ``torch.Generator`` per image: CPU noise is identical on every device, so any image
@@ -160,8 +161,11 @@ def generate_batch(loaded: LoadedPipeline, prompts: list[str], negative_prompts:
         prompt=prompts, num_inference_steps=steps, guidance_scale=guidance_scale, width=width, height=height,
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np",
     )
-    if "negative_prompt" in inspect.signature(loaded.pipe.__call__).parameters and any(negative_prompts):
+    accepted = inspect.signature(loaded.pipe.__call__).parameters
+    if "negative_prompt" in accepted and any(negative_prompts):
         kwargs["negative_prompt"] = negative_prompts
+    if max_sequence_length and "max_sequence_length" in accepted:
+        kwargs["max_sequence_length"] = max_sequence_length
     with torch.inference_mode():
         output = loaded.pipe(**kwargs)
     images = np.asarray(output.images, dtype=np.float32)[:count]

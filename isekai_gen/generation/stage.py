@@ -67,6 +67,7 @@ class _Generator:
                 [c.negative_prompt for c in concepts], seeds,
                 steps=self.settings["steps"], guidance_scale=self.settings["guidance_scale"],
                 width=self.settings["width"], height=self.settings["height"], pad_to=self.pad_to,
+                max_sequence_length=self.settings.get("max_sequence_length"),
             )
             retry = []
             for job, seed, image, flagged in zip(todo, seeds, images, nsfw):

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 TINY_MODELS = {"tiny-sd", "tiny-sdxl"}
 # Bump when the architecture below changes, so stale cached copies are rebuilt.
-TINY_FORMAT = 1
+TINY_FORMAT = 2
 CLIP_MAX_LENGTH = 77
 # Small enough that the tiny preset (1,600 images) generates in about a minute on 2 CPU cores.
 TINY_CHANNELS = (16, 32)
@@ -89,7 +89,7 @@ def build_tiny_sd(folder: Path):
     )
     return StableDiffusionPipeline(
         unet=unet, vae=_vae(), text_encoder=CLIPTextModel(_text_config(32)), tokenizer=_tokenizer(folder / "_tok"),
-        scheduler=EulerDiscreteScheduler(timestep_spacing="trailing"), safety_checker=None,
+        scheduler=EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False,
     )
 
@@ -110,7 +110,7 @@ def build_tiny_sdxl(folder: Path):
     return StableDiffusionXLPipeline(
         unet=unet, vae=_vae(), text_encoder=CLIPTextModel(_text_config(32)), tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(_text_config(32, projection_dim=32)), tokenizer_2=tokenizer,
-        scheduler=EulerDiscreteScheduler(timestep_spacing="trailing"), add_watermarker=False,
+        scheduler=EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1), add_watermarker=False,
     )
 
 
