@@ -82,6 +82,17 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{where(path, exc.lineno)}: invalid JSON ({exc.msg})") from None
 
 
+def parse_json_object(line: str, path, lineno: int) -> dict:
+    """One JSON Lines line as an object; errors name the file and line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where(path, lineno)}: invalid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read JSON Lines; every line must be a JSON object. Blank lines are skipped."""
     path = Path(path)
@@ -93,15 +104,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     with handle:
         try:
             for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{where(path, lineno)}: invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise UserError(f"{where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
+                if line.strip():
+                    rows.append(parse_json_object(line, path, lineno))
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return rows

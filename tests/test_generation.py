@@ -174,14 +174,18 @@ def test_torn_checkpoint_tail_and_orphan_image_are_recovered(tmp_path, tiny_sd):
     journal = part_path(out_dir, 0, 1)
     lines = journal.read_bytes().splitlines(keepends=True)
     # Simulate a kill in the middle of committing the last batch: its line is torn, its images
-    # are on disk (one of them half-written garbage), and the manifest was never merged.
+    # are on disk (one of them half-written garbage, another's temporary file never renamed), and
+    # the manifest was never merged.
     journal.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     last_rows = json.loads(lines[-1])["rows"]
     (out_dir / last_rows[0]["image"]).write_bytes(b"\x89PNG garbage")
+    stray = out_dir / Path(last_rows[1]["image"]).parent / f".tmp-{last_rows[1]['job_id']}.png.x1y2z3"
+    stray.write_bytes(b"\x89PNG partial")
     (out_dir / "manifest.jsonl").unlink()
     result = run_generation(config, out_dir, catalog, loaded=tiny_sd)
     assert result.generated == len(last_rows)
     assert folder_digest(out_dir) == folder_digest(tmp_path / "reference")
+    assert not stray.exists()
 
 
 def test_missing_model_offline_is_one_line(tmp_path, monkeypatch):

@@ -122,11 +122,13 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     settings = config["generation"]
     jobs = plan_jobs(catalog, rounds or [initial_round(config, catalog)])
     all_batches = batches(jobs, settings["batch_size"])
-    done = set(read_parts(out_dir)) | _manifest_job_ids(out_dir)
+    existing = _read_existing_manifest(out_dir)
+    done = set(read_parts(out_dir)) | set(existing)
     mine = [batch for number, batch in enumerate(all_batches) if shard.owns(number)]
     pending = [[job for job in batch if job.job_id not in done] for batch in mine]
     pending = [batch for batch in pending if batch]
     skipped = sum(len(b) for b in mine) - sum(len(b) for b in pending)
+    _remove_partial_files(out_dir, [job for batch in pending for job in batch], shard)
     generated = failed = 0
     if pending:
         loaded = loaded or load_pipeline(
@@ -148,8 +150,22 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
                 bar.update(len(batch))
             _commit(in_flight, journal)
         bar.close()
-    merged = merge_manifest(out_dir, jobs)
+    merged = merge_manifest(out_dir, jobs, existing)
     return GenerationResult(len(jobs), generated, skipped, failed, merged)
+
+
+def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> None:
+    """Delete temporary files a killed run left behind.
+
+    Only those this process owns: its pending jobs' images, and the manifest's when it is the
+    only shard (another live shard may be writing its own temporary files right now).
+    """
+    stray = [p for job in pending for p in (out_dir / image_relpath(job)).parent.glob(f".tmp-{job.job_id}.png.*")]
+    if shard.count == 1:
+        stray += list(out_dir.glob(f".tmp-{manifest_path(out_dir).name}.*"))
+    for path in stray:
+        log.info("removing %s left by an interrupted run", path)
+        path.unlink(missing_ok=True)
 
 
 def _done_future(row: dict) -> Future:
@@ -164,20 +180,18 @@ def _commit(in_flight: list[Future], journal) -> None:
         append_batch(journal, [future.result() for future in in_flight])
 
 
-def _manifest_job_ids(out_dir: Path) -> set[str]:
+def _read_existing_manifest(out_dir: Path) -> dict[str, dict]:
     path = manifest_path(out_dir)
-    return {row["job_id"] for row in read_jsonl(path)} if path.exists() else set()
+    return {row["job_id"]: row for row in read_jsonl(path)} if path.exists() else {}
 
 
-def merge_manifest(out_dir: Path, jobs: list[Job]) -> bool:
+def merge_manifest(out_dir: Path, jobs: list[Job], existing: dict[str, dict]) -> bool:
     """Write manifest.jsonl in job order once every planned job has a row; True when written.
 
-    Rows already in manifest.jsonl with the same generation fields are kept whole, so later
-    stages' columns survive a rerun, and an unchanged manifest is not rewritten.
+    Rows already in manifest.jsonl (``existing``) with the same generation fields are kept whole,
+    so later stages' columns survive a rerun, and an unchanged manifest is not rewritten.
     """
     generated = read_parts(out_dir)
-    path = manifest_path(out_dir)
-    existing = {row["job_id"]: row for row in read_jsonl(path)} if path.exists() else {}
     rows = []
     for job in jobs:
         row = generated.get(job.job_id) or existing.get(job.job_id)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError, where
+from ..fileio import parse_json_object
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -29,10 +30,13 @@ def read_text(path: str | Path) -> str:
     """The file's text (UTF-8, a byte-order mark allowed); the error names the offending line."""
     data = read_bytes(path)
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise UserError(f"{where(path, line)}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():  # only a byte-order mark
+        raise UserError(f"{path}: file is empty")
+    return text
 
 
 def numbered_lines(path: str | Path) -> list[tuple[int, str]]:
@@ -55,16 +59,7 @@ def json_lines(path: str | Path) -> list[tuple[int, dict]]:
 
 def _json_lines_one_by_one(path: str | Path, lines: list[tuple[int, str]]) -> list[tuple[int, dict]]:
     """The slow path: parse line by line so that the error names the line."""
-    rows = []
-    for lineno, line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where(path, lineno)}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-        rows.append((lineno, row))
-    return rows
+    return [(lineno, parse_json_object(line, path, lineno)) for lineno, line in lines]
 
 
 def first_json_object(path: str | Path) -> dict | None:
