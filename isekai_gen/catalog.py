@@ -73,15 +73,20 @@ class Catalog:
         return pairs
 
     def subset(self, concept_ids: list[str] | None) -> "Catalog":
-        """Restrict to ``concept_ids`` (None: all); unknown ids are an error."""
+        """Restrict to ``concept_ids`` (None: all); unknown ids and a concept without its partner are errors."""
         if concept_ids is None:
             return self
-        for cid in concept_ids:
-            self.concept(cid)
         wanted = set(concept_ids)
+        for cid in concept_ids:
+            partner = self.partner(cid)  # unknown ids fail here
+            if partner.id not in wanted:
+                # Filtering scores each image against its partner and episodes pair the two.
+                raise UserError(f"{self.source}: concept {cid!r} is selected without its partner {partner.id!r} "
+                                f"(group {partner.group!r}); select both or neither")
         return Catalog(self.source, self.name, tuple(c for c in self.concepts if c.id in wanted))
 
 
+@functools.lru_cache(maxsize=1)
 def _concept_validator():
     catalog_validator = validator("concept_catalog")
     return catalog_validator.evolve(schema=catalog_validator.schema["properties"]["concepts"]["items"])
@@ -98,6 +103,8 @@ def catalog_path(ref: str, base_dir: Path | None = None) -> Path:
     if not path.exists():
         shipped_names = ", ".join(sorted(p.stem for p in CATALOG_DIR.glob("*.yaml")))
         raise UserError(f"catalog {ref!r}: no such file and no shipped catalog of that name (shipped: {shipped_names})")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a catalog YAML file")
     return path
 
 
@@ -175,13 +182,18 @@ def _label_pattern(label: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
 
 
+def _scorer_form(label: str) -> str:
+    """The label as the scorer sees it: space, underscore and hyphen runs are one separator."""
+    return " ".join(part for part in re.split(r"[\s_-]+", label.lower()) if part)
+
+
 def _check_labels(concepts: tuple[Concept, ...], source: str) -> None:
     owners: dict[str, str] = {}
-    for concept in concepts:
+    forms = [_scorer_form(concept.label) for concept in concepts]
+    for concept, key in zip(concepts, forms):
         problem = _label_form_problem(concept.label)
         if problem:
             raise UserError(f"{source}: concept {concept.id!r}: label {concept.label!r} {problem}")
-        key = concept.label.lower()
         if key in owners:
             raise UserError(
                 f"{source}: concept {concept.id!r}: label {concept.label!r} collides with concept {owners[key]!r}"
@@ -189,10 +201,10 @@ def _check_labels(concepts: tuple[Concept, ...], source: str) -> None:
         owners[key] = concept.id
     # A scorer finds labels in free text, longest first; a label that contains another one as a
     # word ("stone" in "air stone") makes an answer naming the longer one also name the shorter.
-    for inner in concepts:
-        pattern = _label_pattern(inner.label)
-        for outer in concepts:
-            if outer is not inner and pattern.search(outer.label):
+    for inner, inner_form in zip(concepts, forms):
+        pattern = _label_pattern(inner_form)
+        for outer, outer_form in zip(concepts, forms):
+            if outer is not inner and pattern.search(outer_form):
                 raise UserError(
                     f"{source}: concept {outer.id!r}: label {outer.label!r} contains label {inner.label!r} "
                     f"of concept {inner.id!r} as a word; a scorer could not tell them apart in free text"

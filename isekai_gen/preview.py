@@ -20,10 +20,9 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .filtering.manifest import read_manual_rejects
+from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
 from .manifest import MANIFEST, read_manifest
 
-MANUAL_REJECTS = "manual_rejects.txt"
 PREVIEW_DIR = "preview"
 
 THUMB = 128
@@ -64,7 +63,8 @@ def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
     if row.get("status") != "ok" or not row.get("image"):
         return Tile(row["job_id"], None, caption, "failed", REJECTED)
     reason = row.get("reject_reason")
-    if row["job_id"] in manual and reason != "manual_reject":
+    # Broken outside the list's reach: the filter gives "broken" priority over a manual reject.
+    if row["job_id"] in manual and reason not in ("manual_reject", "broken"):
         reason = "manual_reject (next build)"
     if reason:
         verdict, colour = reason, REJECTED
@@ -146,9 +146,11 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
     """Merge ``reject_file`` into the manual rejects (if given), draw the sheets; return index.html."""
     out_dir = Path(out_dir)
     rows = read_manifest(out_dir)
+    known = {r["job_id"] for r in rows}
     if reject_file is not None:
-        merge_manual_rejects(out_dir, reject_file, {r["job_id"] for r in rows})
-    manual = read_manual_rejects(out_dir / MANUAL_REJECTS, {r["job_id"] for r in rows})
+        manual = set(merge_manual_rejects(out_dir, reject_file, known))
+    else:
+        manual = read_manual_rejects(out_dir / MANUAL_REJECTS, known)
 
     by_concept: dict[str, list[dict]] = {}
     for row in rows:

@@ -129,7 +129,11 @@ def _path_parts(paths, csv_path: Path):
 def _root_relative(root: Path, release: Path, paths):
     """``Path`` cells start with the release folder name; the root is that folder or above it."""
     if release == root:
-        return paths.str.removeprefix(f"{root.name}/")
+        # The root's own name is the release folder's, unless it was renamed, is a link, or is ".".
+        for name in dict.fromkeys((root.name, root.absolute().name, root.resolve().name, *RELEASE_FOLDERS)):
+            if name and len(paths) and paths.iloc[0].startswith(f"{name}/"):
+                return paths.str.removeprefix(f"{name}/")
+        return paths
     base = release.parent.relative_to(root).as_posix()
     return paths if base == "." else base + "/" + paths
 

@@ -74,7 +74,10 @@ class DrugOOD(Adapter):
     @staticmethod
     def _json_path(root: Path, file: str | None) -> Path:
         if file:
-            return root / file
+            path = root / file
+            if not path.is_relative_to(root):  # source_path (and the fingerprint) is relative to the root
+                raise UserError(f"{path}: the drugood option `file` must name a file inside the root {root}")
+            return path
         found = sorted(root.glob("lbap_*.json"))
         if len(found) != 1:
             listed = ", ".join(p.name for p in found) or "none"

@@ -178,6 +178,12 @@ BAD_CASES = {
     "label contained as a word": (
         _set(2, "label", "air stone"),
         r"concept 'airstone': label 'air stone' contains label 'stone' of concept 'stone' as a word"),
+    "label equal up to separators": (  # the scorer reads "air stone", "air-stone", "air_stone" alike
+        lambda data: [_set(2, "label", "air stone")(data), _set(3, "label", "air_stone")(data)],
+        r"concept 'stone': label 'air_stone' collides with concept 'airstone'"),
+    "label contained up to separators": (
+        _set(2, "label", "air_stone"),
+        r"concept 'airstone': label 'air_stone' contains label 'stone' of concept 'stone' as a word"),
     "label with capitals": (
         _set(0, "label", "Cactihog"), r"concept 'cactihog': label 'Cactihog' has capital letters"),
     "label with a full stop": (
@@ -213,6 +219,20 @@ def test_missing_file_is_named(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(UserError, match=r"catalog '.*nope\.yaml': no such file .*shipped: .*isekai"):
         load_catalog(str(missing))
+
+
+def test_folder_is_named(tmp_path):
+    with pytest.raises(UserError, match=rf"^{re.escape(str(tmp_path))}: is a folder, expected a catalog YAML file$"):
+        load_catalog(str(tmp_path))
+
+
+def test_subset_keeps_whole_groups_only(shipped):
+    assert shipped.subset(["hedgehog", "cactihog"]).ids == ["cactihog", "hedgehog"]  # catalog order
+    assert shipped.subset(None) is shipped
+    with pytest.raises(UserError, match=r"concept 'cactihog' is selected without its partner 'hedgehog'"):
+        shipped.subset(["cactihog", "octopus", "cctovac"])
+    with pytest.raises(UserError, match=r"unknown concept 'dragon'"):
+        shipped.subset(["dragon"])
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -291,11 +291,18 @@ def test_random_partners_are_seeded_and_cover_each_pair_once(tmp_path):
                          pair={"partner": "random", "partners_per_concept": 2})
     run_episodes(config, out, catalog)
     first = read_rows(out)
-    pairs = [frozenset((r["positive_concept"], r["negative_concept"])) for r in first[::2]]
-    assert len(pairs) == len(set(pairs))
-    assert all(sum(p == frozenset((a, b)) for p in pairs) <= 1 for a in range(5) for b in range(5))
+    anchored = [(r["positive_concept"], r["negative_concept"]) for r in first[::2]]
+    pairs = [frozenset(p) for p in anchored]
+    assert len(pairs) == len(set(pairs)) and all(len(p) == 2 for p in pairs)
+    isekai = {f"iso{g}" for g in range(5)}
+    assert set().union(*pairs) == isekai
+    # Each anchor takes at most partners_per_concept new partners; the first takes exactly that many.
+    anchors = [a for a, _ in anchored]
+    assert anchors == sorted(anchors) and all(anchors.count(a) <= 2 for a in isekai) and anchors.count("iso0") == 2
     run_episodes(config, out, catalog)
     assert read_rows(out) == first
+    run_episodes({**config, "seed": 1}, out, catalog)
+    assert [(r["positive_concept"], r["negative_concept"]) for r in read_rows(out)[::2]] != anchored
 
 
 def test_class_similarity_is_lcls_combined_score(tmp_path):

@@ -99,3 +99,12 @@ def test_cli_preview_and_one_line_errors(build, tmp_path):
     result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
     assert result.exit_code == 2
     assert result.output == f"error: {build / 'images' / 'iso0' / 'iso0-00001.png'}: cannot read image (unknown format or corrupt file)\n"
+
+
+def test_listed_broken_image_stays_broken(build, tmp_path):
+    """The filter ranks `broken` above `manual_reject`: the sheet must not promise the latter."""
+    set_manifest_field(build, "iso0-00001", kept=False, reject_reason="broken")
+    rejects = tmp_path / "rejects.txt"
+    rejects.write_text("iso0-00001\n")
+    html = write_preview(build, reject_file=rejects).read_text()
+    assert "broken: 1" in html and "manual_reject" not in html

@@ -237,6 +237,13 @@ def test_broken_card_and_bad_repo_id_are_errors(export_dir, tmp_path):
         "---\nconfigs:\n- config_name: images\n  data_files:\n  - split: test\n    path: data/images-*.parquet\n---\n")
     with pytest.raises(UserError, match=r"config 'images': no file matches 'data/images-\*\.parquet'"):
         publish(broken, "org/name", dry_run=True)
+    (broken / "README.md").write_text(
+        "---\nconfigs:\n- config_name: images\n  data_files:\n  - split: test\n    path: /data/images-*.parquet\n---\n")
+    with pytest.raises(UserError, match=r"config 'images': data file pattern '/data/images-\*\.parquet' is not a path"):
+        publish(broken, "org/name", dry_run=True)
+    (broken / "README.md").write_bytes(b"---\nlicense: mit\n---\n# caf\xe9\n")
+    with pytest.raises(UserError, match=r"hf/README\.md: not UTF-8 text"):
+        publish(broken, "org/name", dry_run=True)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"empty: no README\.md \(dataset card\)"):
         publish(tmp_path / "empty", "org/name", dry_run=True)

@@ -120,6 +120,7 @@ def test_csv_predictions_and_pickle_from_file_names(tmp_path):
     ("dup.jsonl", b'{"id": "a.jpg", "prediction": "x"}\n{"id": "a.jpg", "prediction": "y"}\n',
      r"dup\.jsonl:2: duplicate id 'a\.jpg' \(also at .*dup\.jsonl:1\)"),
     ("empty.jsonl", b"\n\n", r"empty\.jsonl: file is empty"),
+    ("bom.jsonl", b"\xef\xbb\xbf\n", r"bom\.jsonl: file is empty"),
     ("latin1.jsonl", b'{"id": "a.jpg", "prediction": "x"}\n{"id": "b.jpg", "prediction": "caf\xe9"}\n',
      r"latin1\.jsonl:2: not UTF-8 text"),
     ("bad.jsonl", b'{"id": "a.jpg", "prediction": "x"}\n{"id": "b.jpg", "prediction": \n', r"bad\.jsonl:2: invalid JSON"),
@@ -127,6 +128,8 @@ def test_csv_predictions_and_pickle_from_file_names(tmp_path):
     ("array.jsonl", b'{"id": "a.jpg", "prediction": "x"}\n["b.jpg", "y"]\n', r"array\.jsonl:2: expected a JSON object"),
     ("schema.jsonl", b'{"id": "a.jpg", "prediction": "x", "shots": -1}\n', r"schema\.jsonl:1: at shots: -1 is less than"),
     ("nocol.csv", b"id,answer\na.jpg,x\n", r"nocol\.csv:1: missing column 'prediction'"),
+    ("header.csv", b"id,prediction\n", r"header\.csv: no predictions in the file"),
+    ("shots.csv", b"id,prediction,shots\na.jpg,x,1.5\n", r"shots\.csv:2: column 'shots' must be a whole number, got '1\.5'"),
     ("shape.pkl", pickle.dumps(["not", "a", "dict"]), r"shape\.pkl: expected a dict"),
     ("keys.pkl", pickle.dumps({"token_usage": (1, 2)}), r"keys\.pkl: no '\[query ids\]' keys"),
     ("values.pkl", pickle.dumps({"['a.jpg']": 3}), r"values\.pkl: the response of key .* is int"),
@@ -182,6 +185,18 @@ def test_cli_writes_reports_deterministically_and_fails_cleanly(tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "bad.jsonl:1: " in result.output and "'prediction' is a required" in result.output
     assert not (tmp_path / "out3").exists()
+
+
+def test_negative_seed_or_bootstrap_is_a_one_line_error(tmp_path):
+    truth = tmp_path / "test.csv"
+    truth.write_text(",forest,river\na.jpg,1.0,0.0\n")
+    predictions = _jsonl(tmp_path / "p.jsonl", [{"id": "a.jpg", "prediction": "forest"}])
+    with pytest.raises(UserError, match=r"^--seed must be >= 0, got -1$"):
+        score(truth, [predictions], seed=-1)
+    with pytest.raises(UserError, match=r"^--bootstrap must be >= 0, got -2$"):
+        score(truth, [predictions], bootstrap=-2)
+    result = CliRunner().invoke(main, ["score", "--truth", str(truth), "--predictions", str(predictions), "--seed", "-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
 
 
 def test_write_report_refuses_a_malformed_report(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from isekai_gen.scoring import score
+from isekai_gen.scoring import score, write_report
 from isekai_gen.scoring.bootstrap import bootstrap_summary
 from isekai_gen.scoring.curves import data_efficiency
 from isekai_gen.scoring.metrics import ACCURACY, MACRO_F1, item_stats, metric_from_sums
@@ -101,6 +101,24 @@ def test_data_efficiency_recovers_log_linear_slope():
     assert data_efficiency([(0, 31.5), *noisy])["slope"] == pytest.approx(7.25, abs=0.3)
     assert data_efficiency(points[1:])["slope"] is None
     assert "no zero-shot" in data_efficiency(points[1:])["note"]
+    # A run that scored no item (value None) is left out; without a zero-shot value there is no slope.
+    assert data_efficiency([*points, (400, None)])["slope"] == pytest.approx(7.25)
+    assert data_efficiency([(0, None), *points[1:]]) == {
+        "slope": None, "zero_shot": None, "note": "the zero-shot run scored no item"}
+    assert data_efficiency([(0, 31.5), (5, None)]) == {
+        "slope": None, "zero_shot": 31.5, "note": "no run with shots > 0 scored an item"}
+
+
+def test_a_run_that_scores_no_item_still_gives_a_curve_report_and_plot(tmp_path):
+    truth = _write_csv_truth(tmp_path / "test.csv", ["cat", "dog"], {"a": ["cat"], "b": ["dog"]})
+    predictions = _write_jsonl(tmp_path / "p.jsonl", [
+        {"id": "a", "prediction": "?", "shots": 0}, {"id": "b", "prediction": "?", "shots": 0},
+        {"id": "a", "prediction": "cat", "shots": 8}])
+    report = score(truth, [predictions], parse_failures="drop", bootstrap=10)
+    assert [(p["shots"], p["value"]) for p in report["curve"]] == [(0, None), (8, 100.0)]
+    assert report["data_efficiency"][0]["slope"] is None
+    written = write_report(report, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["curve.png", "report.json", "report.md"]
 
 
 def test_shot_curve_batch_table_and_paired_compare(tmp_path):

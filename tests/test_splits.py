@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import splits_fixtures as fx
+from isekai_gen.errors import UserError
 from isekai_gen.manyicl import build_split, read_split
 from splits import adapters, get_adapter
 
@@ -186,6 +187,20 @@ def test_chexpert_balances_findings_excludes_uncertain_and_lateral_and_tests_on_
         assert r["group"] == r["source_path"].split("/")[2]
 
 
+def test_chexpert_root_may_be_the_release_folder_even_as_dot_or_a_link(tmp_path, monkeypatch):
+    root = fx.chexpert(tmp_path / "root")
+    expected = folder_bytes(build("chexpert", root, tmp_path / "above", materialize="none"))
+    release = root / "CheXpert-v1.0-small"
+    monkeypatch.chdir(release)
+    renamed = tmp_path / "chexpert-small"
+    renamed.symlink_to(release)  # a link under another name
+    for given in (release, Path("."), renamed):
+        _, rows = read_split(build("chexpert", given, tmp_path / "inside", materialize="none"))
+        assert all((release / r["source_path"]).is_file() for r in rows)
+        assert {r["source_path"] for r in rows} == {
+            r["source_path"].removeprefix("CheXpert-v1.0-small/") for r in map(json.loads, expected["split.jsonl"].splitlines())}
+
+
 def test_chexpert_u_ones_reads_uncertain_as_positive(tmp_path):
     root = fx.chexpert(tmp_path / "root")
     build_split(get_adapter("chexpert"), root, tmp_path / "out",
@@ -277,6 +292,26 @@ def test_rebuild_replaces_the_folder_and_leaves_no_temporary_files(tmp_path):
     build("fives", root, tmp_path / "out", seed=2)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fives"]
     assert json.loads((tmp_path / "out" / "fives" / "split.json").read_text())["seed"] == 2
+
+
+def test_rebuild_clears_the_leftovers_of_a_killed_build(tmp_path):
+    root = fx.fives(tmp_path / "root")
+    out = tmp_path / "out"
+    build("fives", root, out, seed=1)
+    # Killed while writing (a half-filled temporary folder) and between the two renames.
+    (out / ".tmp-fives.abc123" / "images").mkdir(parents=True)
+    (out / ".old-fives.def456").mkdir()
+    (out / "fives").rename(out / ".old-fives.def456" / "fives")
+    (out / ".tmp-fives2.keep").mkdir()  # another dataset's name: not ours to remove
+    with pytest.raises(UserError, match="needs 50 demo images"):
+        build("fives", root, out, seed=2, demo_per_class=50)
+    # The failed rebuild put the previous split back and cleared the leftovers.
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives2.keep", "fives"]
+    assert json.loads((out / "fives" / "split.json").read_text())["seed"] == 1
+    (out / ".tmp-fives.ghi789").mkdir()
+    build("fives", root, out, seed=2)
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives2.keep", "fives"]
+    assert json.loads((out / "fives" / "split.json").read_text())["seed"] == 2
 
 
 def test_sampler_keeps_a_group_spanning_both_source_splits_on_one_side():

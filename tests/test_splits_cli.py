@@ -56,6 +56,10 @@ def test_build_command_bad_input_is_one_error_line_and_exit_2(tmp_path):
 
     result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out", "--option", "colour=red")
     assert result.exit_code == 2 and "fives: unknown option(s) colour" in result.output
+    for bad in ("colour", "a.b=1", "=1"):
+        result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out", "--option", bad)
+        assert result.exit_code == 2
+        assert result.output == f"error: --option {bad!r}: expected KEY=VALUE with a plain key\n"
 
 
 def test_build_all_reads_roots_relative_to_the_roots_file(tmp_path):

@@ -43,6 +43,12 @@ def test_missing_root_folder(tmp_path):
     fails("eurosat", tmp_path / "nowhere", tmp_path / "out", r"nowhere: EuroSAT root folder not found")
 
 
+def test_output_folder_that_is_a_file(tmp_path):
+    root = fx.eurosat(tmp_path / "root")
+    (tmp_path / "out").write_text("")
+    fails("eurosat", root, tmp_path / "out", r"out: exists and is not a folder")
+
+
 @pytest.mark.parametrize("name, relative, old, new, missing", [
     ("ham10000", "HAM10000_metadata.csv", "lesion_id,image_id,dx,", "lesion,image_id,diagnosis,", "lesion_id, dx"),
     ("chexpert", "CheXpert-v1.0-small/train.csv", ",Edema,", ",Oedema,", "Edema"),
@@ -115,6 +121,9 @@ def test_drugood_bad_cases_name_file_split_and_case(tmp_path):
     fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json#ood_test/\d+: RDKit cannot parse SMILES")
     path.write_text("{not json")
     fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json:1: invalid JSON")
+    fx.drugood(tmp_path / "elsewhere")
+    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: the drugood option `file` must name a file inside the root",
+          file=str(tmp_path / "elsewhere" / "lbap_core_ic50_assay.json"))
 
 
 def test_image_listed_in_metadata_but_missing(tmp_path):

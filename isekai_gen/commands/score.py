@@ -25,7 +25,7 @@ from isekai_gen.scoring.choices import FORMATS, POLICIES
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000,
               help="Bootstrap resamples of the test items for the std (the paper's error bar) and 95% interval; "
                    "0 skips them.")
-@click.option("--seed", type=int, default=0, help="Seed of the bootstrap.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the bootstrap.")
 @click.option("--parse-failures", "parse_failures", type=click.Choice(POLICIES), default="wrong",
               help="Replies naming no label or several labels, and missing answers: drop them from the "
                    "denominator, count them wrong (the paper's rule), or do exactly what ManyICL's released "

@@ -116,11 +116,10 @@ def build_command(dataset, root, out, seed, demo_per_class, test_per_class, mate
 
 
 def _option(text: str) -> dict:
-    parsed = parse_override(text)
-    key, value = next(iter(parsed.items()))
-    if isinstance(value, dict):
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip() or "." in key:
         raise UserError(f"--option {text!r}: expected KEY=VALUE with a plain key")
-    return {key: value}
+    return parse_override(text)  # {key: value parsed as YAML}
 
 
 @command.command("build-all")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..episodes.stage import EPISODES_FILE
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, read_json, read_jsonl, sha256_bytes, sha256_file
 from ..manifest import manifest_path, read_manifest
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "export"
 WEBDATASET_DIR = "webdataset"
 HF_DIR = "hf"
-EPISODES_FILE = Path("episodes") / "episodes.jsonl"
 
 # (name, type) of every metadata field of an exported image. Types are `datasets` Value dtypes;
 # score fields are null when the filter ran without scores.
@@ -68,6 +68,8 @@ class ExportItem:
             data = self.image_path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"{self.image_path}: image of kept job {self.key} not found") from None
+        except OSError as exc:  # a folder in its place, no permission, ...
+            raise UserError(f"{self.image_path}: cannot read the image of kept job {self.key} ({exc.strerror})") from None
         if sha256_bytes(data) != self.metadata["sha256"]:
             raise UserError(f"{self.image_path}: content does not match the sha256 recorded in the manifest")
         return data

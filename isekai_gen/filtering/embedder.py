@@ -225,6 +225,8 @@ def load_open_clip(config: dict) -> OpenClipEmbedder:
         raise UserError(f"filter model {name} ({recorded}): could not be loaded ({str(exc).splitlines()[0]})") from None
     net.eval()
     identity["preprocess"] = repr(preprocess)
+    # Numerics differ between CPU float32 and CUDA bf16 autocast: never mix them in one cache.
+    identity["numerics"] = "cuda-bf16-autocast" if device.type == "cuda" else f"{device.type}-float32"
     cache_key = hashlib.sha256(dumps_canonical(identity).encode()).hexdigest()[:24]
     log.info("filter model %s (%s) on %s, cache key %s", name, recorded, device, cache_key)
     return OpenClipEmbedder(

@@ -41,11 +41,13 @@ class ImageDataset:
 
 
 def _collate(items):
+    """A batch ``(tensor, facts)``, or ``(None, problem)`` for the first unreadable image: collation
+    runs inside the worker too, where raising would wrap the message in a worker traceback."""
     import torch
 
     for tensor, facts in items:
         if tensor is None:
-            raise UserError(facts)
+            return None, facts
     return torch.stack([tensor for tensor, _ in items]), [facts for _, facts in items]
 
 
@@ -76,6 +78,8 @@ def embed_missing(
             )
             vectors, facts = [], []
             for batch, batch_facts in loader:
+                if batch is None:
+                    raise UserError(batch_facts)
                 vectors.extend(embedder.encode_images(batch))
                 facts.extend(batch_facts)
                 bar.update(len(batch_facts))

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import UserError, where
 from ..manifest import manifest_path, read_manifest
 
+MANUAL_REJECTS = "manual_rejects.txt"   # in OUT: job ids rejected by a human (``isekai-gen preview``)
 # Fields this stage owns; they are recomputed from scratch on every run (idempotent re-runs).
 FILTER_FIELDS = ("scores", "kept", "reject_reason", "duplicate_of")
 

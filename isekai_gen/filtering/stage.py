@@ -22,7 +22,7 @@ from ..manifest import write_manifest
 from .cache import EmbeddingCache
 from .embedder import Embedder, concept_text_embeddings, embedder_description, load_open_clip
 from .embedding_pass import embed_missing
-from .manifest import load_manifest, read_manual_rejects
+from .manifest import MANUAL_REJECTS, load_manifest, read_manual_rejects
 from .npz import write_npz
 from .report import build_report, write_report
 from .rules import decide
@@ -56,6 +56,8 @@ def _image_paths(out_dir: Path, rows: list[dict]) -> dict[str, Path]:
             raise UserError(f"{path}: image file not found (manifest.jsonl job {row['job_id']})") from None
         except IsADirectoryError:
             raise UserError(f"{path}: is a folder, not an image (manifest.jsonl job {row['job_id']})") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read image ({exc.strerror}; manifest.jsonl job {row['job_id']})") from None
         if actual != row["sha256"]:
             raise UserError(
                 f"{path}: sha256 differs from manifest.jsonl (job {row['job_id']}); the image changed after "
@@ -120,7 +122,7 @@ def run_filter(
     out_dir = Path(out_dir)
     settings = config["filter"]
     rows, embedder, table, text, embedded = _prepare(config, out_dir, catalog, embedder, progress)
-    manual = read_manual_rejects(out_dir / "manual_rejects.txt", {row["job_id"] for row in rows})
+    manual = read_manual_rejects(out_dir / MANUAL_REJECTS, {row["job_id"] for row in rows})
     generation = config.get("generation", {})
     expected_size = (generation["width"], generation["height"]) if settings["check_size"] else None
     decisions = decide(table, settings, manual, catalog.ids, expected_size)

@@ -67,6 +67,9 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     if materialize not in MATERIALIZE_MODES:
         modes = ", ".join(MATERIALIZE_MODES)
         raise UserError(f"{adapter.name}: materialize must be one of {modes}, got {materialize!r}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder (the output folder of the splits)")
+    _remove_leftovers(out_dir / adapter.name)
     recipe, rows = plan_split(adapter, root, settings)
     source_sizes = _source_sizes(adapter, root, rows)
     meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes)
@@ -128,6 +131,19 @@ def _fresh_folder(target: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Clear what a killed build left next to ``target`` (exporters take every folder for a split).
+
+    A kill between the two renames above leaves the previous split only in ``.old-*``: put it back.
+    """
+    for stale in sorted(target.parent.glob(f".old-{target.name}.*")):
+        if (stale / target.name).exists() and not (target.exists() or target.is_symlink()):
+            os.replace(stale / target.name, target)
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in target.parent.glob(f".tmp-{target.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_roots(path: str | Path) -> dict[str, Path]:

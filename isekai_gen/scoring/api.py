@@ -125,6 +125,8 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
     """
     if bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
     truth = load_truth(truth_path)
     check_options(truth, parse_failures, lcl_compat)
     runs = [run for path in _as_paths(prediction_paths) for run in load_predictions(path, truth, fmt)]

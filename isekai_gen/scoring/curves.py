@@ -21,16 +21,23 @@ def _series_key(result: dict) -> tuple:
     return tuple((result[k] is not None, result[k]) for k in ("model", "batch_size"))
 
 
-def data_efficiency(points: list[tuple[int, float]]) -> dict:
-    """Slope (metric points per tenfold more demonstrations) through the zero-shot point."""
+def data_efficiency(points: list[tuple[int, float | None]]) -> dict:
+    """Slope (metric points per tenfold more demonstrations) through the zero-shot point.
+
+    A run that scored no item has no value (None) and is left out of the regression.
+    """
     zero_shot = [value for shots, value in points if shots == 0]
     if not zero_shot:
         return {"slope": None, "zero_shot": None,
                 "note": "no zero-shot (shots = 0) run, so the slope through the zero-shot point is undefined"}
-    x = [math.log10(shots + 1) for shots, _ in points if shots > 0]
-    y = [value - zero_shot[0] for shots, value in points if shots > 0]
+    if zero_shot[0] is None:
+        return {"slope": None, "zero_shot": None, "note": "the zero-shot run scored no item"}
+    measured = [(shots, value) for shots, value in points if shots > 0 and value is not None]
+    x = [math.log10(shots + 1) for shots, _ in measured]
+    y = [value - zero_shot[0] for _, value in measured]
     if not x:
-        return {"slope": None, "zero_shot": zero_shot[0], "note": "only the zero-shot run"}
+        return {"slope": None, "zero_shot": zero_shot[0], "note": "no run with shots > 0 scored an item"
+                if any(shots > 0 for shots, _ in points) else "only the zero-shot run"}
     slope = sum(a * b for a, b in zip(x, y)) / sum(a * a for a in x)
     return {"slope": slope, "zero_shot": zero_shot[0], "note": None}
 

@@ -31,7 +31,8 @@ def plot_points(points: list[dict], x_key: str, series_keys: tuple[str, ...], me
         members = sorted(members, key=lambda p: p[x_key])
         label = ", ".join(f"{k} {v}" for k, v in zip(series_keys, key) if v is not None) or "predictions"
         errors = [p["std"] or 0.0 for p in members]
-        axes.errorbar([p[x_key] for p in members], [p["value"] for p in members], yerr=errors,
+        values = np.array([p["value"] for p in members], dtype=float)  # a run that scored nothing: NaN, no marker
+        axes.errorbar([p[x_key] for p in members], values, yerr=errors,
                       marker="o", capsize=3, label=label)
     axes.set_xscale("function", functions=(_log10_plus_one, _inverse_log10_plus_one))
     axes.margins(x=0.06)

@@ -20,6 +20,7 @@ from .textio import first_json_object, json_lines, read_text
 from .truth import Truth
 from .unpickle import load_restricted_pickle
 
+
 @dataclass(frozen=True)
 class Prediction:
     id: str
@@ -61,7 +62,10 @@ def load_predictions(path: str | Path, truth: Truth, fmt: str = "auto") -> list[
         raise UserError(f"unknown prediction format {fmt!r}; expected one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     reader = {"jsonl": _read_jsonl, "csv": _read_csv, "manyicl-pickle": _read_pickle, "lcl": _read_lcl}[fmt]
-    return _group_runs(path, fmt, reader(path, truth))
+    rows = reader(path, truth)
+    if not rows:
+        raise UserError(f"{path}: no predictions in the file")
+    return _group_runs(path, fmt, rows)
 
 
 def _group_runs(path: Path, fmt: str, rows: list[tuple[tuple, Prediction]]) -> list[PredictionRun]:
@@ -132,7 +136,8 @@ def _csv_value(name: str, text: str, location: str):
     try:
         return float(text) if name == "confidence" else int(text)
     except ValueError:
-        raise UserError(f"{location}: column {name!r} must be a number, got {text!r}") from None
+        kind = "a number" if name == "confidence" else "a whole number"
+        raise UserError(f"{location}: column {name!r} must be {kind}, got {text!r}") from None
 
 
 def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError, where
+from ..fileio import read_json
 from ..schema import validate
 from .textio import first_json_object, json_lines, read_text
 
@@ -135,10 +135,7 @@ def _split_recipe(path: Path) -> dict | None:
     meta_path = path.with_name("split.json")
     if not meta_path.exists():
         return None
-    try:
-        meta = json.loads(read_text(meta_path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where(meta_path, exc.lineno)}: invalid JSON ({exc.msg})") from None
+    meta = read_json(meta_path)
     validate(meta, "split_meta", meta_path)
     return meta["recipe"]
 
