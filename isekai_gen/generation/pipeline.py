@@ -15,8 +15,6 @@ from .tiny import TINY_MODELS, ensure_tiny_pipeline
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
-
 
 def resolve_device(name: str = "auto") -> str:
     import torch
@@ -108,7 +106,7 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     source = _source(model_cfg, cache_dir)
-    kwargs = {"dtype": getattr(torch, DTYPES[dtype])}
+    kwargs = {"dtype": getattr(torch, dtype)}  # dtype names are validated by the config schema
     if model_cfg.get("revision") and source == model_cfg["id"]:
         kwargs["revision"] = model_cfg["revision"]
     if model_cfg.get("variant"):
@@ -120,6 +118,7 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
         raise _missing_model_error(model_cfg["id"], f"could not be loaded ({first_line})") from None
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s (%s) on %s as %s", model_cfg["id"], type(pipe).__name__, device, dtype)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
