@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import Catalog
@@ -53,7 +53,7 @@ _NULLABLE = {"model_revision", "clip_model", "clip_pretrained", "alignment", "pa
 _PYTHON_TYPES = {"string": (str,), "int64": (int,), "float64": (int, float), "bool": (bool,)}
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExportItem:
     """One kept image: its sample key, file and metadata record."""
 
@@ -61,17 +61,21 @@ class ExportItem:
     image_path: Path
     image_size: int     # bytes, for planning shards before reading any image
     metadata: dict
+    # Set by the first read: each format reads the image again, but hashing it once per export suffices.
+    checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     def read_image(self) -> bytes:
-        """The PNG bytes, checked against the manifest's sha256 (a changed file is an error)."""
+        """The PNG bytes, checked against the manifest's sha256 on first read (a changed file is an error)."""
         try:
             data = self.image_path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"{self.image_path}: image of kept job {self.key} not found") from None
         except OSError as exc:  # a folder in its place, no permission, ...
             raise UserError(f"{self.image_path}: cannot read the image of kept job {self.key} ({exc.strerror})") from None
-        if sha256_bytes(data) != self.metadata["sha256"]:
-            raise UserError(f"{self.image_path}: content does not match the sha256 recorded in the manifest")
+        if not self.checked:
+            if sha256_bytes(data) != self.metadata["sha256"]:
+                raise UserError(f"{self.image_path}: content does not match the sha256 recorded in the manifest")
+            self.checked = True
         return data
 
 
