@@ -126,7 +126,7 @@ def parse_catalog(data, source: str, min_prompts: int = MIN_PROMPTS) -> Catalog:
             problem = _concept_schema_problem(raw)
             if problem:
                 raise UserError(f"{source}: concept {label!r}{problem}")
-    problem = first_error(validator("concept_catalog"), data)
+    problem = first_error("concept_catalog", data)
     if problem:
         raise UserError(f"{source}: {problem}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .fileio import read_jsonl, write_jsonl
-from .schema import first_error, validator
+from .schema import first_error
 
 MANIFEST = "manifest.jsonl"
 PARTS = "manifest.parts"
@@ -44,10 +44,9 @@ def read_manifest(out_dir: Path, *, required: bool = True) -> list[dict]:
             raise UserError(f"{path}: not found; run `isekai-gen generate --out {out_dir}` first")
         return []
     rows = read_jsonl(path)
-    row_validator = validator("manifest_row")
     seen = set()
     for number, row in enumerate(rows, start=1):
-        problem = first_error(row_validator, row)
+        problem = first_error("manifest_row", row)
         if problem:
             raise UserError(f"{path}: row {number} ({row.get('job_id', '?')}): {problem}")
         if row["job_id"] in seen:

@@ -2,6 +2,10 @@
 
 Schemas may reference each other by file name (``{"$ref": "filter_config.schema.json"}``);
 all schemas in the folder are registered under their file names.
+
+Two validators of the same schemas: ``jsonschema-rs`` answers valid or not (~50x faster, which
+matters for per-row checks of 100k-row manifests and prediction files) and the reference
+``jsonschema`` explains what is wrong, only for objects the first one rejects.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import functools
 import json
 
 import jsonschema
+import jsonschema_rs
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -18,18 +23,37 @@ from .resources import SCHEMA_DIR, schema_path
 
 
 @functools.lru_cache(maxsize=None)
+def _schemas() -> tuple[tuple[str, dict], ...]:
+    return tuple((path.name, json.loads(path.read_text(encoding="utf-8")))
+                 for path in sorted(SCHEMA_DIR.glob("*.schema.json")))
+
+
+@functools.lru_cache(maxsize=None)
 def _registry() -> Registry:
-    resources = []
-    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
-    return Registry().with_resources(resources)
+    return Registry().with_resources(
+        (name, Resource.from_contents(contents, default_specification=DRAFT202012)) for name, contents in _schemas()
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def validator(name: str) -> jsonschema.Draft202012Validator:
+    """The reference validator of ``schemas/<name>.schema.json`` (explains problems)."""
     schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_validator(name: str) -> jsonschema_rs.Validator:
+    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    registry = jsonschema_rs.Registry([(file_name, contents) for file_name, contents in _schemas()])
+    return jsonschema_rs.validator_for(schema, registry=registry, offline=True)
+
+
+def _surely_valid(name: str, obj) -> bool:
+    try:
+        return _fast_validator(name).is_valid(obj)
+    except (TypeError, ValueError):  # a value JSON cannot hold (a YAML date, an int key): ask jsonschema
+        return False
 
 
 def format_error(error: jsonschema.ValidationError) -> str:
@@ -37,9 +61,11 @@ def format_error(error: jsonschema.ValidationError) -> str:
     return f"at {location}: {error.message}"
 
 
-def first_error(schema_validator: jsonschema.protocols.Validator, obj) -> str | None:
-    """The most specific problem of ``obj`` as ``at <path>: <message>``, or None when valid."""
-    best = jsonschema.exceptions.best_match(schema_validator.iter_errors(obj))
+def first_error(name: str, obj) -> str | None:
+    """The most specific problem of ``obj`` under schema ``name`` as ``at <path>: <message>``, or None."""
+    if _surely_valid(name, obj):
+        return None
+    best = jsonschema.exceptions.best_match(validator(name).iter_errors(obj))
     return None if best is None else format_error(best)
 
 
@@ -49,6 +75,6 @@ def validate(obj, name: str, source) -> None:
     The most specific error is reported (``best_match``), so a typo deep in a section reads as
     ``config.yaml: at filter/min_alignment: 'high' is not of type 'number'``.
     """
-    problem = first_error(validator(name), obj)
+    problem = first_error(name, obj)
     if problem:
         raise UserError(f"{source}: {problem}")

@@ -7,6 +7,7 @@ Outputs are read back by their real consumers: ``webdataset.WebDataset``, ``data
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from test_export_helpers import export_hashes, make_build
 
 from isekai_gen.errors import UserError
 from isekai_gen.export.stage import run_export
-from isekai_gen.export.webdataset import FIXED_MTIME, plan_shards
+from isekai_gen.export.webdataset import FIXED_MTIME, plan_shards, tar_header
 from isekai_gen.fileio import read_jsonl, write_jsonl
 from isekai_gen.schema import validate
 
@@ -78,6 +79,32 @@ def test_webdataset_members_are_sorted_with_fixed_mtime(built):
     names = [m.name for m in members]
     assert names[:4] == ["cactihog-00000.cls", "cactihog-00000.json", "cactihog-00000.png", "cactihog-00000.txt"]
     assert {(m.mtime, m.uname, m.mode) for m in members} == {(FIXED_MTIME, "isekai-gen", 0o444)}
+
+
+def _tarfile_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_shards_are_byte_for_byte_what_tarfile_writes(built):
+    """The shard writer lays tar blocks out by hand: tarfile, given the same members, writes the same bytes."""
+    folder = built[0] / "export" / "webdataset"
+    for shard in sorted(folder.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = [(info, tar.extractfile(info).read()) for info in tar.getmembers()]
+        assert _tarfile_bytes(members) == shard.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["a.png", "cactihog-00001.json", "é.txt", "x" * 100, "a" * 64 + "-1234567.json"])
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 197_000, 8**11 - 1])
+def test_tar_header_is_tarfiles_header(name, size):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, FIXED_MTIME, 0o444
+    info.uname = info.gname = "isekai-gen"
+    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
 
 
 def test_webdataset_shards_load_with_datasets(built, tmp_path):
@@ -233,9 +260,13 @@ def test_missing_image_is_an_error_naming_the_file(tmp_path):
 
 def test_changed_image_is_an_error_naming_the_file(tmp_path):
     config, catalog = make_build(tmp_path, benchmarks=False)
-    (tmp_path / "images" / "octopus" / "octopus-00002.png").write_bytes(b"not the generated png")
+    image = tmp_path / "images" / "octopus" / "octopus-00002.png"
+    data = bytearray(image.read_bytes())
+    data[-20] ^= 0xFF  # same size, different content
+    image.write_bytes(data)
     with pytest.raises(UserError, match=r"octopus-00002\.png: content does not match the sha256"):
         run_export(config, tmp_path, catalog)
+    assert [p.name for p in (tmp_path / "export" / "webdataset").iterdir()] == []  # no shard, temp file or index
 
 
 def test_unfiltered_manifest_is_an_error(tmp_path):
@@ -291,3 +322,15 @@ def test_cli_export_reports_a_broken_build_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "cctovac-00000.png" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("recorded_size", [4, 6])
+def test_image_whose_size_changed_after_planning_is_an_error(tmp_path, recorded_size):
+    from isekai_gen.export.stage import ExportItem
+
+    image = tmp_path / "a-00000.png"
+    image.write_bytes(b"12345")
+    item = ExportItem(key="a-00000", image_path=image, image_size=recorded_size,
+                      metadata={"sha256": hashlib.sha256(b"12345"[:recorded_size]).hexdigest()})
+    with pytest.raises(UserError, match=r"a-00000\.png: image changed during the export"):
+        item.read_image()

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..fileio import atomic_write_bytes, read_json, read_jsonl, sha256_bytes, sha256_file
 from ..manifest import manifest_path, read_manifest
 from ..run_info import run_path
-from ..schema import first_error, validator
+from ..schema import first_error
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +66,25 @@ class ExportItem:
 
     def read_image(self) -> bytes:
         """The PNG bytes, checked against the manifest's sha256 on first read (a changed file is an error)."""
+        data = bytearray(self.image_size)
+        self.read_image_into(memoryview(data))
+        return bytes(data)
+
+    def read_image_into(self, view: memoryview) -> None:
+        """Read the PNG into ``view`` (``image_size`` bytes), checked like ``read_image``."""
         try:
-            data = self.image_path.read_bytes()
+            with open(self.image_path, "rb", buffering=0) as handle:
+                complete = handle.readinto(view) == len(view) and not handle.read(1)
         except FileNotFoundError:
             raise UserError(f"{self.image_path}: image of kept job {self.key} not found") from None
         except OSError as exc:  # a folder in its place, no permission, ...
             raise UserError(f"{self.image_path}: cannot read the image of kept job {self.key} ({exc.strerror})") from None
+        if not complete:
+            raise UserError(f"{self.image_path}: image changed during the export (its size differs)")
         if not self.checked:
-            if sha256_bytes(data) != self.metadata["sha256"]:
+            if sha256_bytes(view) != self.metadata["sha256"]:
                 raise UserError(f"{self.image_path}: content does not match the sha256 recorded in the manifest")
             self.checked = True
-        return data
 
 
 def _manifest_value(row: dict, field: str):
@@ -143,9 +151,8 @@ def read_episodes(out_dir: Path, kept_ids: set[str]) -> list[dict]:
         log.warning("%s not found: exporting images without episodes", path)
         return []
     rows = read_jsonl(path)
-    row_validator = validator("episode_row")
     for number, row in enumerate(rows, start=1):
-        problem = first_error(row_validator, row)
+        problem = first_error("episode_row", row)
         if problem:
             raise UserError(f"{path}: row {number}: {problem}")
         for job_id in [row["query"], *row["positive_support"], *row["negative_support"]]:
