@@ -2,7 +2,8 @@
 
 A thin click layer: every command lives in its own module under ``isekai_gen/commands/`` (it
 exposes ``command``) and only turns options into calls of library functions. This module
-assembles them, sets up logging and turns ``UserError`` into one line on stderr and exit 2.
+assembles them, sets up logging and turns ``UserError`` (and file-system refusals, ``OSError``)
+into one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class IsekaiGroup(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            # The file system refused (no permission, disk full, a folder where a file should be):
+            # a problem of the user's machine, said in one line; --verbose keeps the traceback.
+            if ctx.params.get("verbose") or exc.strerror is None:
+                raise
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(f"error: {where}{exc.strerror}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; rerun the same command to resume", err=True)

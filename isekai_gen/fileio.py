@@ -111,6 +111,48 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+class HashingWriter:
+    """Binary file wrapper that hashes what is written through it (saves reading the file back)."""
+
+    def __init__(self, handle):
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def close(self) -> None:
+        """Writers close what they were given; the underlying file stays open for its owner."""
+
+
+def remove_stale(root: str | os.PathLike, keep: set[Path]) -> list[Path]:
+    """Delete every file under ``root`` not in ``keep``, then the folders left empty; return the files.
+
+    For output folders rewritten by a stage: what an earlier run wrote and this one did not
+    (a dropped concept's sheet, a removed benchmark's images) must not linger beside the new files.
+    """
+    root = Path(root)
+    stale = sorted(p for p in root.rglob("*") if p.is_file() and p not in keep) if root.is_dir() else []
+    for path in stale:
+        path.unlink()
+    # Reverse path order visits a folder's children before the folder itself.
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return stale
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

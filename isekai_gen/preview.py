@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from .errors import UserError
-from .fileio import atomic_write_bytes, atomic_write_text
+from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
 from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
 from .manifest import MANIFEST, read_manifest
 
@@ -174,4 +174,6 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
         })
     index = preview_dir / "index.html"
     atomic_write_text(index, index_html(summaries))
+    # Sheets of concepts no longer in the build (a smaller catalog, a --concepts subset) go.
+    remove_stale(preview_dir, {index, *(preview_dir / summary["file"] for summary in summaries)})
     return index

@@ -206,6 +206,19 @@ def test_benchmark_splits_travel_and_images_only_when_redistributable(built):
     assert not (hf / "chexpert" / "images").exists()
 
 
+def test_removed_benchmark_leaves_no_folder_behind(tmp_path):
+    config, catalog = make_build(tmp_path)
+    run_export(config, tmp_path, catalog)
+    hf = tmp_path / "export" / "hf" / "benchmarks"
+    assert (hf / "fives" / "images").is_dir()
+    shutil.rmtree(tmp_path / "benchmarks" / "fives")
+    run_export(config, tmp_path, catalog)
+    assert sorted(p.name for p in hf.iterdir()) == ["chexpert"]
+    shutil.rmtree(tmp_path / "benchmarks")
+    run_export(config, tmp_path, catalog)
+    assert not hf.exists()
+
+
 def test_export_is_byte_identical_across_builds_and_reruns(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     config, catalog = make_build(first)

@@ -76,6 +76,14 @@ def test_preview_is_byte_identical_on_rerun(build):
     assert {p.name: p.read_bytes() for p in (build / "preview").iterdir()} == first
 
 
+def test_sheets_of_concepts_no_longer_built_are_removed(build):
+    write_preview(build)
+    sheets = sorted(p.name for p in (build / "preview").iterdir())
+    (build / "preview" / "dropped-concept.png").write_bytes(b"an earlier build's sheet")
+    write_preview(build)
+    assert sorted(p.name for p in (build / "preview").iterdir()) == sheets
+
+
 def test_cli_preview_and_one_line_errors(build, tmp_path):
     from cli import main
 

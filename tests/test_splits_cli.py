@@ -118,3 +118,14 @@ def test_run_benchmarks_reads_a_roots_file_and_keeps_only_split_folders_under_be
     # Exporters treat every folder under benchmarks/ as a split: the molecule cache lives elsewhere.
     assert sorted(p.name for p in (tmp_path / "build" / "benchmarks").iterdir()) == ["drugood", "dtd"]
     assert len(list((tmp_path / "build" / "cache" / "drugood").rglob("*.png"))) == 6
+
+
+def test_file_system_refusal_is_one_line_naming_the_file(tmp_path):
+    root = fx.eurosat(tmp_path / "root")
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "out"  # the OS refuses to create a folder inside a file
+    result = invoke("build", "--dataset", "eurosat", "--root", root, "--out", out,
+                    "--demo-per-class", 2, "--test-per-class", 1)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    assert f"{tmp_path / 'a-file'}" in result.output and "Not a directory" in result.output

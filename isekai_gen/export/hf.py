@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..fileio import atomic_open, atomic_write_bytes, read_json
+from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale
 from ..manyicl.writer import SPLIT_FILES
 from .stage import METADATA_FIELDS
 from .webdataset import plan_shards
@@ -82,17 +82,19 @@ def data_files_glob(config: str, split: str) -> str:
     return f"{DATA_DIR}/{config}-{split}-*.parquet"
 
 
-def write_parquet(path: Path, rows: list[dict], features, row_group_rows: int) -> None:
-    """One Parquet file, atomically; same rows in, same bytes out."""
+def write_parquet(path: Path, rows: list[dict], features, row_group_rows: int) -> str:
+    """One Parquet file, atomically; same rows in, same bytes out. Returns its sha256."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
     with atomic_open(path, "wb") as handle:
+        hashing = HashingWriter(handle)
         # Content-defined chunking keeps unchanged pages byte-identical across re-exports, so the
         # Hub's deduplicating storage uploads only what changed.
-        pq.write_table(table, handle, row_group_size=row_group_rows, compression="zstd",
+        pq.write_table(table, hashing, row_group_size=row_group_rows, compression="zstd",
                        use_content_defined_chunking=True)
+    return hashing.digest.hexdigest()
 
 
 def _image_rows(items: Sequence["ExportItem"]) -> list[dict]:
@@ -106,13 +108,14 @@ def _episode_rows(episodes: Sequence[dict]) -> list[dict]:
 def _write_config(hf_dir, config, split, records, sizes, to_rows, features, limits, bar) -> dict:
     max_rows, max_bytes, row_group_rows = limits
     plan = plan_shards(sizes, max_rows, max_bytes)
-    files = []
+    digests = {}
     for number, positions in enumerate(plan):
         relative = shard_file(config, split, number, len(plan))
-        write_parquet(hf_dir / relative, to_rows([records[i] for i in positions]), features, row_group_rows)
-        files.append(relative)
+        digests[relative] = write_parquet(hf_dir / relative, to_rows([records[i] for i in positions]), features,
+                                          row_group_rows)
         bar.update(len(positions))
-    return {"split": split, "rows": len(records), "files": files, "data_files": data_files_glob(config, split)}
+    return {"split": split, "rows": len(records), "files": list(digests), "sha256": digests,
+            "data_files": data_files_glob(config, split)}
 
 
 def write_hf_data(
@@ -127,7 +130,7 @@ def write_hf_data(
     row_group_rows: int,
     progress: bool = False,
 ) -> dict:
-    """Write the Parquet shards of every config; return ``{config: {split, rows, files, data_files}}``.
+    """Write the Parquet shards of every config; return ``{config: {split, rows, files, sha256, data_files}}``.
 
     The images config comes first (it is the default); episode sets follow in name order.
     Parquet files of earlier exports that this one did not write are removed.
@@ -185,7 +188,7 @@ def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> list[dict]:
             written.add(target)
         summaries.append({"dataset": source.name, "redistributable": redistributable, "license": license_name,
                           "images": len(images)})
-    for stale in sorted(p for p in target_root.rglob("*") if p.is_file()):
-        if stale not in written:
-            stale.unlink()
+    remove_stale(target_root, written)
+    if target_root.is_dir() and not any(target_root.iterdir()):
+        target_root.rmdir()
     return summaries

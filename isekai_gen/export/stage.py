@@ -202,8 +202,11 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
             row_group_rows=settings["row_group_rows"], progress=progress,
         )
         benchmarks = copy_benchmark_splits(out_dir, hf_dir)
-    shard_digests = {f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in (index or {}).get("shards", [])}
-    content_hash, files = write_checksums(export_dir, shard_digests)
+    # Digests taken while writing: the shards and Parquet files are not read back to be hashed.
+    known = {f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in (index or {}).get("shards", [])}
+    known.update((f"{HF_DIR}/{file}", digest) for info in (hf_configs or {}).values()
+                 for file, digest in info["sha256"].items())
+    content_hash, files = write_checksums(export_dir, known)
     if hf_configs is not None:
         write_card(
             hf_dir, config=config, run=run, catalog=catalog, manifest_rows=manifest_rows, items=items,
