@@ -11,6 +11,7 @@ means every shard it lists is complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -169,7 +170,8 @@ def _start_writeback(fd: int, start: int, end: int) -> None:
     shard on disk already instead of flushing all of it at once.
     """
     if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        with contextlib.suppress(OSError):  # advice only: a file system may not take it
+            os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def write_shard(path: Path, items: Sequence["ExportItem"], texts: Sequence[dict[str, bytes]],
