@@ -8,6 +8,7 @@ A process killed at any moment leaves at worst a stray ``.tmp-*`` file, never a 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -101,7 +102,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         handle = open(path, encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    with handle:
+    with handle, collection_paused():
         try:
             for lineno, line in enumerate(handle, start=1):
                 if line.strip():
@@ -109,6 +110,22 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return rows
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many containers that all stay alive.
+
+    Every few hundred new dicts trigger a collection that walks all of them and frees nothing:
+    at 100k manifest rows that is ~40% of the load time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class HashingWriter:
