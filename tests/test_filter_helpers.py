@@ -49,6 +49,7 @@ class TestDoubleEmbedder:
     model = "test-double"
     pretrained = "none"
     cache_key = "test-double-v1"
+    device = "cpu"
 
     def __init__(self):
         self.preprocess = _Preprocess()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import open_clip
 import pytest
@@ -14,7 +17,8 @@ from isekai_gen.config import public_config
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import read_jsonl, sha256_file, write_json, write_jsonl
 from isekai_gen.filtering import run_filter
-from isekai_gen.filtering.embedder import load_open_clip
+from isekai_gen.filtering import embedder as embedder_module
+from isekai_gen.filtering.embedder import LazyOpenClip, load_open_clip
 from test_filter_helpers import GROUPS, catalog_for, filter_config, png_bytes, write_build
 
 PER_CONCEPT = 12
@@ -55,22 +59,67 @@ def test_cli_filters_with_tiny_open_clip(tiny_build):
     assert len(cached) == 1
 
 
+def _count_loads(monkeypatch) -> list:
+    """Record every open_clip weight load (they still happen)."""
+    loads, load = [], embedder_module._load
+    monkeypatch.setattr(embedder_module, "_load", lambda spec: loads.append(spec.name) or load(spec))
+    return loads
+
+
 def test_refilter_uses_the_cache_not_the_model(tiny_build, monkeypatch):
     out_dir, config, catalog, _ = tiny_build
-    before = (out_dir / "manifest.jsonl").read_bytes()
+    files = ["manifest.jsonl", "filter/embeddings.npz", "filter/report.json"]
+    before = {name: (out_dir / name).read_bytes() for name in files}
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the image tower ran although every embedding is cached")
+    def no_model(spec):
+        raise AssertionError("the model loaded although every image and text embedding is cached")
 
-    monkeypatch.setattr(open_clip.model.CLIP, "encode_image", no_model)
+    monkeypatch.setattr(embedder_module, "_load", no_model)
     result = run_filter(config, out_dir, catalog)
     assert result.embedded == 0
-    assert (out_dir / "manifest.jsonl").read_bytes() == before
+    assert {name: (out_dir / name).read_bytes() for name in files} == before
     # Other thresholds, still no model time; rows now fall below the bar.
     stricter = {**config, "filter": {**config["filter"], "min_alignment": 0.99}}
     result = run_filter(stricter, out_dir, catalog)
     assert result.kept == 0 and result.reasons["low_alignment"] == len(GROUPS) * PER_CONCEPT
     assert set(result.starved) == set(GROUPS)
+
+
+def test_changed_texts_are_encoded_anew(tiny_build, tmp_path, monkeypatch):
+    out_dir, config, catalog, _ = tiny_build
+    build = tmp_path / "build"
+    shutil.copytree(out_dir, build)
+    folder = next((build / "cache" / "embeddings").iterdir())
+    loads = _count_loads(monkeypatch)
+
+    def text_parts() -> set:
+        return set(folder.glob("text-*.npz"))
+
+    def text_matrix() -> np.ndarray:
+        with np.load(build / "filter" / "embeddings.npz", allow_pickle=False) as npz:
+            return npz["text"]
+
+    first, parts = text_matrix(), text_parts()
+    templates = [*config["filter"]["templates"], "a picture of a {name}."]
+    result = run_filter({**config, "filter": {**config["filter"], "templates": templates}}, build, catalog)
+    assert result.embedded == 0 and loads == ["isekai-tiny-clip"]     # images cached, texts are not
+    assert not np.allclose(text_matrix(), first) and len(text_parts()) == len(parts) + 1
+
+    # One concept's description changes: only its texts are encoded, the other rows come from the cache.
+    concept = catalog.concepts[0]
+    edited = dataclasses.replace(concept, description="Seen at dusk: " + concept.description)
+    edited_catalog = dataclasses.replace(catalog, concepts=(edited, *catalog.concepts[1:]))
+    parts = text_parts()
+    run_filter(config, build, edited_catalog)
+    assert len(loads) == 2
+    (new_part,) = text_parts() - parts
+    with np.load(new_part, allow_pickle=False) as npz:
+        assert npz["texts_sha256"].shape == (1,)
+    text = text_matrix()
+    assert not np.allclose(text[0], first[0]) and np.array_equal(text[1:], first[1:])
+
+    run_filter(config, build, edited_catalog)                           # everything cached again
+    assert len(loads) == 2
 
 
 def test_calibrate_prints_quantiles(tiny_build):
@@ -112,8 +161,10 @@ def test_uncached_weights_offline_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     config = filter_config(model={"name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"})
+    lazy = LazyOpenClip(config)     # the cache key needs no weights: a fully cached re-filter works offline
+    assert lazy.pretrained == "laion2b_s34b_b79k" and len(lazy.cache_key) == 24
     with pytest.raises(UserError) as info:
-        load_open_clip(config)
+        lazy.encode_texts(["a photo of a cactihog."])
     message = str(info.value)
     assert "\n" not in message and "ViT-B-32 (laion2b_s34b_b79k)" in message
     assert "filter.model.weights" in message and "HF_HUB_OFFLINE" in message
@@ -136,6 +187,7 @@ def test_local_weights_keep_their_tag_preprocessing(monkeypatch, tmp_path):
     normalize = loaded.preprocess.transforms[-1]
     assert tuple(normalize.mean) == (0.5, 0.5, 0.5) and tuple(normalize.std) == (0.25, 0.25, 0.25)
     assert loaded.pretrained == "tiny_tag (tiny.pt)" and loaded.cache_key != tiny.cache_key
+    assert LazyOpenClip(config).cache_key == loaded.cache_key
     probe = torch.zeros(1, 3, 64, 64)
     assert np.allclose(loaded.encode_images(probe), tiny.encode_images(probe), atol=1e-6)
 
@@ -162,5 +214,26 @@ def test_cached_tag_loads_without_network(monkeypatch, tmp_path):
     config["filter"]["model"] = {"name": "isekai-tiny-clip", "pretrained": "cached_tag"}
     loaded = load_open_clip(config)
     assert loaded.pretrained == "cached_tag" and tuple(loaded.preprocess.transforms[-1].mean) == (0.5, 0.5, 0.5)
+    assert LazyOpenClip(config).cache_key == loaded.cache_key
     probe = torch.zeros(1, 3, 64, 64)
     assert np.allclose(loaded.encode_images(probe), tiny.encode_images(probe), atol=1e-6)
+
+
+def test_config_cache_key_is_the_loaded_one(monkeypatch):
+    config = filter_config()
+    loaded = load_open_clip(config)
+    loads = _count_loads(monkeypatch)
+    lazy = LazyOpenClip(config)
+    assert (lazy.model, lazy.pretrained, lazy.cache_key) == (loaded.model, loaded.pretrained, loaded.cache_key)
+    assert lazy.device == loaded.device and loads == []
+    other = LazyOpenClip(filter_config(model={**config["filter"]["model"], "init_seed": 1}))
+    assert other.cache_key != lazy.cache_key
+
+    probe = torch.zeros(1, 3, 64, 64)
+    assert np.allclose(lazy.encode_images(probe), loaded.encode_images(probe), atol=1e-6)
+    assert loads == ["isekai-tiny-clip"]
+    # Should the two keys ever drift apart, embeddings filed under the wrong key must not follow.
+    drifted = LazyOpenClip(config)
+    drifted.cache_key = "0" * 24
+    with pytest.raises(RuntimeError, match="differs from the configured one"):
+        drifted.encode_texts(["a photo of a cactihog."])

@@ -303,3 +303,27 @@ def test_all_generation_failed(tmp_path):
     assert result.starved == {cid: 0 for cid in GROUPS}
     with np.load(tmp_path / "filter" / "embeddings.npz", allow_pickle=False) as npz:
         assert npz["job_ids"].shape == (0,) and npz["text"].shape[0] == len(GROUPS)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_host_memory_is_pinned_only_for_a_cuda_embedder(tmp_path, monkeypatch, device):
+    """filter.device may be cpu on a CUDA machine, where pinned batches would only cost."""
+    import torch
+
+    config = filter_config()
+    catalog = catalog_for(config)
+    text = text_matrix(catalog, config)
+    write_build(tmp_path, catalog, {cid: [png_bytes(image_for(direction(text, c, c ^ 1, 0.6, 0.1, c), c))]
+                                    for c, cid in enumerate(GROUPS)})
+    pinned, loader = [], torch.utils.data.DataLoader
+
+    def recording_loader(*args, pin_memory, **kwargs):
+        pinned.append(pin_memory)
+        return loader(*args, **kwargs)          # unpinned: this machine may have no CUDA at all
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", recording_loader)
+    embedder = TestDoubleEmbedder()
+    embedder.device = device
+    run_filter(config, tmp_path, catalog, embedder=embedder)
+    assert pinned == [device == "cuda"]

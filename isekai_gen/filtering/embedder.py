@@ -2,8 +2,10 @@
 
 An embedder exposes ``model`` and ``pretrained`` (recorded beside every score), ``cache_key``
 (changes whenever the embeddings would: architecture, weights, preprocessing, random-init
-seed), ``preprocess`` (PIL image -> tensor; runs in DataLoader worker processes) and two
-encoders returning L2-normalised float32 arrays.
+seed, numerics), ``device`` (where the encoders run), ``preprocess`` (PIL image -> tensor; runs
+in DataLoader worker processes) and two encoders returning L2-normalised float32 arrays.
+``LazyOpenClip`` knows all but the last three from the config alone and loads the weights only
+when one of those is used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -22,6 +25,7 @@ from ..config import resolve_path
 from ..errors import UserError
 from ..fileio import dumps_canonical, sha256_file
 from ..resources import CONFIG_DIR
+from .cache import TextEmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class Embedder(Protocol):
     model: str
     pretrained: str
     cache_key: str
+    device: Any                             # torch.device or its name
     preprocess: Callable[[Any], Any]
 
     def encode_images(self, batch) -> np.ndarray: ...
@@ -54,26 +59,26 @@ class OpenClipEmbedder:
         self.preprocess = preprocess
         self._net = model
         self._tokenizer = tokenizer
-        self._device = device
+        self.device = device
 
     def _autocast(self):
         import torch
 
         # bf16 autocast only where it pays (CUDA); CPU stays in exact float32.
-        return torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def encode_images(self, batch) -> np.ndarray:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            features = self._net.encode_image(batch.to(self._device, non_blocking=True))
+            features = self._net.encode_image(batch.to(self.device, non_blocking=True))
         return normalise(features.float().cpu().numpy())
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            features = self._net.encode_text(self._tokenizer(texts).to(self._device))
+            features = self._net.encode_text(self._tokenizer(texts).to(self.device))
         return normalise(features.float().cpu().numpy())
 
 
@@ -138,13 +143,14 @@ def _local_weights(config: dict, weights: str, tag: str | None) -> Path:
     return path
 
 
-def _tag_checkpoint(name: str, tag: str, tag_cfg: dict) -> Path:
+def _tag_checkpoint(name: str, tag: str) -> Path:
     """The tag's checkpoint file: from the Hugging Face cache without any network access when it
     is there (open_clip would ask the Hub first and retry for a minute when offline), else
     downloaded."""
     import huggingface_hub
     import open_clip
 
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag)
     model_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
     if model_id:
         default = open_clip.pretrained.HF_WEIGHTS_NAME
@@ -177,10 +183,22 @@ def _quiet(logger_name: str | None, enabled: bool = True):
         logger.setLevel(level)
 
 
-def load_open_clip(config: dict) -> OpenClipEmbedder:
-    """Build the embedder named by ``config["filter"]["model"]`` (see configs/_base.yaml)."""
+@dataclass
+class _Spec:
+    """Everything the config says about the model, resolved without reading or initialising weights."""
+    name: str
+    recorded: str                    # the `pretrained` written beside every score
+    device: Any                      # torch.device
+    identity: dict                   # what the weights are; the cache key adds preprocessing and numerics
+    kwargs: dict = field(default_factory=dict)   # create_model_and_transforms arguments but the weights
+    weights: Path | None = None      # local checkpoint file
+    tag: str | None = None           # open_clip tag whose checkpoint comes from the Hugging Face cache/Hub
+    seed: int | None = None          # random init
+
+
+def _resolve(config: dict) -> _Spec:
+    """Validate ``config["filter"]["model"]`` (see configs/_base.yaml) and say what loading it means."""
     import open_clip
-    import torch
 
     model_cfg = config["filter"]["model"]
     name, tag, weights = model_cfg["name"], model_cfg.get("pretrained"), model_cfg.get("weights")
@@ -190,49 +208,128 @@ def load_open_clip(config: dict) -> OpenClipEmbedder:
     if not is_hub and open_clip.get_model_config(name) is None:
         raise UserError(f"filter.model.name: unknown open_clip model {name!r} (see open_clip.list_models())")
 
-    identity: dict[str, Any] = {"name": name, "architecture": None if is_hub else open_clip.get_model_config(name)}
-    kwargs: dict[str, Any] = {}
+    identity = {"name": name, "architecture": None if is_hub else open_clip.get_model_config(name)}
+    spec = _Spec(name=name, recorded="hf-hub", device=device, identity=identity)
     if weights or (tag and not is_hub):
         tag_cfg = _pretrained_cfg(name, tag) if tag else None
         if weights:
-            path = _local_weights(config, weights, tag)
-            recorded = f"{tag} ({path.name})"
-            identity.update(weights_sha256=sha256_file(path), preprocess_tag=tag)
+            spec.weights = _local_weights(config, weights, tag)
+            spec.recorded = f"{tag} ({spec.weights.name})"
+            identity.update(weights_sha256=sha256_file(spec.weights), preprocess_tag=tag)
         else:
-            path = _tag_checkpoint(name, tag, tag_cfg)
-            recorded = tag
-            identity["pretrained"] = tag
+            spec.tag = spec.recorded = identity["pretrained"] = tag
         # Always the tag's own preprocessing: a checkpoint file alone would get the architecture's.
-        kwargs.update(
-            pretrained=str(path), image_mean=tag_cfg.get("mean"), image_std=tag_cfg.get("std"),
+        spec.kwargs = dict(
+            image_mean=tag_cfg.get("mean"), image_std=tag_cfg.get("std"),
             image_interpolation=tag_cfg.get("interpolation"), image_resize_mode=tag_cfg.get("resize_mode"),
             force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
         )
-    elif is_hub:
-        recorded = "hf-hub"
-    else:
-        seed = int(model_cfg.get("init_seed", 0))
-        torch.manual_seed(seed)
-        recorded = f"random-init-seed{seed}"
-        identity["random_init_seed"] = seed
+    elif not is_hub:
+        spec.seed = int(model_cfg.get("init_seed", 0))
+        spec.recorded = f"random-init-seed{spec.seed}"
+        identity["random_init_seed"] = spec.seed
+    return spec
+
+
+def _create(spec: _Spec, *, quiet: bool, **kwargs):
+    """open_clip's (model, inference preprocessing) for ``spec``; its failures as one-line errors."""
+    import open_clip
 
     try:
-        with _quiet(None, enabled=not (tag or weights or is_hub)):
-            net, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+        with _quiet(None, enabled=quiet):
+            net, _, preprocess = open_clip.create_model_and_transforms(spec.name, **spec.kwargs, **kwargs)
     except (RuntimeError, OSError, ValueError) as exc:
-        if is_hub:
-            raise _weights_missing(name, "hub", exc) from None
-        raise UserError(f"filter model {name} ({recorded}): could not be loaded ({str(exc).splitlines()[0]})") from None
-    net.eval()
-    identity["preprocess"] = repr(preprocess)
+        if spec.name.startswith("hf-hub:"):
+            raise _weights_missing(spec.name, "hub", exc) from None
+        raise UserError(
+            f"filter model {spec.name} ({spec.recorded}): could not be loaded ({str(exc).splitlines()[0]})"
+        ) from None
+    return net, preprocess
+
+
+def _cache_key(spec: _Spec, preprocess) -> str:
+    identity = dict(spec.identity, preprocess=repr(preprocess))
     # Numerics differ between CPU float32 and CUDA bf16 autocast: never mix them in one cache.
-    identity["numerics"] = "cuda-bf16-autocast" if device.type == "cuda" else f"{device.type}-float32"
-    cache_key = hashlib.sha256(dumps_canonical(identity).encode()).hexdigest()[:24]
-    log.info("filter model %s (%s) on %s, cache key %s", name, recorded, device, cache_key)
+    identity["numerics"] = "cuda-bf16-autocast" if spec.device.type == "cuda" else f"{spec.device.type}-float32"
+    return hashlib.sha256(dumps_canonical(identity).encode()).hexdigest()[:24]
+
+
+def _config_cache_key(spec: _Spec) -> str:
+    """The cache key loading ``spec`` would report, from a model skeleton on the meta device: open_clip
+    derives the preprocessing itself (so it cannot drift from a real load), but no weights are read
+    or initialised, which takes milliseconds even for ViT-L-14. (hf-hub: models still fetch their
+    config from the Hub or its cache.)"""
+    import torch
+
+    with torch.device("meta"):
+        _, preprocess = _create(spec, quiet=True, load_weights=False, pretrained_text=False, device="meta")
+    return _cache_key(spec, preprocess)
+
+
+def _weights_kwargs(spec: _Spec) -> dict:
+    """create_model's ``pretrained``: the local checkpoint, the tag's cached or downloaded one, or none."""
+    if spec.weights is not None:
+        return {"pretrained": str(spec.weights)}
+    if spec.tag is not None:
+        return {"pretrained": str(_tag_checkpoint(spec.name, spec.tag))}
+    return {}
+
+
+def _load(spec: _Spec) -> OpenClipEmbedder:
+    import open_clip
+    import torch
+
+    kwargs = _weights_kwargs(spec)
+    if spec.seed is not None:
+        torch.manual_seed(spec.seed)
+    net, preprocess = _create(spec, quiet=spec.seed is not None, device=spec.device, **kwargs)
+    net.eval()
+    cache_key = _cache_key(spec, preprocess)
+    log.info("filter model %s (%s) on %s, cache key %s", spec.name, spec.recorded, spec.device, cache_key)
     return OpenClipEmbedder(
-        net, preprocess, open_clip.get_tokenizer(name), device,
-        model_name=name, pretrained=recorded, cache_key=cache_key,
+        net, preprocess, open_clip.get_tokenizer(spec.name), spec.device,
+        model_name=spec.name, pretrained=spec.recorded, cache_key=cache_key,
     )
+
+
+def load_open_clip(config: dict) -> OpenClipEmbedder:
+    """Build the embedder named by ``config["filter"]["model"]`` (see configs/_base.yaml)."""
+    return _load(_resolve(config))
+
+
+class LazyOpenClip:
+    """The configured open_clip embedder, loaded on first use.
+
+    ``model``, ``pretrained``, ``device`` and ``cache_key`` come from the config alone, so a
+    re-filter whose image and text embeddings are all cached never loads the weights.
+    """
+
+    def __init__(self, config: dict):
+        self._spec = _resolve(config)
+        self._loaded: OpenClipEmbedder | None = None
+        self.model, self.pretrained, self.device = self._spec.name, self._spec.recorded, self._spec.device
+        self.cache_key = _config_cache_key(self._spec)
+
+    def _embedder(self) -> OpenClipEmbedder:
+        if self._loaded is None:
+            self._loaded = _load(self._spec)
+            if self._loaded.cache_key != self.cache_key:
+                # Embeddings were looked up under the config's key: a mismatch would mix two caches.
+                raise RuntimeError(
+                    f"filter model {self.model}: loaded cache key {self._loaded.cache_key} differs from the "
+                    f"configured one {self.cache_key}"
+                )
+        return self._loaded
+
+    @property
+    def preprocess(self):
+        return self._embedder().preprocess
+
+    def encode_images(self, batch) -> np.ndarray:
+        return self._embedder().encode_images(batch)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self._embedder().encode_texts(texts)
 
 
 TEMPLATE_FIELDS = ("label", "name", "description")
@@ -243,7 +340,7 @@ def concept_texts(concept, templates: list[str]) -> list[str]:
     texts = []
     for template in templates:
         try:
-            texts.append(template.format(**{field: getattr(concept, field) for field in TEMPLATE_FIELDS}))
+            texts.append(template.format(**{name: getattr(concept, name) for name in TEMPLATE_FIELDS}))
         except (KeyError, IndexError, ValueError) as exc:
             raise UserError(
                 f"filter.templates: template {template!r} is invalid ({exc!r}); "
@@ -252,9 +349,20 @@ def concept_texts(concept, templates: list[str]) -> list[str]:
     return texts
 
 
-def concept_text_embeddings(embedder: Embedder, concepts, templates: list[str]) -> np.ndarray:
-    """(c, d) float32: per concept, the normalised mean of its normalised template embeddings."""
-    rows = [embedder.encode_texts(concept_texts(concept, templates)).mean(axis=0) for concept in concepts]
+def concept_text_embeddings(
+    embedder: Embedder, concepts, templates: list[str], cache: TextEmbeddingCache | None = None
+) -> np.ndarray:
+    """(c, d) float32: per concept, the normalised mean of its normalised template embeddings.
+
+    With ``cache`` only concepts whose exact texts it lacks are encoded, so a re-filter needs no
+    text tower (and a ``LazyOpenClip`` no weights at all).
+    """
+    texts = [concept_texts(concept, templates) for concept in concepts]
+
+    def mean_embedding(sentences: list[str]) -> np.ndarray:
+        return embedder.encode_texts(sentences).mean(axis=0)
+
+    rows = [mean_embedding(t) for t in texts] if cache is None else cache.rows(texts, mean_embedding)
     return normalise(np.stack(rows))
 
 

@@ -74,7 +74,8 @@ def embed_missing(
             loader = torch.utils.data.DataLoader(
                 ImageDataset([images[sha] for sha in part], embedder.preprocess),
                 batch_size=batch_size, num_workers=min(num_workers, len(part)), collate_fn=_collate,
-                pin_memory=torch.cuda.is_available(),
+                # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
+                pin_memory=torch.device(embedder.device).type == "cuda",
             )
             vectors, facts = [], []
             for batch, batch_facts in loader:

@@ -3,8 +3,9 @@
 Reads ``OUT/manifest.jsonl`` and ``OUT/images/``; writes the manifest back (atomically) with
 ``scores``, ``kept``, ``reject_reason`` and ``duplicate_of`` on every row, plus
 ``OUT/filter/{embeddings.npz, report.json, report.md, hist_alignment.png, hist_margin.png}``.
-Everything is recomputed from the manifest on each run (embeddings come from the cache), so
-re-running with the same inputs writes the same bytes.
+Everything is recomputed from the manifest on each run (image and text embeddings come from the
+cache; the model loads only for what it lacks), so re-running with the same inputs writes the
+same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from ..catalog import Catalog
 from ..errors import UserError
 from ..fileio import sha256_file
 from ..manifest import write_manifest
-from .cache import EmbeddingCache
-from .embedder import Embedder, concept_text_embeddings, embedder_description, load_open_clip
+from .cache import EmbeddingCache, TextEmbeddingCache
+from .embedder import Embedder, LazyOpenClip, concept_text_embeddings, embedder_description
 from .embedding_pass import embed_missing
 from .manifest import MANUAL_REJECTS, load_manifest, read_manual_rejects
 from .npz import write_npz
@@ -71,14 +72,15 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
                  progress: bool):
     """Embed (cache first) and score every ok row; returns (table, text embeddings, newly embedded)."""
     settings = config["filter"]
-    cache = EmbeddingCache(out_dir / "cache" / "embeddings", embedder.cache_key, embedder_description(embedder))
+    cache_args = (out_dir / "cache" / "embeddings", embedder.cache_key, embedder_description(embedder))
+    cache = EmbeddingCache(*cache_args)
     embedded = embed_missing(
         embedder, cache, images, batch_size=settings["batch_size"], num_workers=settings["num_workers"],
         progress=progress,
     )
     concept_ids = catalog.ids
     position = {cid: k for k, cid in enumerate(concept_ids)}
-    text = concept_text_embeddings(embedder, catalog.concepts, settings["templates"])
+    text = concept_text_embeddings(embedder, catalog.concepts, settings["templates"], TextEmbeddingCache(*cache_args))
     scored = [k for k, row in enumerate(rows) if row["status"] == "ok"]
     shas = [rows[k]["sha256"] for k in scored]
     facts = [cache.facts(sha) for sha in shas]
@@ -108,8 +110,9 @@ def _check_pairs(catalog) -> None:
 def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, progress: bool):
     _check_pairs(catalog)
     rows = load_manifest(Path(out_dir), catalog.ids)
-    images = _image_paths(Path(out_dir), rows)  # before loading the model: bad folders fail fast
-    embedder = embedder or load_open_clip(config)
+    images = _image_paths(Path(out_dir), rows)  # before resolving the model: bad folders fail fast
+    # Lazy: the weights load only if some image or concept text is missing from the caches.
+    embedder = embedder or LazyOpenClip(config)
     table, text, embedded = _score_table(config, Path(out_dir), catalog, rows, images, embedder, progress)
     return rows, embedder, table, text, embedded
 
