@@ -153,21 +153,19 @@ class HashingWriter:
         """Writers close what they were given; the underlying file stays open for its owner."""
 
 
-def remove_stale(root: str | os.PathLike, keep: set[Path]) -> list[Path]:
-    """Delete every file under ``root`` not in ``keep``, then the folders left empty; return the files.
+def remove_stale(root: str | os.PathLike, keep: set[Path]) -> None:
+    """Delete every file under ``root`` not in ``keep``, then the folders left empty.
 
     For output folders rewritten by a stage: what an earlier run wrote and this one did not
     (a dropped concept's sheet, a removed benchmark's images) must not linger beside the new files.
     """
     root = Path(root)
-    stale = sorted(p for p in root.rglob("*") if p.is_file() and p not in keep) if root.is_dir() else []
-    for path in stale:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p not in keep):
         path.unlink()
     # Reverse path order visits a folder's children before the folder itself.
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):
             folder.rmdir()
-    return stale
 
 
 def sha256_bytes(data: bytes) -> str:

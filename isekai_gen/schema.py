@@ -43,10 +43,14 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 @functools.lru_cache(maxsize=None)
+def _fast_registry() -> jsonschema_rs.Registry:
+    return jsonschema_rs.Registry(list(_schemas()))
+
+
+@functools.lru_cache(maxsize=None)
 def _fast_validator(name: str) -> jsonschema_rs.Validator:
     schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
-    registry = jsonschema_rs.Registry([(file_name, contents) for file_name, contents in _schemas()])
-    return jsonschema_rs.validator_for(schema, registry=registry, offline=True)
+    return jsonschema_rs.validator_for(schema, registry=_fast_registry(), offline=True)
 
 
 def _surely_valid(name: str, obj) -> bool:
