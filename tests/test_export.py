@@ -206,6 +206,17 @@ def test_benchmark_splits_travel_and_images_only_when_redistributable(built):
     assert not (hf / "chexpert" / "images").exists()
 
 
+def test_temporary_files_of_a_killed_export_are_removed(tmp_path):
+    config, catalog = make_build(tmp_path, benchmarks=False)
+    run_export(config, tmp_path, catalog)
+    leftovers = [tmp_path / "export" / "webdataset" / ".tmp-test-000000.tar.k1ll3d",
+                 tmp_path / "export" / "hf" / "data" / ".tmp-images-test-00000-of-00001.parquet.k1ll3d"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    run_export(config, tmp_path, catalog)
+    assert not [path for path in leftovers if path.exists()]
+
+
 def test_removed_benchmark_leaves_no_folder_behind(tmp_path):
     config, catalog = make_build(tmp_path)
     run_export(config, tmp_path, catalog)

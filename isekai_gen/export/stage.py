@@ -183,6 +183,11 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
         if not enabled and folder.exists():
             log.info("removing %s: switched off in the config", folder)
             shutil.rmtree(folder)
+        # A killed export leaves its temporary files (a partial shard can be 500 MB); this run owns the folder.
+        for leftover in sorted(folder.rglob(".tmp-*")):
+            if leftover.is_file():
+                log.info("removing %s left by an interrupted export", leftover)
+                leftover.unlink()
 
     index = hf_configs = benchmarks = None
     if export["webdataset"]["enabled"]:
