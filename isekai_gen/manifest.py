@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
-from .fileio import read_jsonl, write_jsonl
+from .fileio import collection_paused, dumps_canonical, read_jsonl, write_jsonl
 from .schema import first_error
 
 MANIFEST = "manifest.jsonl"
@@ -69,15 +69,20 @@ def read_journal(path: Path) -> tuple[list[dict], int]:
     committed = 0
     with open(path, "rb") as handle:
         data = handle.read()
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # torn tail: the batch was never committed
-        try:
-            batch = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}: corrupt checkpoint line at byte {committed}; delete the file to regenerate its jobs") from None
-        rows.extend(batch["rows"])
-        committed += len(line)
+    with collection_paused():
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # torn tail: the batch was never committed
+            try:
+                batch = json.loads(line)
+            except json.JSONDecodeError:
+                batch = None
+            if not isinstance(batch, dict) or not isinstance(batch.get("rows"), list) \
+                    or not all(isinstance(row, dict) and isinstance(row.get("job_id"), str) for row in batch["rows"]):
+                raise UserError(f"{path}: corrupt checkpoint line at byte {committed}; "
+                                "delete the file to regenerate its jobs")
+            rows.extend(batch["rows"])
+            committed += len(line)
     return rows, committed
 
 
@@ -91,7 +96,7 @@ def open_journal(path: Path):
 
 
 def append_batch(handle, rows: list[dict]) -> None:
-    handle.write((json.dumps({"rows": rows}, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+    handle.write((dumps_canonical({"rows": rows}) + "\n").encode())
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -101,7 +106,7 @@ def read_parts(out_dir: Path) -> dict[str, dict]:
     rows: dict[str, dict] = {}
     for path in sorted((Path(out_dir) / PARTS).glob("part-*.jsonl")):
         for row in read_journal(path)[0]:
-            previous = rows.get(row.get("job_id"))
+            previous = rows.get(row["job_id"])
             if previous is not None and generation_view(previous) != generation_view(row):
                 raise UserError(f"{path}: job {row['job_id']!r} conflicts with another shard's row for it")
             rows[row["job_id"]] = row

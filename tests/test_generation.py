@@ -215,3 +215,17 @@ def test_rerun_with_other_generation_settings_is_refused(tmp_path):
     proc = subprocess.run(_generate_cmd(tmp_path) + ["--steps", "3"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "generation.steps" in proc.stderr and str(tmp_path / "run.json") in proc.stderr
+
+
+@pytest.mark.parametrize("file, content, pattern", [
+    ("manifest.jsonl", "{}\n", r"manifest\.jsonl: row 1 \(\?\): at \(top level\): 'job_id' is a required property"),
+    ("manifest.parts/part-00000-of-00001.jsonl", '{"rows": [1]}\n',
+     r"part-00000-of-00001\.jsonl: corrupt checkpoint line at byte 0"),
+    ("manifest.parts/part-00000-of-00001.jsonl", "[]\n", r"part-00000-of-00001\.jsonl: corrupt checkpoint line at byte 0"),
+])
+def test_hand_broken_manifest_or_journal_is_one_line(tmp_path, tiny_sd, file, content, pattern):
+    config = tiny_config(images_per_concept=2, batch_size=2)
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text(content)
+    with pytest.raises(UserError, match=pattern):
+        run_generation(config, tmp_path, tiny_catalog(config), loaded=tiny_sd)

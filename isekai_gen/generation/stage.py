@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..fileio import atomic_write_bytes, read_jsonl, sha256_bytes
+from ..fileio import atomic_write_bytes, sha256_bytes
 from ..jobs import Job, Shard, batches, plan_jobs
-from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_parts,
-                        write_manifest)
+from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
+                        read_parts, write_manifest)
 from .checks import broken_reason, encode_png, to_uint8
 from .pipeline import LoadedPipeline, generate_batch, load_pipeline
 
@@ -122,8 +122,9 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     settings = config["generation"]
     jobs = plan_jobs(catalog, rounds or [initial_round(config, catalog)])
     all_batches = batches(jobs, settings["batch_size"])
-    existing = _read_existing_manifest(out_dir)
-    done = set(read_parts(out_dir)) | set(existing)
+    existing = {row["job_id"]: row for row in read_manifest(out_dir, required=False)}
+    generated_rows = read_parts(out_dir)
+    done = set(generated_rows) | set(existing)
     mine = [batch for number, batch in enumerate(all_batches) if shard.owns(number)]
     pending = [[job for job in batch if job.job_id not in done] for batch in mine]
     pending = [batch for batch in pending if batch]
@@ -142,15 +143,17 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
             in_flight: list[Future] = []
             for batch in pending:
                 results = generator.run(batch)
-                _commit(in_flight, journal)
+                _commit(in_flight, journal, generated_rows)
                 in_flight = [writer.submit(_write_image, out_dir, row, pixels) if pixels is not None
                              else _done_future(row) for row, pixels in results]
                 generated += len(batch)
                 failed += sum(1 for row, pixels in results if pixels is None)
                 bar.update(len(batch))
-            _commit(in_flight, journal)
+            _commit(in_flight, journal, generated_rows)
         bar.close()
-    merged = merge_manifest(out_dir, jobs, existing)
+    if shard.count > 1:  # other shards may have committed rows meanwhile: their journals tell
+        generated_rows = read_parts(out_dir)
+    merged = merge_manifest(out_dir, jobs, existing, generated_rows)
     return GenerationResult(len(jobs), generated, skipped, failed, merged)
 
 
@@ -160,7 +163,11 @@ def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> No
     Only those this process owns: its pending jobs' images, and the manifest's when it is the
     only shard (another live shard may be writing its own temporary files right now).
     """
-    stray = [p for job in pending for p in (out_dir / image_relpath(job)).parent.glob(f".tmp-{job.job_id}.png.*")]
+    # One listing per concept folder, not one per job: a resume may have thousands pending.
+    pending_ids = {job.job_id for job in pending}
+    folders = {(out_dir / image_relpath(job)).parent for job in pending}
+    stray = [p for folder in sorted(folders) for p in folder.glob(".tmp-*.png.*")
+             if p.name.removeprefix(".tmp-").partition(".png.")[0] in pending_ids]
     if shard.count == 1:
         stray += list(out_dir.glob(f".tmp-{manifest_path(out_dir).name}.*"))
     for path in stray:
@@ -174,24 +181,21 @@ def _done_future(row: dict) -> Future:
     return future
 
 
-def _commit(in_flight: list[Future], journal) -> None:
-    """Wait for a batch's images, then commit its rows as one journal line."""
+def _commit(in_flight: list[Future], journal, generated_rows: dict[str, dict]) -> None:
+    """Wait for a batch's images, then commit its rows as one journal line (and to ``generated_rows``)."""
     if in_flight:
-        append_batch(journal, [future.result() for future in in_flight])
+        rows = [future.result() for future in in_flight]
+        append_batch(journal, rows)
+        generated_rows.update((row["job_id"], row) for row in rows)
 
 
-def _read_existing_manifest(out_dir: Path) -> dict[str, dict]:
-    path = manifest_path(out_dir)
-    return {row["job_id"]: row for row in read_jsonl(path)} if path.exists() else {}
-
-
-def merge_manifest(out_dir: Path, jobs: list[Job], existing: dict[str, dict]) -> bool:
+def merge_manifest(out_dir: Path, jobs: list[Job], existing: dict[str, dict], generated: dict[str, dict]) -> bool:
     """Write manifest.jsonl in job order once every planned job has a row; True when written.
 
     Rows already in manifest.jsonl (``existing``) with the same generation fields are kept whole,
     so later stages' columns survive a rerun, and an unchanged manifest is not rewritten.
+    ``generated`` holds the committed journal rows by job id.
     """
-    generated = read_parts(out_dir)
     rows = []
     for job in jobs:
         row = generated.get(job.job_id) or existing.get(job.job_id)
