@@ -46,15 +46,18 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def parse_override(text: str) -> dict:
-    """``generation.steps=4`` -> ``{"generation": {"steps": 4}}``; the value is parsed as YAML."""
+def parse_override(text: str, flag: str = "--set") -> dict:
+    """``generation.steps=4`` -> ``{"generation": {"steps": 4}}``; the value is parsed as YAML.
+
+    ``flag`` names the command-line option in errors.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set {text!r}: expected section.key=value")
+        raise UserError(f"{flag} {text!r}: expected section.key=value")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
-        raise UserError(f"--set {text!r}: value is not valid YAML") from None
+        raise UserError(f"{flag} {text!r}: value is not valid YAML") from None
     return nest(key.strip(), value)
 
 
@@ -103,7 +106,7 @@ def load_config(
         config = deep_merge(config, override)
     if overrides:
         source = f"{source} with --set overrides"
-    validate({k: v for k, v in config.items() if not k.startswith("_")}, "build_config", source)
+    validate(public_config(config), "build_config", source)
     return config
 
 

@@ -45,6 +45,15 @@ def run_path(out_dir: Path) -> Path:
     return Path(out_dir) / "run.json"
 
 
+def read_run(out_dir: Path) -> dict:
+    """The ``run.json`` record of ``out_dir`` (a JSON object)."""
+    path = run_path(out_dir)
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def write_run_json(config: dict, out_dir: Path, catalog_file: Path) -> None:
     """Write run.json, refusing a folder whose earlier run used other generation settings."""
     path = run_path(out_dir)
@@ -57,7 +66,7 @@ def write_run_json(config: dict, out_dir: Path, catalog_file: Path) -> None:
         "versions": package_versions(),
     }
     if path.exists():
-        previous = read_json(path)
+        previous = read_run(out_dir)
         changed = [k for k in IDENTITY_KEYS if _get(previous.get("config", {}), k) != _get(record["config"], k)]
         if previous.get("catalog_sha256") != record["catalog_sha256"]:
             changed.append("catalog content")
@@ -75,7 +84,7 @@ def config_from_run(out_dir: Path) -> dict:
     if not path.exists():
         raise UserError(f"{path}: not found; run `isekai-gen build` or `isekai-gen generate` into {out_dir} first, "
                         "or pass --preset/--config")
-    record = read_json(path)
+    record = read_run(out_dir)
     config = record.get("config")
     if not isinstance(config, dict):
         raise UserError(f"{path}: no `config` object")

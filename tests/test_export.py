@@ -348,6 +348,25 @@ def test_cli_export_reports_a_broken_build_in_one_line(tmp_path):
     assert "cctovac-00000.png" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_bad_override_on_a_recorded_config_blames_the_override(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    make_build(tmp_path, benchmarks=False)
+    result = CliRunner().invoke(main, ["export", "--out", str(tmp_path), "--set", "filter.min_alignment=high"])
+    assert result.exit_code == 2
+    assert result.output == (f"error: {tmp_path / 'run.json'} with the command-line overrides: "
+                             "at filter/min_alignment: 'high' is not of type 'number'\n")
+
+
+def test_run_json_that_is_not_an_object_is_one_line(tmp_path):
+    config, catalog = make_build(tmp_path, benchmarks=False)
+    (tmp_path / "run.json").write_text("[]")
+    with pytest.raises(UserError, match=r"run\.json: expected a JSON object, got list$"):
+        run_export(config, tmp_path, catalog)
+
+
 @pytest.mark.parametrize("recorded_size", [4, 6])
 def test_image_whose_size_changed_after_planning_is_an_error(tmp_path, recorded_size):
     from isekai_gen.export.stage import ExportItem

@@ -148,11 +148,13 @@ def test_corrupt_png_is_one_line_cli_error(tiny_build, tmp_path):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
-def test_missing_run_json_without_preset(tmp_path):
-    result = CliRunner().invoke(main, ["filter", "--out", str(tmp_path), "--no-progress"])
+@pytest.mark.parametrize("stage", ["filter", "episodes", "export"])
+def test_missing_run_json_without_preset(tmp_path, stage):
+    """Stages reading earlier output never fall back to the default preset's settings silently."""
+    result = CliRunner().invoke(main, [stage, "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code == 2
-    assert result.output == (f"error: {tmp_path / 'run.json'}: not found; pass --preset or --config to say which "
-                             "settings to filter with\n")
+    assert result.output == (f"error: {tmp_path / 'run.json'}: not found; run `isekai-gen build` or `isekai-gen "
+                             f"generate` into {tmp_path} first, or pass --preset/--config\n")
 
 
 def test_uncached_weights_offline_is_one_line(monkeypatch, tmp_path):

@@ -129,3 +129,9 @@ def test_file_system_refusal_is_one_line_naming_the_file(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
     assert f"{tmp_path / 'a-file'}" in result.output and "Not a directory" in result.output
+
+
+def test_bad_option_value_names_the_option(tmp_path):
+    result = invoke("build", "--dataset", "eurosat", "--root", tmp_path, "--out", tmp_path / "out", "--option", "a=[1")
+    assert result.exit_code == 2
+    assert result.output == "error: --option 'a=[1': value is not valid YAML\n"

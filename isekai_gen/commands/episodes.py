@@ -25,7 +25,7 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..episodes import run_episodes
     from ..export.lcl import export_lcl
 
-    config = load_command_config(preset, config_file, overrides, out_dir)
+    config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
     catalog, _ = build_catalog(config)
     episodes = run_episodes(config, out_dir, catalog, progress=progress)
     lcl = export_lcl(config, out_dir, catalog, progress=progress)

@@ -25,7 +25,7 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..build import build_catalog
     from ..export.stage import run_export
 
-    config = load_command_config(preset, config_file, overrides, out_dir)
+    config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
     catalog, _ = build_catalog(config)
     summary = run_export(config, out_dir, catalog, progress=progress)
     index = summary["webdataset"]

@@ -35,16 +35,10 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     OUT/cache/embeddings, so re-filtering with other thresholds needs no model time.
     """
     from ..build import build_catalog
-    from ..errors import UserError
     from ..filtering import calibrate as calibrate_scores
     from ..filtering import run_filter
-    from ..run_info import run_path
 
-    if preset is None and config_file is None and not run_path(out_dir).exists():
-        # Filtering with the default preset's model and thresholds by accident would be silent.
-        raise UserError(
-            f"{run_path(out_dir)}: not found; pass --preset or --config to say which settings to filter with")
-    config = load_command_config(preset, config_file, overrides, out_dir)
+    config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
     catalog, _ = build_catalog(config)
     if calibrate:
         _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))

@@ -119,7 +119,7 @@ def _option(text: str) -> dict:
     key, sep, _ = text.partition("=")
     if not sep or not key.strip() or "." in key:
         raise UserError(f"--option {text!r}: expected KEY=VALUE with a plain key")
-    return parse_override(text)  # {key: value parsed as YAML}
+    return parse_override(text, "--option")  # {key: value parsed as YAML}
 
 
 @command.command("build-all")

@@ -19,9 +19,9 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..episodes.stage import EPISODES_FILE
 from ..errors import UserError
-from ..fileio import atomic_write_bytes, read_json, read_jsonl, sha256_bytes, sha256_file
+from ..fileio import atomic_write_bytes, read_jsonl, sha256_bytes, sha256_file
 from ..manifest import manifest_path, read_manifest
-from ..run_info import run_path
+from ..run_info import read_run
 from ..schema import first_error
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,14 @@ def _manifest_value(row: dict, field: str):
 def image_metadata(row: dict, class_index: int, source: str) -> dict:
     """The flat metadata record of a kept manifest row; ``source`` names the row in errors."""
     metadata = {}
-    for field, dtype in METADATA_FIELDS:
-        value = class_index if field == "class_index" else _manifest_value(row, field)
-        if value is None and field in _NULLABLE:
-            metadata[field] = None
+    for name, dtype in METADATA_FIELDS:
+        value = class_index if name == "class_index" else _manifest_value(row, name)
+        if value is None and name in _NULLABLE:
+            metadata[name] = None
             continue
         if (isinstance(value, bool) and dtype != "bool") or not isinstance(value, _PYTHON_TYPES[dtype]):
-            raise UserError(f"{source}: {_MANIFEST_SOURCE.get(field, field)} is {value!r}, expected {dtype}")
-        metadata[field] = float(value) if dtype == "float64" else value
+            raise UserError(f"{source}: {_MANIFEST_SOURCE.get(name, name)} is {value!r}, expected {dtype}")
+        metadata[name] = float(value) if dtype == "float64" else value
     return metadata
 
 
@@ -174,7 +174,7 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
 
     out_dir = Path(out_dir)
     export = config["export"]
-    run = read_json(run_path(out_dir))
+    run = read_run(out_dir)
     items, manifest_rows = collect_items(out_dir, catalog)
     episodes = read_episodes(out_dir, {item.key for item in items})
     export_dir = out_dir / EXPORT_DIR
