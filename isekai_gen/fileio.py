@@ -77,6 +77,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a folder in its place, no permission, ...
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -75,7 +75,7 @@ class DrugOOD(Adapter):
     def _json_path(root: Path, file: str | None) -> Path:
         if file:
             path = root / file
-            if not path.is_relative_to(root):  # source_path (and the fingerprint) is relative to the root
+            if not path.resolve().is_relative_to(root.resolve()):  # source_path (and the fingerprint) is relative to the root
                 raise UserError(f"{path}: the drugood option `file` must name a file inside the root {root}")
             return path
         found = sorted(root.glob("lbap_*.json"))

@@ -134,6 +134,7 @@ def test_csv_predictions_and_pickle_from_file_names(tmp_path):
     ("keys.pkl", pickle.dumps({"token_usage": (1, 2)}), r"keys\.pkl: no '\[query ids\]' keys"),
     ("values.pkl", pickle.dumps({"['a.jpg']": 3}), r"values\.pkl: the response of key .* is int"),
     ("garbage.txt", b"\x00\x01garbage", r"garbage\.txt: cannot tell the prediction format"),
+    ("quote.csv", b"id,prediction\na.jpg,\"x\n" + b"b.jpg,y\n" * 20000, r"quote\.csv:\d+: malformed CSV \(field larger than field limit"),
 ])
 def test_bad_prediction_files_give_one_line_errors(tmp_path, name, content, message):
     truth = tmp_path / "test.csv"
@@ -149,6 +150,7 @@ def test_bad_prediction_files_give_one_line_errors(tmp_path, name, content, mess
     (",forest,river\na.jpg,1.0,yes\n", r"test\.csv:2: class columns must be 0 or 1, got 'yes'"),
     (",forest,river\na.jpg,1.0\n", r"test\.csv:2: 2 cells, the header has 3"),
     (",forest,forest\na.jpg,1.0,0.0\n", r"test\.csv:1: duplicate class names"),
+    (",forest,river\n\"a.jpg,1.0,0.0\n" + "b.jpg,0.0,1.0\n" * 20000, r"test\.csv:\d+: malformed CSV \(field larger"),
 ])
 def test_bad_truth_files_give_one_line_errors(tmp_path, content, message):
     (tmp_path / "test.csv").write_text(content)
@@ -179,6 +181,11 @@ def test_cli_writes_reports_deterministically_and_fails_cleanly(tmp_path):
             "curve", "data_efficiency"} <= set(report)
     with Image.open(tmp_path / "out1" / "curve.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
+    # A later report without a shot curve does not leave the earlier curve beside it.
+    result = runner.invoke(main, ["score", "--truth", str(truth), "--predictions", str(tmp_path / "p0.jsonl"),
+                                  "--out", str(tmp_path / "out1"), "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["report.json", "report.md"]
     (tmp_path / "bad.jsonl").write_text('{"id": "a.jpg"}\n')
     result = runner.invoke(main, ["score", "--truth", str(truth), "--predictions", str(tmp_path / "bad.jsonl"),
                                   "--out", str(tmp_path / "out3")])

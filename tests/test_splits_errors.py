@@ -124,6 +124,8 @@ def test_drugood_bad_cases_name_file_split_and_case(tmp_path):
     fx.drugood(tmp_path / "elsewhere")
     fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: the drugood option `file` must name a file inside the root",
           file=str(tmp_path / "elsewhere" / "lbap_core_ic50_assay.json"))
+    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: the drugood option `file` must name a file inside the root",
+          file="../elsewhere/lbap_core_ic50_assay.json")  # relative, but climbing out of the root
 
 
 def test_image_listed_in_metadata_but_missing(tmp_path):

@@ -192,8 +192,7 @@ def run_benchmarks(config: dict, out_dir: Path, *, progress: bool = False) -> di
         return {}
     if isinstance(roots_value, str):
         roots = load_roots(resolve_path(config, roots_value))
-    else:
-        validate(roots_value, "roots", "config benchmarks.roots")
+    else:  # already checked as part of benchmarks_config
         roots = {name: resolve_path(config, value) for name, value in roots_value.items()}
     settings = {key: section[key] for key in ("seed", "materialize", "verify_images") if key in section}
     # Drawn molecules go to the build's shared cache, so OUT/benchmarks/ holds only split folders.

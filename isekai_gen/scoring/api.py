@@ -152,8 +152,9 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
         other = load_predictions(compare, truth, fmt)
         if len(other) != 1:
             raise UserError(f"{compare}: holds {len(other)} runs (model/shots/batch_size); --compare needs exactly one")
-        other_result, other_outcome = score_run(truth, other[0], **options)
-        report["compare"] = {"a": first["source"], "b": other_result["source"], "metric": first["metric"],
+        # Only the per-item outcome is compared: no bootstrap or class tables for the other run.
+        other_outcome = judge(truth, other[0], parse_failures, strict=strict, lcl_compat=lcl_compat)
+        report["compare"] = {"a": first["source"], "b": other[0].source, "metric": first["metric"],
                              **compare_runs(truth, scored[0][1], other_outcome, first["metric"],
                                             bootstrap=bootstrap, seed=seed)}
     return report

@@ -16,7 +16,7 @@ from ..schema import validate
 from .choices import FORMATS
 from .lcl import clean_answer, target_sentence
 from .manyicl import batched_answers, run_fields_from_name
-from .textio import first_json_object, json_lines, read_text
+from .textio import csv_records, first_json_object, json_lines, read_text
 from .truth import Truth
 from .unpickle import load_restricted_pickle
 
@@ -80,51 +80,15 @@ def _group_runs(path: Path, fmt: str, rows: list[tuple[tuple, Prediction]]) -> l
     return [PredictionRun(str(path), fmt, *key, tuple(groups[key].values())) for key in order]
 
 
-_ABSENT = object()
-
-
-def _validity_key(row: dict):
-    """What the predictions_row schema looks at, with free text collapsed: rows with equal keys are
-    equally valid. The schema asks of ``id`` only "non-empty string or integer" and of
-    ``prediction`` only "string, list of strings or null", so ids and texts collapse to their type
-    (and emptiness); the other known fields are kept with their types (``True == 1``). Extra
-    fields are unconstrained. None for rows the key cannot summarise (then the row is validated)."""
-    get = row.get
-    item_id, prediction = get("id", _ABSENT), get("prediction", _ABSENT)
-    others = (get("model", _ABSENT), get("shots", _ABSENT), get("batch_size", _ABSENT), get("confidence", _ABSENT))
-    key = (type(item_id), item_id == "", type(prediction), *map(type, others), *others)
-    try:
-        hash(key)
-    except TypeError:  # a list or object where a scalar belongs
-        return None
-    return None if type(prediction) is list else key
-
-
-class _RowValidator:
-    """Schema validation of many rows; rows of an already validated shape are not re-checked."""
-
-    def __init__(self, source: str):
-        self.source = source
-        self._valid_keys: set = set()
-
-    def __call__(self, row: dict, line: int) -> None:
-        key = _validity_key(row)
-        if key is None or key not in self._valid_keys:
-            validate(row, "predictions_row", where(self.source, line))
-            if key is not None:
-                self._valid_keys.add(key)
-
-
 def _row(row: dict, source: str, line: int) -> tuple[tuple, Prediction]:
     key = (row.get("model"), row.get("shots"), row.get("batch_size"))
     return key, Prediction(str(row["id"]), row["prediction"], source, line)
 
 
 def _read_jsonl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
-    check = _RowValidator(str(path))
     rows = []
     for line, row in json_lines(path):
-        check(row, line)
+        validate(row, "predictions_row", where(path, line))
         rows.append(_row(row, str(path), line))
     return rows
 
@@ -146,9 +110,8 @@ def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
     missing = {"id", "prediction"} - set(reader.fieldnames or ())
     if missing:
         raise UserError(f"{where(path, 1)}: missing column {sorted(missing)[0]!r} (need id,prediction)")
-    check = _RowValidator(str(path))
     rows = []
-    for cells in reader:
+    for cells in csv_records(reader, path):
         location = where(path, reader.line_num)
         if None in cells:
             raise UserError(f"{location}: more cells than header columns")
@@ -159,7 +122,7 @@ def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
             value = _csv_value(name, cells.get(name) or "", location)
             if value is not None:
                 row[name] = value
-        check(row, reader.line_num)
+        validate(row, "predictions_row", location)
         rows.append(_row(row, str(path), reader.line_num))
     return rows
 

@@ -6,6 +6,7 @@ empty file and a file saved in some legacy encoding. All three become a ``UserEr
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def read_bytes(path: str | Path) -> bytes:
     if not data.strip():
         raise UserError(f"{path}: file is empty")
     return data
+
+
+def csv_records(reader, path):
+    """The records of a ``csv`` reader; a malformed file (a stray quote, an overlong field) is one
+    ``UserError`` naming the line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise UserError(f"{where(path, reader.line_num)}: malformed CSV ({exc})") from None
 
 
 def read_text(path: str | Path) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import UserError, where
 from ..fileio import read_json
 from ..schema import validate
-from .textio import first_json_object, json_lines, read_text
+from .textio import csv_records, first_json_object, json_lines, read_text
 
 TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
 LCL_FIELDS = ("image_name", "positive_promt", "negative_promt", "label_name")
@@ -107,14 +107,15 @@ def read_manyicl_csv(path: str | Path) -> Truth:
     """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class."""
     path = Path(path)
     reader = csv.reader(io.StringIO(read_text(path)))
-    header = next(reader)
+    records = csv_records(reader, path)
+    header = next(records)
     classes = tuple(name.strip() for name in header[1:])
     if not classes or any(not name for name in classes):
         raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
     if len(set(classes)) != len(classes):
         raise UserError(f"{where(path, 1)}: duplicate class names in the header")
     ids, lines, rows = [], [], []
-    for cells in reader:
+    for cells in records:
         if not any(cells):
             continue
         if len(cells) != len(header):

@@ -95,6 +95,9 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLOTS = {"curve.png", "batch_size.png"}
+
+
 def write_report(report: dict, out_dir) -> list[Path]:
     """Write report.json, report.md and the plots into ``out_dir``; returns the written paths."""
     validate(report, "score_report", "score report")
@@ -107,4 +110,6 @@ def write_report(report: dict, out_dir) -> list[Path]:
     write_json(out_dir / "report.json", report)
     for name, data in files.items():
         atomic_write_bytes(out_dir / name, data)
+    for name in PLOTS.difference(files):  # an earlier report's plot would contradict this one
+        (out_dir / name).unlink(missing_ok=True)
     return [out_dir / "report.json", *(out_dir / name for name in files)]
