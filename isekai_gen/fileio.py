@@ -11,12 +11,15 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import UserError, where
+
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -155,19 +158,22 @@ class HashingWriter:
         """Writers close what they were given; the underlying file stays open for its owner."""
 
 
-def remove_stale(root: str | os.PathLike, keep: set[Path]) -> None:
-    """Delete every file under ``root`` not in ``keep``, then the folders left empty.
+def remove_stale(root: str | os.PathLike, keep: set[Path]) -> int:
+    """Delete every file under ``root`` not in ``keep``, then the folders left empty; return the count.
 
     For output folders rewritten by a stage: what an earlier run wrote and this one did not
     (a dropped concept's sheet, a removed benchmark's images) must not linger beside the new files.
     """
     root = Path(root)
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p not in keep):
+    stale = sorted(p for p in root.rglob("*") if p.is_file() and p not in keep)
+    for path in stale:
+        log.info("removing %s from an earlier run", path)
         path.unlink()
     # Reverse path order visits a folder's children before the folder itself.
     for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):
             folder.rmdir()
+    return len(stale)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -15,13 +15,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm import tqdm
 
 from .errors import UserError
 from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
+from .filtering.images import read_rgb
 from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
-from .manifest import MANIFEST, read_manifest
+from .manifest import read_manifest
 
 PREVIEW_DIR = "preview"
 
@@ -83,15 +84,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _thumbnail(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return ImageOps.contain(image.convert("RGB"), (THUMB, THUMB), Image.Resampling.BICUBIC)
-    except FileNotFoundError:
-        raise UserError(f"{path}: image file not found (listed in {MANIFEST})") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{path}: cannot read image (unknown format or corrupt file)") from None
-    except OSError as exc:  # e.g. a truncated PNG
-        raise UserError(f"{path}: cannot read image ({exc})") from None
+    return ImageOps.contain(read_rgb(path), (THUMB, THUMB), Image.Resampling.BICUBIC)
 
 
 def contact_sheet(title: str, tiles: list[Tile]) -> Image.Image:

@@ -106,7 +106,8 @@ def test_cli_preview_and_one_line_errors(build, tmp_path):
     (build / "images" / "iso0" / "iso0-00001.png").write_bytes(b"not a png")
     result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
     assert result.exit_code == 2
-    assert result.output == f"error: {build / 'images' / 'iso0' / 'iso0-00001.png'}: cannot read image (unknown format or corrupt file)\n"
+    broken = build / "images" / "iso0" / "iso0-00001.png"
+    assert result.output == f"error: {broken}: corrupt or unreadable image (cannot identify image file '{broken}')\n"
 
 
 def test_listed_broken_image_stays_broken(build, tmp_path):

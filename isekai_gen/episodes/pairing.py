@@ -31,14 +31,9 @@ class ConceptPair:
 def real_partner_pairs(catalog: Catalog, groups: int | list[str] | None) -> list[ConceptPair]:
     """(isekai, real) pairs of the chosen groups, in catalog order.
 
-    ``groups``: the first N groups, the listed group ids, or None for every group. A group whose
-    partner is not part of the build (a ``concepts`` subset) is left out.
+    ``groups``: the first N groups, the listed group ids, or None for every group.
     """
-    pairs = []
-    for concept in catalog.concepts:
-        partner = next((c for c in catalog.concepts if c.group == concept.group and c.id != concept.id), None)
-        if concept.world == "isekai" and partner is not None:
-            pairs.append(ConceptPair(concept, partner))
+    pairs = [ConceptPair(isekai, real) for isekai, real in catalog.groups()]
     if isinstance(groups, list):
         present = {p.positive.group for p in pairs}
         unknown = [g for g in groups if g not in present]

@@ -19,7 +19,6 @@ are byte-deterministic: fixed row order and row-group size, no timestamps in Par
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -35,7 +34,6 @@ from .webdataset import plan_shards
 if TYPE_CHECKING:
     from .stage import ExportItem
 
-log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 BENCHMARKS_DIR = "benchmarks"
@@ -150,11 +148,7 @@ def write_hf_data(
             configs[config_name(set_name)] = _write_config(
                 hf_dir, config_name(set_name), split, rows, [EPISODE_ROW_BYTES] * len(rows), _episode_rows,
                 episode_features(), limits, bar)
-    written = {hf_dir / f for config in configs.values() for f in config["files"]}
-    for stale in sorted((hf_dir / DATA_DIR).glob("*.parquet")):
-        if stale not in written:
-            log.info("removing %s from an earlier export", stale)
-            stale.unlink()
+    remove_stale(hf_dir / DATA_DIR, {hf_dir / f for config in configs.values() for f in config["files"]})
     return configs
 
 

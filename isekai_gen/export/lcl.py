@@ -25,7 +25,7 @@ from ..catalog import Catalog
 from ..episodes.inputs import kept_manifest_rows
 from ..episodes.stage import EPISODES_FILE, SETS
 from ..errors import UserError
-from ..fileio import atomic_write_bytes, write_jsonl
+from ..fileio import atomic_write_bytes, remove_stale, write_jsonl
 from ..manifest import MANIFEST
 from .stage import read_episodes
 
@@ -74,18 +74,6 @@ def place_file(source: Path, target: Path) -> str:
     return "linked"
 
 
-def prune(root: Path, wanted: set[str]) -> int:
-    """Delete files under ``root`` that no annotation line refers to, then empty folders."""
-    removed = 0
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file() and path.relative_to(root).as_posix() not in wanted:
-            path.unlink()
-            removed += 1
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    return removed
-
-
 def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
     """Write the LCL annotation files and their image root from ``OUT/episodes/episodes.jsonl``."""
     out_dir = Path(out_dir)
@@ -109,7 +97,7 @@ def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
         place_file(source_of[p], image_root / p)
         for p in tqdm(wanted, desc="lcl images", unit="img", disable=not progress)
     )
-    removed = prune(image_root, set(wanted)) if image_root.exists() else 0
+    removed = remove_stale(image_root, {image_root / p for p in wanted})
 
     for name, lines in lines_by_set.items():
         target = lcl_dir / annotation_file(name)

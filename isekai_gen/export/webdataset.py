@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import tarfile
 from collections import deque
@@ -23,13 +22,12 @@ from typing import TYPE_CHECKING, Sequence
 
 from tqdm import tqdm
 
-from ..fileio import atomic_open, dumps_canonical, write_json
+from ..fileio import atomic_open, dumps_canonical, remove_stale, write_json
 from ..schema import validate
 
 if TYPE_CHECKING:
     from .stage import ExportItem
 
-log = logging.getLogger(__name__)
 
 INDEX = "index.json"
 MEMBERS = ("cls", "json", "png", "txt")
@@ -236,11 +234,7 @@ def write_webdataset(
             part = slice(positions.start, positions.stop)
             shards.append(write_shard(folder / (pattern % number), items[part], texts[part], sizes[part]))
             bar.update(len(positions))
-    written = {shard["file"] for shard in shards}
-    for stale in sorted(folder.glob("*.tar")):
-        if stale.name not in written:
-            log.info("removing %s from an earlier export", stale)
-            stale.unlink()
+    remove_stale(folder, {folder / shard["file"] for shard in shards})
     index = {
         "format": "webdataset",
         "split": split,

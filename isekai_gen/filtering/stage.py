@@ -98,17 +98,8 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
     return table, text, embedded
 
 
-def _check_pairs(catalog) -> None:
-    for concept in catalog.concepts:
-        if not any(c.group == concept.group and c.id != concept.id for c in catalog.concepts):
-            raise UserError(
-                f"{catalog.source}: concept {concept.id!r} has no partner in this build (filter scores need "
-                f"both concepts of group {concept.group!r}; add it to `concepts`)"
-            )
-
-
 def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, progress: bool):
-    _check_pairs(catalog)
+    # Every concept has its partner here: parse_catalog and Catalog.subset both insist on whole groups.
     rows = load_manifest(Path(out_dir), catalog.ids)
     images = _image_paths(Path(out_dir), rows)  # before resolving the model: bad folders fail fast
     # Lazy: the weights load only if some image or concept text is missing from the caches.
