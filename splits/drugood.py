@@ -50,7 +50,7 @@ class DrugOOD(Adapter):
     layout = "lbap_<...>.json with split/{train,iid_val,ood_val,iid_test,ood_test} cases {smiles, cls_label, domain_id}"
     extra_fields = ("smiles", "domain_id")
     options = {
-        "file": Option(None, "the LBAP JSON relative to the root; null: the one lbap_*.json in the root"),
+        "file": Option(None, "the LBAP JSON relative to the root; null: the one lbap_*.json in the root", kind=str),
         "demo_split": Option("train", "DrugOOD split feeding demo", SPLITS),
         "test_split": Option("ood_test", "DrugOOD split feeding test (ood_test: assays unseen in train)", SPLITS),
     }

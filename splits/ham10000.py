@@ -52,8 +52,10 @@ class Ham10000(Adapter):
             "ham10000: demo and test both from HAM10000, lesion-disjoint (needs smaller per-class sizes)",
             ("isic2018", "ham10000"),
         ),
-        "metadata": Option(None, "metadata file relative to the root; null: the first of " + ", ".join(METADATA_NAMES)),
-        "test_ground_truth": Option(None, "ISIC 2018 Task 3 test ground truth relative to the root; null: its usual names"),
+        "metadata": Option(None, "metadata file relative to the root; null: the first of " + ", ".join(METADATA_NAMES),
+                           kind=str),
+        "test_ground_truth": Option(None, "ISIC 2018 Task 3 test ground truth relative to the root; null: its usual names",
+                                    kind=str),
     }
 
     def source_splits(self, options):

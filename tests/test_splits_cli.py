@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 import splits_fixtures as fx
@@ -135,3 +136,16 @@ def test_bad_option_value_names_the_option(tmp_path):
     result = invoke("build", "--dataset", "eurosat", "--root", tmp_path, "--out", tmp_path / "out", "--option", "a=[1")
     assert result.exit_code == 2
     assert result.output == "error: --option 'a=[1': value is not valid YAML\n"
+
+
+@pytest.mark.parametrize("dataset, option, message", [
+    ("drugood", "file=5", "drugood: option file=5 must be a string"),
+    ("ham10000", "metadata=[a]", "ham10000: option metadata=['a'] must be a string"),
+    ("dtd", "partition=true", "dtd: option partition=True must be a whole number"),
+    ("camelyon17", "demo_centers=0", "camelyon17: option demo_centers=0 must be a list"),
+    ("eurosat", "classes=5", "eurosat: classes must be a list of class names, got 5"),
+])
+def test_option_of_the_wrong_type_is_one_line(tmp_path, dataset, option, message):
+    result = invoke("build", "--dataset", dataset, "--root", tmp_path, "--out", tmp_path / "out", "--option", option)
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {message}\n"

@@ -23,11 +23,25 @@ MATERIALIZE_MODES = ("copy", "symlink", "none")
 
 @dataclass(frozen=True)
 class Option:
-    """A dataset-specific setting: its default and why that default was chosen."""
+    """A dataset-specific setting: its default and why that default was chosen.
+
+    A value must have the default's type (``kind`` when the default is None) or be None.
+    """
 
     default: Any
     help: str
     choices: tuple | None = None
+    kind: type | None = None
+
+    def check(self, dataset: str, key: str, value) -> None:
+        kind = self.kind or type(self.default)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)):
+            raise UserError(f"{dataset}: option {key}={value!r} must be a {_KIND_NAMES.get(kind, kind.__name__)}")
+        if self.choices is not None and value not in self.choices:
+            raise UserError(f"{dataset}: option {key}={value!r} is not one of {', '.join(map(str, self.choices))}")
+
+
+_KIND_NAMES = {str: "string", int: "whole number", list: "list", bool: "boolean"}
 
 
 @dataclass(frozen=True)
@@ -151,9 +165,7 @@ class Adapter:
             raise UserError(f"{self.name}: unknown option(s) {', '.join(unknown)} (options of {self.name}: {known})")
         options = {key: settings.get(key, opt.default) for key, opt in self.options.items()}
         for key, opt in self.options.items():
-            if opt.choices is not None and options[key] not in opt.choices:
-                choices = ", ".join(map(str, opt.choices))
-                raise UserError(f"{self.name}: option {key}={options[key]!r} is not one of {choices}")
+            opt.check(self.name, key, options[key])
         classes = self._classes(settings.get("classes"))
         demo_splits, test_splits = self.source_splits(options)
         sizes = {}
@@ -170,9 +182,11 @@ class Adapter:
 
     def _classes(self, requested) -> tuple[str, ...]:
         if requested is None:
-            requested = self.default_classes or self.all_classes
+            requested = list(self.default_classes or self.all_classes)
         if isinstance(requested, str):
             requested = [c.strip() for c in requested.split(",") if c.strip()]
+        if not isinstance(requested, list) or not all(isinstance(c, str) for c in requested):
+            raise UserError(f"{self.name}: classes must be a list of class names, got {requested!r}")
         unknown = [c for c in requested if c not in self.all_classes]
         if unknown:
             raise UserError(f"{self.name}: unknown class {unknown[0]!r} (classes: {', '.join(self.all_classes)})")
