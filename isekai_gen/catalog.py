@@ -108,13 +108,13 @@ def catalog_path(ref: str, base_dir: Path | None = None) -> Path:
     return path
 
 
-def load_catalog(ref: str, base_dir: Path | None = None, min_prompts: int = MIN_PROMPTS) -> Catalog:
+def load_catalog(ref: str, base_dir: Path | None = None) -> Catalog:
     path = catalog_path(ref, base_dir)
     data = load_yaml(path)
-    return parse_catalog(data, str(path), min_prompts=min_prompts)
+    return parse_catalog(data, str(path))
 
 
-def parse_catalog(data, source: str, min_prompts: int = MIN_PROMPTS) -> Catalog:
+def parse_catalog(data, source: str) -> Catalog:
     """Validate a parsed catalog; every error names ``source``, the concept and the problem."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping with `name` and `concepts`")
@@ -138,7 +138,7 @@ def parse_catalog(data, source: str, min_prompts: int = MIN_PROMPTS) -> Catalog:
         )
         for c in concepts_raw
     )
-    _check_consistency(concepts, source, min_prompts)
+    _check_consistency(concepts, source)
     return Catalog(source=source, name=data["name"], concepts=concepts)
 
 
@@ -151,11 +151,11 @@ def _concept_schema_problem(raw) -> str | None:
     return f" at {location}: {error.message}" if location else f": {error.message}"
 
 
-def _check_consistency(concepts: tuple[Concept, ...], source: str, min_prompts: int) -> None:
+def _check_consistency(concepts: tuple[Concept, ...], source: str) -> None:
     _check_ids(concepts, source)
     _check_labels(concepts, source)
     for concept in concepts:
-        _check_prompts(concept, source, min_prompts)
+        _check_prompts(concept, source)
     _check_groups(concepts, source)
 
 
@@ -211,10 +211,10 @@ def _check_labels(concepts: tuple[Concept, ...], source: str) -> None:
                 )
 
 
-def _check_prompts(concept: Concept, source: str, min_prompts: int) -> None:
-    if len(concept.prompts) < min_prompts:
+def _check_prompts(concept: Concept, source: str) -> None:
+    if len(concept.prompts) < MIN_PROMPTS:
         raise UserError(
-            f"{source}: concept {concept.id!r}: {len(concept.prompts)} prompt variants, at least {min_prompts} needed"
+            f"{source}: concept {concept.id!r}: {len(concept.prompts)} prompt variants, at least {MIN_PROMPTS} needed"
         )
     first_seen: dict[str, int] = {}
     for index, prompt in enumerate(concept.prompts):
@@ -252,6 +252,14 @@ def prompt_token_count(text: str) -> int:
     return len(_clip_tokenizer().encode(text).ids) + 2
 
 
+def clip_bpe_merges() -> list[str]:
+    """OpenAI CLIP's BPE merges ("a b" lines) from the vocabulary file open_clip ships (no torch import)."""
+    bpe_file = Path(importlib.util.find_spec("open_clip").origin).parent / "bpe_simple_vocab_16e6.txt.gz"
+    with gzip.open(bpe_file, "rt", encoding="utf-8") as handle:
+        # CLIP uses the first 48,894 merges after the header line (49,152 tokens in all).
+        return handle.read().split("\n")[1 : 49152 - 256 - 2 + 1]
+
+
 @functools.lru_cache(maxsize=1)
 def _clip_tokenizer():
     """CLIP's tokenizer rebuilt from the merge table open_clip ships, in the Rust ``tokenizers``.
@@ -261,11 +269,7 @@ def _clip_tokenizer():
     """
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-    bpe_file = Path(importlib.util.find_spec("open_clip").origin).parent / "bpe_simple_vocab_16e6.txt.gz"
-    with gzip.open(bpe_file, "rt", encoding="utf-8") as handle:
-        # CLIP uses the first 48,894 merges after the header line (49,152 tokens in all).
-        merge_lines = handle.read().split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(line.split()) for line in merge_lines]
+    merges = [tuple(line.split()) for line in clip_bpe_merges()]
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     words = alphabet + [ch + "</w>" for ch in alphabet] + ["".join(merge) for merge in merges]
     tokenizer = Tokenizer(models.BPE(

@@ -113,7 +113,7 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
         kwargs["variant"] = model_cfg["variant"]
     try:
         pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _missing_model_error(model_cfg["id"], f"could not be loaded ({first_line})") from None
     pipe = pipe.to(device)

@@ -10,13 +10,14 @@ inside open_clip, so prompts are tokenised as the real models tokenise them.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from ..catalog import clip_bpe_merges
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,9 @@ def default_cache_dir() -> Path:
 
 def _write_clip_tokenizer_files(folder: Path) -> None:
     """vocab.json + merges.txt of OpenAI CLIP's BPE, from open_clip's bundled vocabulary."""
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from open_clip.tokenizer import bytes_to_unicode
 
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
-    merges = merges[1 : 49152 - 256 - 2 + 1]
+    merges = clip_bpe_merges()
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]
     vocab += ["".join(merge.split()) for merge in merges]
