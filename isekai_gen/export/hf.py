@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale
+from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale, sha256_bytes
 from ..manyicl.writer import SPLIT_FILES
 from .stage import METADATA_FIELDS
 from .webdataset import plan_shards
@@ -160,15 +160,17 @@ def _benchmark_recipe(split_json: Path) -> tuple[bool, str | None]:
     return recipe["redistributable"], recipe.get("license")
 
 
-def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> list[dict]:
+def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> tuple[list[dict], dict[Path, str]]:
     """Copy every ``OUT/benchmarks/<dataset>/`` split into ``hf/benchmarks/<dataset>/``.
 
     Split files (image ids and labels only) always travel; the images only when the split's
-    recipe says the source licence allows redistribution. Returns one summary per dataset.
+    recipe says the source licence allows redistribution. Returns one summary per dataset and
+    the sha256 of every copied file (so the checksums need not read them again). A file
+    already there with the same bytes is left alone.
     """
     source_root = Path(out_dir) / BENCHMARKS_DIR
     target_root = Path(hf_dir) / BENCHMARKS_DIR
-    summaries, written = [], set()
+    summaries, digests = [], {}
     for source in sorted(p for p in source_root.glob("*") if p.is_dir()):
         redistributable, license_name = _benchmark_recipe(source / "split.json")
         files = [source / name for name in SPLIT_FILES]
@@ -178,11 +180,13 @@ def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> list[dict]:
         images = sorted(p for p in (source / "images").rglob("*") if p.is_file()) if redistributable else []
         for path in files + images:
             target = target_root / path.relative_to(source_root)
-            atomic_write_bytes(target, path.read_bytes())
-            written.add(target)
+            data = path.read_bytes()
+            if not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
+                atomic_write_bytes(target, data)
+            digests[target] = sha256_bytes(data)
         summaries.append({"dataset": source.name, "redistributable": redistributable, "license": license_name,
                           "images": len(images)})
-    remove_stale(target_root, written)
+    remove_stale(target_root, set(digests))
     if target_root.is_dir() and not any(target_root.iterdir()):
         target_root.rmdir()
-    return summaries
+    return summaries, digests

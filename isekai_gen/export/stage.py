@@ -12,6 +12,7 @@ two formats never disagree about an image.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,7 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
                 leftover.unlink()
 
     index = hf_configs = benchmarks = None
+    known: dict[str, str] = {}  # path under export/ -> sha256
     if export["webdataset"]["enabled"]:
         settings = export["webdataset"]
         index = write_webdataset(
@@ -206,11 +208,13 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
             max_rows_per_shard=settings["max_rows_per_shard"], max_bytes_per_shard=settings["max_bytes_per_shard"],
             row_group_rows=settings["row_group_rows"], progress=progress,
         )
-        benchmarks = copy_benchmark_splits(out_dir, hf_dir)
-    # Digests taken while writing: the shards and Parquet files are not read back to be hashed.
-    known = {f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in (index or {}).get("shards", [])}
+        benchmarks, copied = copy_benchmark_splits(out_dir, hf_dir)
+        known.update((path.relative_to(export_dir).as_posix(), digest) for path, digest in copied.items())
+    # Digests known without reading the files back: taken while writing, or checked already.
+    known.update((f"{WEBDATASET_DIR}/{shard['file']}", shard["sha256"]) for shard in (index or {}).get("shards", []))
     known.update((f"{HF_DIR}/{file}", digest) for info in (hf_configs or {}).values()
                  for file, digest in info["sha256"].items())
+    known.update(_linked_lcl_digests(export_dir, items))
     content_hash, files = write_checksums(export_dir, known)
     if hf_configs is not None:
         write_card(
@@ -219,6 +223,20 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
         )
     return {"images": len(items), "webdataset": index, "hf": hf_configs, "content_hash": content_hash,
             "files": files}
+
+
+def _linked_lcl_digests(export_dir: Path, items: list[ExportItem]) -> dict[str, str]:
+    """Digests of LCL image files that are hard links of a kept image checked in this export (the
+    same inode holds the same bytes); copies are left to be hashed."""
+    from .lcl import IMAGE_ROOT, LCL_DIR, lcl_image_path
+
+    digests = {}
+    for item in items:
+        relative = f"{LCL_DIR.name}/{IMAGE_ROOT}/{lcl_image_path(item.metadata['concept'], item.image_path.name)}"
+        path = export_dir / relative
+        if item.checked and path.is_file() and os.path.samefile(path, item.image_path):
+            digests[relative] = item.metadata["sha256"]
+    return digests
 
 
 CHECKSUMS = "SHA256SUMS"
