@@ -327,3 +327,29 @@ def test_host_memory_is_pinned_only_for_a_cuda_embedder(tmp_path, monkeypatch, d
     embedder.device = device
     run_filter(config, tmp_path, catalog, embedder=embedder)
     assert pinned == [device == "cuda"]
+
+
+def test_interrupted_embedding_keeps_finished_cache_parts(tmp_path, monkeypatch):
+    """One loader over all images, but the cache still takes a part file every CACHE_PART_SIZE images."""
+    from isekai_gen.filtering import embedding_pass
+
+    monkeypatch.setattr(embedding_pass, "CACHE_PART_SIZE", 4)
+    config = filter_config(batch_size=2)
+    catalog = catalog_for(config)
+    text = text_matrix(catalog, config)
+    write_build(tmp_path, catalog, {cid: [png_bytes(image_for(direction(text, c, c ^ 1, 0.6, 0.1, 10 * c + k), 10 * c + k))
+                                          for k in range(3)] for c, cid in enumerate(GROUPS)})
+
+    class Interrupted(TestDoubleEmbedder):
+        def encode_images(self, batch):
+            if self.image_calls == 3:  # after two batches = one full part
+                raise KeyboardInterrupt
+            return super().encode_images(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_filter(config, tmp_path, catalog, embedder=Interrupted())
+    parts = list((tmp_path / "cache" / "embeddings" / TestDoubleEmbedder.cache_key).glob("part-*.npz"))
+    assert len(parts) == 1
+    result = run_filter(config, tmp_path, catalog, embedder=TestDoubleEmbedder())
+    assert result.embedded == 3 * len(GROUPS) - 4
+    assert len(list(parts[0].parent.glob("part-*.npz"))) == 1 + -(-(3 * len(GROUPS) - 4) // 4)

@@ -68,21 +68,23 @@ def embed_missing(
     if not todo:
         return 0
     log.info("embedding %d new images (%d cached)", len(todo), len(images) - len(todo))
+    # One loader for all images (workers stay up, decoding runs ahead across part boundaries);
+    # the cache takes a part file whenever CACHE_PART_SIZE new embeddings have accumulated.
+    loader = torch.utils.data.DataLoader(
+        ImageDataset([images[sha] for sha in todo], embedder.preprocess),
+        batch_size=batch_size, num_workers=min(num_workers, len(todo)), collate_fn=_collate,
+        # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
+        pin_memory=torch.device(embedder.device).type == "cuda",
+    )
+    stored, vectors, facts = 0, [], []
     with tqdm(total=len(todo), desc="embed images", unit="img", disable=not progress) as bar:
-        for start in range(0, len(todo), CACHE_PART_SIZE):
-            part = todo[start:start + CACHE_PART_SIZE]
-            loader = torch.utils.data.DataLoader(
-                ImageDataset([images[sha] for sha in part], embedder.preprocess),
-                batch_size=batch_size, num_workers=min(num_workers, len(part)), collate_fn=_collate,
-                # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
-                pin_memory=torch.device(embedder.device).type == "cuda",
-            )
-            vectors, facts = [], []
-            for batch, batch_facts in loader:
-                if batch is None:
-                    raise UserError(batch_facts)
-                vectors.extend(embedder.encode_images(batch))
-                facts.extend(batch_facts)
-                bar.update(len(batch_facts))
-            cache.add(part, vectors, facts)
+        for batch, batch_facts in loader:
+            if batch is None:
+                raise UserError(batch_facts)
+            vectors.extend(embedder.encode_images(batch))
+            facts.extend(batch_facts)
+            bar.update(len(batch_facts))
+            if len(facts) >= CACHE_PART_SIZE or stored + len(facts) == len(todo):
+                cache.add(todo[stored:stored + len(facts)], vectors, facts)
+                stored, vectors, facts = stored + len(facts), [], []
     return len(todo)
