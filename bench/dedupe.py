@@ -61,7 +61,7 @@ def make_data(concepts: int, per_concept: int, dim: int, in_pairs: int, cross_pa
     return emb, groups, planted_in, planted_cross
 
 
-def in_concept_search(emb, groups, concepts, per_concept):
+def in_concept_search(emb, concepts, per_concept):
     found = set()
     for c in range(concepts):
         start = c * per_concept
@@ -106,7 +106,7 @@ def main() -> None:
           f"{len(planted_cross)} cross-concept pairs ({time.perf_counter() - t:.1f} s to make)")
 
     t = time.perf_counter()
-    found_in = in_concept_search(emb, groups, args.concepts, args.per_concept)
+    found_in = in_concept_search(emb, args.concepts, args.per_concept)
     ours_in = time.perf_counter() - t
     missed = planted_in - found_in
     print(f"in-concept exact (blocked matmul): {ours_in:.2f} s, {len(found_in)} pairs >= {THRESHOLD}, "

@@ -22,7 +22,6 @@ seconds are higher than its wall seconds because of that second thread.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import statistics
 import sys
@@ -39,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from isekai_gen.catalog import load_catalog  # noqa: E402
 from isekai_gen.export.stage import collect_items  # noqa: E402
 from isekai_gen.export.webdataset import write_webdataset  # noqa: E402
-from isekai_gen.fileio import write_jsonl  # noqa: E402
+from isekai_gen.fileio import sha256_file  # noqa: E402
+from isekai_gen.manifest import write_manifest  # noqa: E402
 
 CONCEPTS = ["cactihog", "hedgehog", "cctovac", "octopus"]
 
@@ -62,13 +62,13 @@ def make_build(out: Path, images: int, size: int) -> tuple[list[Path], object]:
             "label": concept.label, "index": index, "prompt_variant": 0, "prompt": concept.prompts[0],
             "negative_prompt": concept.negative_prompt, "seed": number, "attempt": 0, "rejected_attempts": [],
             "status": "ok", "image": path.relative_to(out).as_posix(),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "width": size, "height": size,
+            "sha256": sha256_file(path), "width": size, "height": size,
             "model_id": "bench", "model_revision": None, "steps": 1, "guidance_scale": 0.0, "smoke_test": True,
             "scores": {"model": "bench", "pretrained": None, "alignment": 0.3, "partner_cosine": 0.2, "margin": 0.1,
                        "zeroshot_prob": 0.5, "top1": True, "phash": "0" * 16},
             "kept": True, "reject_reason": None, "duplicate_of": None,
         })
-    write_jsonl(out / "manifest.jsonl", rows)
+    write_manifest(out, rows)
     return paths, catalog
 
 

@@ -3,6 +3,7 @@ pHash (manifest ``scores.phash``) and their CLIP embedding (``filter/embeddings.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,13 @@ class KeptImages:
     embeddings: Path
 
     def indices_of(self, concept_id: str) -> np.ndarray:
-        return np.flatnonzero(np.asarray(self.concept_ids) == concept_id)
+        return self._indices.get(concept_id, np.empty(0, dtype=np.intp))
+
+    @functools.cached_property
+    def _indices(self) -> dict[str, np.ndarray]:
+        """Concept id -> its images' indices, computed once (episodes ask per concept pair)."""
+        ids = np.asarray(self.concept_ids)
+        return {concept_id: np.flatnonzero(ids == concept_id) for concept_id in dict.fromkeys(self.concept_ids)}
 
 
 def kept_manifest_rows(out_dir: Path) -> list[dict]:

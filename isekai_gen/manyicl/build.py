@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import load_yaml, resolve_path
 from ..errors import UserError
+from ..fileio import UMASK
 from ..schema import validate
 from .materialize import place_image, verify_image
 from .recipe import MATERIALIZE_MODES, Adapter, Pool, Recipe
@@ -116,9 +117,7 @@ def _fresh_folder(target: Path):
     """Yield an empty temporary folder next to ``target``; on success it replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the split folder is an ordinary one
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; the split folder is an ordinary one
     try:
         yield tmp
         old = None
