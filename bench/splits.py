@@ -27,8 +27,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from isekai_gen.manyicl import plan_split  # noqa: E402
-from splits import get_adapter  # noqa: E402
-from splits.chexpert import COMPETITION_FINDINGS, OBSERVATIONS  # noqa: E402
+from isekai_gen.splits import get_adapter  # noqa: E402
+from isekai_gen.splits.chexpert import COMPETITION_FINDINGS, OBSERVATIONS  # noqa: E402
 
 CHEXPERT_TRAIN_ROWS = 224_316
 CHEXPERT_VALID_ROWS = 234

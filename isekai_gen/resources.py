@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# schemas/ and configs/ sit next to isekai_gen/ both in the source tree and in site-packages
-# (pyproject includes them as data packages).
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = ROOT / "schemas"
-CONFIG_DIR = ROOT / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed from a wheel, schemas/ and configs/ are inside the package (isekai_gen.schemas,
+# isekai_gen.configs); in the source tree (and an editable install) they sit beside it.
+_DATA_ROOT = PACKAGE_DIR if (PACKAGE_DIR / "schemas").is_dir() else PACKAGE_DIR.parent
+SCHEMA_DIR = _DATA_ROOT / "schemas"
+CONFIG_DIR = _DATA_ROOT / "configs"
 CATALOG_DIR = CONFIG_DIR / "catalogs"
 # A symlink to the top-level DATASET_CARD.md, so that wheels carry the template as package data.
-DATASET_CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "DATASET_CARD.md"
+DATASET_CARD_TEMPLATE = PACKAGE_DIR / "templates" / "DATASET_CARD.md"
 
 
 def schema_path(name: str) -> Path:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli import main
+from isekai_gen.cli import main
 from isekai_gen.catalog import MAX_PROMPT_TOKENS, load_catalog, prompt_token_count
 from isekai_gen.errors import UserError
 from isekai_gen.resources import CATALOG_DIR

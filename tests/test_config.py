@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from isekai_gen.cli import main
 from isekai_gen import __version__
 from isekai_gen.config import load_config, parse_override
 from isekai_gen.errors import UserError

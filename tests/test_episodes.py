@@ -382,7 +382,7 @@ def write_catalog_yaml(path: Path, catalog: Catalog) -> None:
 
 
 def test_cli_episodes_runs_episodes_and_lcl_export(tmp_path):
-    from cli import main
+    from isekai_gen.cli import main
 
     catalog = make_catalog(2)
     out = write_build(tmp_path / "build", catalog, kept=6)

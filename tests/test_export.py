@@ -351,7 +351,7 @@ def test_cli_export_reports_a_broken_build_in_one_line(tmp_path):
 def test_bad_override_on_a_recorded_config_blames_the_override(tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from isekai_gen.cli import main
 
     make_build(tmp_path, benchmarks=False)
     result = CliRunner().invoke(main, ["export", "--out", str(tmp_path), "--set", "filter.min_alignment=high"])

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import main
+from isekai_gen.cli import main
 from isekai_gen.config import public_config
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import read_jsonl, sha256_file, write_json, write_jsonl

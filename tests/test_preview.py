@@ -85,7 +85,7 @@ def test_sheets_of_concepts_no_longer_built_are_removed(build):
 
 
 def test_cli_preview_and_one_line_errors(build, tmp_path):
-    from cli import main
+    from isekai_gen.cli import main
 
     rejects = tmp_path / "rejects.txt"
     rejects.write_text("iso1-00004\n")

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli import main
+from isekai_gen.cli import main
 from isekai_gen.errors import UserError
 from isekai_gen.schema import validate
 from isekai_gen.scoring import score, write_report

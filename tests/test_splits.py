@@ -15,7 +15,7 @@ from PIL import Image
 import splits_fixtures as fx
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import build_split, read_split
-from splits import adapters, get_adapter
+from isekai_gen.splits import adapters, get_adapter
 
 
 def build(name: str, root: Path, out: Path, **settings) -> Path:

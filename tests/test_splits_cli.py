@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import splits_fixtures as fx
-from cli import main
+from isekai_gen.cli import main
 from isekai_gen.config import load_config
 from isekai_gen.manyicl import read_split, run_benchmarks
 

@@ -10,7 +10,7 @@ import pytest
 import splits_fixtures as fx
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import build_split, load_roots
-from splits import get_adapter
+from isekai_gen.splits import get_adapter
 
 
 def build(name, root, out, **settings):

@@ -27,7 +27,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON instead of text.")
 def list_command(as_json: bool) -> None:
     """Show every dataset: classes, default sizes, licence, redistribution and options."""
-    from splits import adapters
+    from isekai_gen.splits import adapters
 
     described = [adapter.describe() for adapter in adapters().values()]
     if as_json:
@@ -103,7 +103,7 @@ def _settings(seed, demo_per_class, test_per_class, materialize, verify_images) 
 def build_command(dataset, root, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress,
                   classes, options) -> None:
     """Build the demo/test split of one dataset."""
-    from splits import get_adapter
+    from isekai_gen.splits import get_adapter
 
     from ..manyicl import build_split
 

@@ -165,7 +165,7 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
 
     ``settings`` apply to every dataset; ``per_dataset[name]`` overrides them for one.
     """
-    from splits import get_adapter, ordered_names
+    from isekai_gen.splits import get_adapter, ordered_names
 
     per_dataset = per_dataset or {}
     for name in (*roots, *per_dataset):
