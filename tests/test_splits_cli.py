@@ -49,17 +49,17 @@ def test_build_command_bad_input_is_one_error_line_and_exit_2(tmp_path):
     (root / "test" / "Original" / "2_A.png").write_bytes(b"not a png")
     result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out",
                     "--demo-per-class", 5, "--test-per-class", 3, "--verify-images")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith("error: ")
     assert "2_A.png: corrupt image" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "fives").exists()
 
     result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out", "--option", "colour=red")
-    assert result.exit_code == 2 and "fives: unknown option(s) colour" in result.output
+    assert result.exit_code == 1 and "fives: unknown option(s) colour" in result.output
     for bad in ("colour", "a.b=1", "=1"):
         result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out", "--option", bad)
-        assert result.exit_code == 2
+        assert result.exit_code == 1
         assert result.output == f"error: --option {bad!r}: expected KEY=VALUE with a plain key\n"
 
 
@@ -74,7 +74,7 @@ def test_build_all_reads_roots_relative_to_the_roots_file(tmp_path):
     assert read_split(tmp_path / "out" / "eurosat")[0]["totals"] == {"demo": 20, "test": 10}
     # Table 1 sizes exceed the tiny fixtures: the error names the dataset root, class and counts.
     result = invoke("build-all", "--roots", roots, "--out", tmp_path / "out2")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "data/fives: FIVES class 'age-related macular degeneration' needs 30 test images, 3 available" in result.output
 
 
@@ -127,14 +127,14 @@ def test_file_system_refusal_is_one_line_naming_the_file(tmp_path):
     out = tmp_path / "a-file" / "out"  # the OS refuses to create a folder inside a file
     result = invoke("build", "--dataset", "eurosat", "--root", root, "--out", out,
                     "--demo-per-class", 2, "--test-per-class", 1)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
     assert f"{tmp_path / 'a-file'}" in result.output and "Not a directory" in result.output
 
 
 def test_bad_option_value_names_the_option(tmp_path):
     result = invoke("build", "--dataset", "eurosat", "--root", tmp_path, "--out", tmp_path / "out", "--option", "a=[1")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.output == "error: --option 'a=[1': value is not valid YAML\n"
 
 
@@ -147,5 +147,5 @@ def test_bad_option_value_names_the_option(tmp_path):
 ])
 def test_option_of_the_wrong_type_is_one_line(tmp_path, dataset, option, message):
     result = invoke("build", "--dataset", dataset, "--root", tmp_path, "--out", tmp_path / "out", "--option", option)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert result.output == f"error: {message}\n"
