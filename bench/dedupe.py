@@ -11,7 +11,15 @@ near-duplicate pairs inside concepts (cosine ~0.98) and a few across concepts.
   recall on the planted cross-concept pairs (1.0 when correct), against the plain exact blocked
   product over all 200,000 vectors, timed on a subsample and extrapolated.
 
-Run: python bench/dedupe.py [--concepts 40 --per-concept 5000 --dim 768]
+Then the scaling table (issue 15): each layer at three sizes, ours against the implementation
+before it (``bench/baselines/dedup_before.py``; the exhaustive pHash search), side by side, with
+the scaling exponent k of time ~ n^k fitted over the three sizes:
+- cross-concept pHash layer: multi-index hashing vs exhaustive, exact equality of the pairs;
+- cross-concept cosine: candidate-only bookkeeping vs sorting every later item per concept;
+- in-concept cosine: staircase diagonal blocks vs full diagonal blocks.
+
+Run: python bench/dedupe.py [--concepts 40 --per-concept 5000 --dim 768] [--scaling-only]
+     [--scales 10,20,40 --scale-per-concept 2500]
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import time
 
 import numpy as np
 
-from isekai_gen.filtering.dedup import cosine_pairs, cross_group_cosine_pairs
+from baselines.dedup_before import cosine_pairs_before, cross_group_cosine_pairs_before
+from isekai_gen.filtering.dedup import cosine_pairs, cross_group_cosine_pairs, phash_pairs, phash_pairs_exhaustive
 
 THRESHOLD = 0.95
 
@@ -82,6 +91,67 @@ def naive_seconds_per_pair(emb, sample: int) -> float:
     return (time.perf_counter() - start) / (sample * (sample - 1) / 2)
 
 
+def _exponent(sizes, seconds) -> float:
+    """Least-squares slope of log(time) on log(size)."""
+    return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-9)), 1)[0])
+
+
+def _best_of(repeats: int, run):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _planted_phashes(n: int, concepts: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Random 64-bit hashes with 1% planted neighbours 1-10 bits away, some across concepts."""
+    hashes = rng.integers(0, 2**63, size=n, dtype=np.int64).view(np.uint64).copy()
+    bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    for k in range(n // 100):
+        flips = rng.choice(64, size=1 + k % 10, replace=False)
+        hashes[rng.integers(n)] = hashes[k] ^ np.bitwise_or.reduce(bits[flips], initial=np.uint64(0))
+    return hashes, rng.integers(0, concepts, size=n)
+
+
+def scaling(scales: list[int], per_concept: int, dim: int, repeats: int) -> None:
+    rows = {"cross-concept pHash (MIH vs exhaustive)": [], "cross-concept cosine (candidates vs sort all)": [],
+            "in-concept cosine (staircase vs full diagonal)": []}
+    sizes = [c * per_concept for c in scales]
+    for concepts, n in zip(scales, sizes):
+        rng = np.random.default_rng(concepts)
+        hashes, groups = _planted_phashes(n, concepts, rng)
+        ours, found = _best_of(repeats, lambda: phash_pairs(hashes, 10, groups))
+        base, expected = _best_of(1, lambda: phash_pairs_exhaustive(hashes, 10, groups))
+        if not (np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1])):
+            raise SystemExit(f"FAILED: multi-index pHash pairs differ from the exhaustive search at n={n}")
+        rows["cross-concept pHash (MIH vs exhaustive)"].append((ours, base))
+
+        emb, emb_groups, _, _ = make_data(concepts, per_concept, dim, in_pairs=200, cross_pairs=50, seed=concepts)
+        ours, found = _best_of(repeats, lambda: cross_group_cosine_pairs(emb, THRESHOLD, emb_groups))
+        base, expected = _best_of(repeats, lambda: cross_group_cosine_pairs_before(emb, THRESHOLD, emb_groups))
+        if not np.array_equal(found[0], expected[0]):
+            raise SystemExit(f"FAILED: cross-concept cosine pairs differ from the baseline at n={n}")
+        rows["cross-concept cosine (candidates vs sort all)"].append((ours, base))
+
+        block = emb[:min(n, 5000)]    # one concept of a release: its size does not grow with the build
+        ours, found = _best_of(repeats, lambda: cosine_pairs(block, THRESHOLD))
+        base, expected = _best_of(repeats, lambda: cosine_pairs_before(block, THRESHOLD))
+        if not np.array_equal(found[0], expected[0]):
+            raise SystemExit(f"FAILED: in-concept cosine pairs differ from the baseline at n={len(block)}")
+        rows["in-concept cosine (staircase vs full diagonal)"].append((ours, base))
+    print(f"\nscaling (best of {repeats}; sizes {', '.join(map(str, sizes))} items; in-concept at "
+          f"{min(sizes[0], 5000)} items per size)")
+    for name, timings in rows.items():
+        ours = [t for t, _ in timings]
+        base = [t for _, t in timings]
+        cells = "  ".join(f"{o:.3f}s vs {b:.3f}s = {b / o:.2f}x" for o, b in timings)
+        exponents = (f"k ours {_exponent(sizes, ours):.2f}, before {_exponent(sizes, base):.2f}"
+                     if not name.startswith("in-concept") else "fixed size")
+        print(f"{name}: {cells}  ({exponents})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concepts", type=int, default=40)
@@ -91,7 +161,14 @@ def main() -> None:
     parser.add_argument("--cross-pairs", type=int, default=50, help="planted cross-concept pairs (attempted)")
     parser.add_argument("--naive-sample", type=int, default=400)
     parser.add_argument("--exact-cross-sample", type=int, default=20000)
+    parser.add_argument("--scales", default="10,20,40", help="concept counts of the three scaling sizes")
+    parser.add_argument("--scale-per-concept", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scaling-only", action="store_true", help="only the three-size scaling table")
     args = parser.parse_args()
+    if args.scaling_only:
+        scaling([int(s) for s in args.scales.split(",")], args.scale_per_concept, args.dim, args.repeats)
+        return
 
     probe = np.random.default_rng(2).standard_normal((4096, args.dim), dtype=np.float32)
     t = time.perf_counter()
@@ -141,6 +218,7 @@ def main() -> None:
     if missed or recall < 1:
         raise SystemExit(f"FAILED: {len(missed)} planted in-concept pairs and "
                          f"{len(planted_cross - found_cross)} cross-concept pairs not found")
+    scaling([int(s) for s in args.scales.split(",")], args.scale_per_concept, args.dim, args.repeats)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,31 @@ def test_cluster_survivor_is_best_ranked_and_order_independent():
     survivors = cluster_survivors(6, pairs, rank)
     assert survivors.tolist() == [1, 1, 1, 4, 4, 5]
     assert cluster_survivors(6, pairs[::-1, ::-1].copy(), rank).tolist() == survivors.tolist()
+
+
+@pytest.mark.parametrize("max_distance, step", [(10, 1 << 22), (7, 1 << 22), (10, 1000)])
+def test_multi_index_phash_search_equals_exhaustive(monkeypatch, max_distance, step):
+    """Above MIH_MIN_ITEMS the multi-index search runs; it must find exactly the exhaustive pairs,
+    including pairs at exactly the distance limit, clustered buckets (many equal hashes) and
+    the bounded-memory stepping through large buckets."""
+    from isekai_gen.filtering import dedup
+
+    monkeypatch.setattr(dedup, "MIH_STEP_ENTRIES", step)
+    rng = np.random.default_rng(3)
+    n = dedup.MIH_MIN_ITEMS + 500
+    hashes = rng.integers(0, 2**63, size=n, dtype=np.int64).view(np.uint64).copy()
+    bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    for k in range(200):       # planted neighbours at every distance 0..13, bits spread over chunks
+        flips = rng.choice(64, size=k % 14, replace=False)
+        hashes[n - 1 - k] = hashes[k] ^ np.bitwise_or.reduce(bits[flips], initial=np.uint64(0))
+    hashes[1000:1150] = hashes[999]                           # one crowded bucket in every chunk
+    groups = rng.integers(0, 5, size=n)
+    for group_arg in (None, groups):
+        fast = phash_pairs(hashes, max_distance, group_arg)
+        slow = dedup.phash_pairs_exhaustive(hashes, max_distance, group_arg)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    found = {tuple(map(int, p)) for p in phash_pairs(hashes, max_distance)[0]}
+    planted = {(k, n - 1 - k): k % 14 for k in range(200)}
+    assert {p for p, d in planted.items() if d <= max_distance} <= found
+    assert not {p for p, d in planted.items() if d > max_distance} & found
+    assert {(999, j) for j in range(1000, 1150)} <= found
