@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import UserError
 from ..filtering.dedup import phash_to_int
 from ..filtering.npz import read_npz
-from ..manifest import manifest_path, read_manifest
+from ..manifest import iter_manifest, manifest_path
 
 EMBEDDINGS = Path("filter") / "embeddings.npz"
 EMBEDDING_ARRAYS = ("job_ids", "image", "concept_ids", "text")
@@ -46,7 +46,7 @@ def kept_manifest_rows(out_dir: Path) -> list[dict]:
     """``kept == true`` rows of ``OUT/manifest.jsonl``, each checked for an image and a pHash."""
     path = manifest_path(out_dir)
     kept = []
-    for number, row in enumerate(read_manifest(out_dir), start=1):
+    for number, row in enumerate(iter_manifest(out_dir), start=1):
         if row.get("kept") is not True:
             continue
         if row["status"] != "ok" or not row["image"]:
