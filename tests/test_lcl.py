@@ -85,19 +85,41 @@ def test_original_loader_reads_every_line_and_image(built):
                 assert (lcl / "images" / path).read_bytes() == (out / "images" / concept / f"{job_id}.png").read_bytes()
 
 
-def test_images_are_hard_links_and_reruns_are_idempotent(built):
+def test_images_are_independent_copies_and_reruns_are_idempotent(built):
+    """Default ``clone``: editing an exported image can never change the build's image."""
     out, catalog, config = built
     first = export_lcl(config, out, catalog)
     image_root = out / "export" / "lcl" / "images"
     exported = sorted(p for p in image_root.rglob("*") if p.is_file())
-    assert len(exported) == first["images"] == first["linked"]
+    assert len(exported) == first["images"] == first["copied"] and first["linked"] == 0
     for path in exported:
-        assert os.path.samefile(path, out / "images" / path.parent.parent.name / path.name)
+        source = out / "images" / path.parent.parent.name / path.name
+        assert not os.path.samefile(path, source) and path.read_bytes() == source.read_bytes()
     files = {p: p.read_bytes() for p in (out / "export" / "lcl").glob("*.json")}
     second = export_lcl(config, out, catalog)
     assert (second["linked"], second["copied"], second["removed"]) == (0, 0, 0)
     assert {p: p.read_bytes() for p in (out / "export" / "lcl").glob("*.json")} == files
     assert sorted(p for p in image_root.rglob("*") if p.is_file()) == exported
+    source = out / "images" / exported[0].parent.parent.name / exported[0].name
+    original = source.read_bytes()
+    exported[0].write_bytes(b"edited by hand")
+    assert source.read_bytes() == original
+    assert export_lcl(config, out, catalog)["copied"] == 1 and exported[0].read_bytes() == original
+
+
+def test_hardlink_mode_shares_read_only_inodes(built):
+    out, catalog, config = built
+    config = {**config, "export": {"lcl": {"images": "hardlink"}}}
+    summary = export_lcl(config, out, catalog)
+    image_root = out / "export" / "lcl" / "images"
+    exported = sorted(p for p in image_root.rglob("*") if p.is_file())
+    assert len(exported) == summary["linked"] == summary["images"]
+    for path in exported:
+        assert os.path.samefile(path, out / "images" / path.parent.parent.name / path.name)
+        assert not os.stat(path).st_mode & 0o222
+    # Back to copies: the links are replaced by independent files.
+    assert export_lcl({**config, "export": {"lcl": {"images": "copy"}}}, out, catalog)["copied"] == len(exported)
+    assert not any(os.path.samefile(p, out / "images" / p.parent.parent.name / p.name) for p in exported)
 
 
 def test_copies_when_hard_links_fail(built, monkeypatch):
@@ -107,7 +129,7 @@ def test_copies_when_hard_links_fail(built, monkeypatch):
         raise OSError("Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", no_links)
-    summary = export_lcl(config, out, catalog)
+    summary = export_lcl({**config, "export": {"lcl": {"images": "hardlink"}}}, out, catalog)
     assert summary["copied"] == summary["images"] > 0
     for path in (out / "export" / "lcl" / "images").rglob("*.png"):
         source = out / "images" / path.parent.parent.name / path.name

@@ -12,7 +12,6 @@ two formats never disagree about an image.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +170,7 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
     """
     from .card import README, write_card
     from .hf import copy_benchmark_splits, write_hf_data
+    from .lcl import placed_digests
     from .webdataset import write_webdataset
 
     out_dir = Path(out_dir)
@@ -214,7 +214,7 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
     known.update((f"{WEBDATASET_DIR}/{shard['file']}", shard["sha256"]) for shard in (index or {}).get("shards", []))
     known.update((f"{HF_DIR}/{file}", digest) for info in (hf_configs or {}).values()
                  for file, digest in info["sha256"].items())
-    known.update(_linked_lcl_digests(export_dir, items))
+    known.update(placed_digests(out_dir))   # LCL images: hashed when placed, unchanged since
     content_hash, files = write_checksums(export_dir, known)
     if hf_configs is not None:
         write_card(
@@ -223,20 +223,6 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
         )
     return {"images": len(items), "webdataset": index, "hf": hf_configs, "content_hash": content_hash,
             "files": files}
-
-
-def _linked_lcl_digests(export_dir: Path, items: list[ExportItem]) -> dict[str, str]:
-    """Digests of LCL image files that are hard links of a kept image checked in this export (the
-    same inode holds the same bytes); copies are left to be hashed."""
-    from .lcl import IMAGE_ROOT, LCL_DIR, lcl_image_path
-
-    digests = {}
-    for item in items:
-        relative = f"{LCL_DIR.name}/{IMAGE_ROOT}/{lcl_image_path(item.metadata['concept'], item.image_path.name)}"
-        path = export_dir / relative
-        if item.checked and path.is_file() and os.path.samefile(path, item.image_path):
-            digests[relative] = item.metadata["sha256"]
-    return digests
 
 
 CHECKSUMS = "SHA256SUMS"
