@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jsonschema.exceptions import best_match
 
-from .config import load_yaml
+from .yamlio import load_yaml
 from .errors import UserError
 from .resources import CATALOG_DIR
 from .schema import first_error, validator

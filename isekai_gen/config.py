@@ -8,31 +8,17 @@ The merged result is validated against ``schemas/build_config.schema.json``.
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
+import json
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import UserError
-from .resources import CONFIG_DIR, preset_names
+from .resources import CONFIG_DIR, preset_names, schema_path
 from .schema import validate
-
-
-def load_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}{line}: invalid YAML ({problem})") from None
+from .yamlio import load_yaml, loads
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -54,11 +40,86 @@ def parse_override(text: str, flag: str = "--set") -> dict:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"{flag} {text!r}: expected section.key=value")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise UserError(f"{flag} {text!r}: value is not valid YAML") from None
-    return nest(key.strip(), value)
+    return nest(key.strip(), loads(raw, f"{flag} {text!r}: value"))
+
+
+def parse_set(text: str) -> dict:
+    """A ``--set section.key=value`` override with its key checked against the build config schema.
+
+    Keys match case-insensitively where that is unambiguous (``Generation.Steps``); an unknown
+    key is an error suggesting the nearest one ("did you mean `generation.steps`?").
+    """
+    key, _, raw = text.partition("=")
+    parse_override(text)  # the shape and the value first
+    return parse_override(f"{resolve_key(key.strip(), f'--set {text!r}')}={raw}")
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_file(name: str) -> dict:
+    return json.loads(schema_path(name.removesuffix(".schema.json")).read_text(encoding="utf-8"))
+
+
+def _properties(node: dict, document: dict) -> tuple[dict, bool]:
+    """(properties, closed) of a schema node: ``$ref`` followed, ``allOf``/``anyOf``/``oneOf`` merged.
+
+    ``properties`` maps each name to (its schema node, the document holding it).
+    """
+    ref = node.get("$ref")
+    if ref:
+        file_part, _, pointer = ref.partition("#")
+        if file_part:
+            document = _schema_file(file_part)
+        target = document
+        for part in filter(None, pointer.split("/")):
+            target = target[part]
+        return _properties(target, document)
+    properties = {name: (sub, document) for name, sub in node.get("properties", {}).items()}
+    closed = node.get("additionalProperties") is False
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        for branch in node.get(combinator, []):
+            more, branch_closed = _properties(branch, document)
+            properties.update(more)
+            closed = closed or branch_closed
+    return properties, closed
+
+
+def resolve_key(dotted: str, what: str) -> str:
+    """``dotted`` with each part spelled as the build config schema spells it (see ``parse_set``)."""
+    node = document = _schema_file("build_config")
+    parts = dotted.split(".")
+    for position, part in enumerate(parts):
+        properties, closed = _properties(node, document)
+        if part not in properties:
+            folded = [name for name in properties if name.lower() == part.lower()]
+            if len(folded) == 1:
+                parts[position] = part = folded[0]
+            elif closed:
+                prefix = ".".join(parts[:position])
+                known = [f"{prefix}.{name}" if prefix else name for name in properties]
+                near = difflib.get_close_matches(".".join(parts[:position + 1]), known, n=1, cutoff=0.6)
+                hint = f"did you mean `{near[0]}`?" if near else f"known keys: {', '.join(sorted(known))}"
+                raise UserError(f"{what}: unknown key `{'.'.join(parts[:position + 1])}`; {hint}")
+            else:  # a free-form mapping (dataset options, ...): the schema says nothing more
+                break
+        node, document = properties[part]
+    return ".".join(parts)
+
+
+def check_finite(obj: Any, source, at: str = "") -> None:
+    """Refuse NaN and infinities anywhere in a config: they switch rules off silently
+    (``x < nan`` is always false) and are not JSON. JSON Schema cannot say "finite"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise UserError(f"{source}: at {at or '(top level)'}: {obj} is not a finite number")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        check_finite(value, source, f"{at}/{key}" if at else str(key))
+
+
+def validate_config(config: dict, source) -> None:
+    """Check an effective build config: finite numbers first (the schema cannot), then the schema."""
+    public = public_config(config)
+    check_finite(public, source)
+    validate(public, "build_config", source)
 
 
 def nest(dotted: str, value: Any) -> dict:
@@ -106,7 +167,7 @@ def load_config(
         config = deep_merge(config, override)
     if overrides:
         source = f"{source} with --set overrides"
-    validate(public_config(config), "build_config", source)
+    validate_config(config, source)
     return config
 
 

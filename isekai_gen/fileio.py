@@ -2,17 +2,25 @@
 
 A file is either absent or complete: content goes to a temporary file in the same folder,
 is flushed to disk, then renamed over the target (``os.replace`` is atomic on POSIX).
-A process killed at any moment leaves at worst a stray ``.tmp-*`` file, never a torn target.
+A process killed at any moment leaves at worst a stray ``.tmp-*`` file, never a torn target;
+the next writer of the folder removes them all (``remove_temp_files``, run when the build-folder
+lock is taken), so every writer names its temporary files and folders ``.tmp-*``.
+
+A full disk is reported as one line naming the file, what it needed and what is free
+(``DiskFullError``). JSON is written strictly: NaN and infinities are refused (they are not JSON).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -24,52 +32,157 @@ log = logging.getLogger(__name__)
 UMASK = os.umask(0)
 os.umask(UMASK)
 
+TEMP_PREFIX = ".tmp-"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def human_size(n: float) -> str:
+    """``1234567`` -> ``1.2 MB`` (decimal units, as ``df -H`` and the Hub show sizes)."""
+    units, step = ("B", "KB", "MB", "GB", "TB"), 0
+    while n >= 1000 and step < len(units) - 1:
+        n, step = n / 1000, step + 1
+    return f"{n:.0f} B" if step == 0 else f"{n:.1f} {units[step]}"
+
+
+def free_space(path: str | os.PathLike) -> int | None:
+    """Bytes free to this user on the file system holding ``path`` (its nearest existing folder)."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+class DiskFullError(UserError, OSError):
+    """No space left while writing ``path``: one line with the file, its size and the free space.
+
+    Also an ``OSError`` with ``errno`` ENOSPC, so code that handles file-system errors still does.
+    """
+
+    def __init__(self, path: Path, written: int, needed: int | None):
+        free = free_space(path.parent)
+        size = f"needs {human_size(needed)}" if needed else f"needs more than the {human_size(written)} written"
+        super().__init__(f"{path}: no space left on device while writing it ({size}; "
+                         f"{'unknown' if free is None else human_size(free)} free on the file system of "
+                         f"{path.parent}); free some space and rerun the same command")
+        self.errno, self.strerror, self.filename = errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)
+
+    def __str__(self) -> str:  # OSError's own would be "[Errno 28] ...", without the sizes
+        return self.args[0]
+
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator[Any]:
-    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, size: int | None = None, **kwargs) -> Iterator[Any]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
+
+    ``size``: the bytes to be written when known, named when the disk is full.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    # mkstemp creates 0600; published files get the usual permissions (0666 minus the umask).
-    os.fchmod(fd, 0o666 & ~UMASK)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; published files get the usual permissions (0666 minus the umask).
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        written = os.stat(tmp).st_size if os.path.exists(tmp) else 0
+        _discard(tmp)
+        # A write to our handle carries no file name; an error naming another file is not ours to explain.
+        if exc.errno in DISK_FULL and exc.filename in (None, tmp, str(path)) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, written, size) from exc
+        raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
 
 
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def remove_temp_files(root: str | os.PathLike) -> int:
+    """Delete every ``.tmp-*`` file and folder under ``root`` (left by killed writers); return the count.
+
+    Only safe while holding ``root``'s writer lock (``lock.build_lock`` calls it then). Symlinks
+    are not followed.
+    """
+    removed = 0
+    for folder, dirs, files in os.walk(root):
+        for name in [d for d in dirs if d.startswith(TEMP_PREFIX)]:
+            dirs.remove(name)
+            path = os.path.join(folder, name)
+            log.info("removing %s left by an interrupted run", path)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                path = os.path.join(folder, name)
+                log.info("removing %s left by an interrupted run", path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", size=len(data)) as handle:
         handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
+    data = text.encode("utf-8")
+    with atomic_open(path, "wb", size=len(data)) as handle:
+        handle.write(data)
 
 
-def dumps_canonical(obj: Any) -> str:
+def _json_dumps(obj: Any, path=None, **options) -> str:
+    """``json.dumps`` refusing NaN and infinities, naming where one is (they are not JSON)."""
+    try:
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False, **options)
+    except ValueError:
+        location = _non_finite(obj)
+        if location is None:
+            raise
+        raise ValueError(f"{path or 'JSON'}: {location[0] or '(top level)'} is {location[1]!r}, "
+                         "which JSON cannot hold; refusing to write it") from None
+
+
+def _non_finite(obj: Any, prefix: str = "") -> tuple[str, float] | None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return prefix, obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{prefix}/{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
+def dumps_canonical(obj: Any, path=None) -> str:
     """JSON with sorted keys and no spaces: identical objects give identical bytes."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _json_dumps(obj, path, separators=(",", ":"))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write pretty, key-sorted JSON atomically (for human-read files such as run.json)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(path, _json_dumps(obj, path, indent=2) + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write JSON Lines atomically, one canonical JSON object per line."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:
         for row in rows:
-            handle.write(dumps_canonical(row) + "\n")
+            handle.write(dumps_canonical(row, path) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -4,8 +4,17 @@ Every command that writes into a build folder holds ``OUT/.isekai-gen.lock`` for
 Hand-written on ``fcntl.flock`` rather than the ``filelock`` package for two reasons: the kernel
 drops the lock when its holder dies (so a stale lock of a killed process is taken over with no
 guessing about PIDs), and the holder's host/PID/command are written into the locked file itself,
-which ``filelock`` truncates on every contender's open. Readers (preview, score, review pages)
-never take it: every file they read is replaced atomically.
+which ``filelock`` truncates on every contender's open. Readers (preview's sheets aside, score,
+review pages) never take it: every file they read is replaced atomically.
+
+The shards of one multi-process generation (``generate --shard I/N``, torchrun) write into one
+folder at the same time by design (one journal each, disjoint images): each holds the folder lock
+*shared*, which keeps every other writer out, and its own ``.isekai-gen.shard-I-of-N.lock``
+exclusively, which keeps a second copy of the same shard out.
+
+Taking the folder lock exclusively also removes the ``.tmp-*`` files and folders a killed writer
+left anywhere under the folder (``fileio.remove_temp_files``): with the only writer lock held, no
+live writer can own one.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
@@ -21,39 +31,127 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UserError
+from .fileio import dumps_canonical, remove_temp_files
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = ".isekai-gen.lock"
+SHARD_LOCK_GLOB = ".isekai-gen.shard-*.lock"
 
 # This process's held locks (resolved folder -> depth): ``build`` runs the stage functions, which
 # lock again; flock would make the second open of the same file conflict with the first.
 _held: dict[Path, int] = {}
 _held_guard = threading.Lock()
+_locked_so_far: list[Path] = []  # every folder this process has locked, most recent last
 
 
-def _holder(handle) -> str:
-    handle.seek(0)
+def locked_folders() -> list[Path]:
+    """The build folders this process has written (held the lock of), most recent first: for an
+    error raised after the lock was released, such as a full disk reported by the CLI."""
+    with _held_guard:
+        return list(reversed(dict.fromkeys(_locked_so_far)))
+
+
+def _describe(path: Path) -> str | None:
     try:
-        info = json.loads(handle.read() or "{}")
-    except json.JSONDecodeError:
-        return "another process"
-    return f"`{info.get('command', '?')}` (pid {info.get('pid', '?')} on {info.get('host', '?')}, since {info.get('since', '?')})"
+        info = json.loads(path.read_text(encoding="utf-8") or "null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    return (f"`{info.get('command', '?')}` (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+            f"since {info.get('since', '?')})")
+
+
+def _is_locked(path: Path, mode: int) -> bool:
+    """Whether another open file holds a lock on ``path`` that conflicts with ``mode``."""
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def _holders(folder: Path) -> str:
+    """Who holds ``folder``'s lock: the exclusive holder, or the generation shards sharing it."""
+    main = folder / LOCK_NAME
+    if _is_locked(main, fcntl.LOCK_SH):
+        return _describe(main) or "another process"
+    shards = [d for p in sorted(folder.glob(SHARD_LOCK_GLOB)) if _is_locked(p, fcntl.LOCK_EX) and (d := _describe(p))]
+    return "; ".join(shards) or "another process"
+
+
+def _record(handle, command: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(dumps_canonical({"host": socket.gethostname(), "pid": os.getpid(), "command": command,
+                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+    handle.flush()
+
+
+def _open_locked(path: Path, mode: int, folder: Path, wait: bool, poll_s: float, holders):
+    """``path`` opened and flocked with ``mode``; a one-line error naming ``holders()``, or a wait."""
+    waiting = False
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            holder = holders()
+            if not wait:
+                raise UserError(f"{folder}: another isekai-gen is writing this build folder: {holder}; "
+                                "wait for it to finish or pass --wait") from None
+            if not waiting:
+                log.warning("%s: waiting for %s to finish writing it", folder, holder)
+                waiting = True
+            time.sleep(poll_s)
+            continue
+        # The holder before us may have removed the file with its folder (a run into a new folder
+        # that wrote nothing): a lock on a removed file excludes no one, so take the new one.
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        opened = os.fstat(handle.fileno())
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            return handle
+        handle.close()
+
+
+def _remove_if_unused(folder: Path, lock_file: Path) -> None:
+    """Remove a folder this run created and wrote nothing into (a refused config leaves no trace)."""
+    if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+        lock_file.unlink()  # still locked: a waiter notices the removal and starts over
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
-def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False, poll_s: float = 0.5) -> Iterator[None]:
+def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False,
+               shard: tuple[int, int] | None = None, poll_s: float = 0.5) -> Iterator[None]:
     """Hold the build folder's writer lock; a second writer fails in one line naming the holder.
 
-    ``wait=True`` blocks until the holder finishes instead. Re-entrant within one process.
+    ``wait=True`` blocks until the holder finishes instead. ``shard=(index, count)`` with
+    ``count > 1``: one shard of a multi-process generation (see the module docstring).
+    Re-entrant within one process. The folder is created if missing, and removed again if the
+    run wrote nothing into it.
     """
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     key = out_dir.resolve()
     with _held_guard:
-        if key in _held:
+        reentered = key in _held
+        if reentered:
             _held[key] += 1
-            reentered = True
-        else:
-            reentered = False
     if reentered:
         try:
             yield
@@ -61,31 +159,33 @@ def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False, 
             with _held_guard:
                 _held[key] -= 1
         return
-    handle = open(key / LOCK_NAME, "a+", encoding="utf-8")
-    try:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait:
-                    raise UserError(f"{out_dir}: another isekai-gen is writing this build folder: "
-                                    f"{_holder(handle)}; wait for it to finish or pass --wait") from None
-                time.sleep(poll_s)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
-        handle.flush()
+    sharded = shard is not None and shard[1] > 1
+    with contextlib.ExitStack() as stack:
+        main = stack.enter_context(_open_locked(key / LOCK_NAME, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX,
+                                                key, wait, poll_s, lambda: _holders(key)))
+        stack.callback(fcntl.flock, main.fileno(), fcntl.LOCK_UN)
+        if sharded:
+            own_path = key / f".isekai-gen.shard-{shard[0]}-of-{shard[1]}.lock"
+            own = stack.enter_context(_open_locked(own_path, fcntl.LOCK_EX, key, wait, poll_s,
+                                                   lambda: _describe(own_path) or "another process"))
+            stack.callback(fcntl.flock, own.fileno(), fcntl.LOCK_UN)
+            _record(own, command)
+            stack.callback(own.truncate, 0)
+        else:
+            _record(main, command)
+            if created:
+                stack.callback(_remove_if_unused, key, key / LOCK_NAME)
+            stack.callback(main.truncate, 0)
+            removed = remove_temp_files(key)
+            for stale in key.glob(SHARD_LOCK_GLOB):  # no shard runs without the shared main lock
+                stale.unlink(missing_ok=True)
+            if removed:
+                log.info("%s: removed %d temporary files left by an interrupted run", out_dir, removed)
         with _held_guard:
             _held[key] = 1
+            _locked_so_far.append(key)
         try:
             yield
         finally:
             with _held_guard:
                 del _held[key]
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    finally:
-        handle.close()

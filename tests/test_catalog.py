@@ -296,3 +296,33 @@ def test_cli_show_unknown_concept_exits_2():
     result = _invoke("show", "--concept", "dragon")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "unknown concept 'dragon'" in result.stderr
+
+
+def test_catalog_anchors_and_merge_keys_stay_allowed(tmp_path):
+    """Only what an alias expands to is bounded: a catalog sharing its prompts through anchors loads."""
+    text = yaml.safe_dump(_good_catalog(), sort_keys=False)
+    text = text.replace("negative_prompt: blurry", "negative_prompt: &neg blurry", 1).replace(
+        "negative_prompt: blurry", "negative_prompt: *neg")
+    path = tmp_path / "anchors.yaml"
+    path.write_text(text)
+    assert "*neg" in text and load_catalog(str(path)).concept("stone").negative_prompt == "blurry"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name: &a [1, *a]\n", "YAML alias refers to a value that contains it (a cycle)"),
+    ("name: " + "[" * 70 + "]" * 70 + "\n", "YAML nested more than 64 levels deep"),
+    ("name: " + "[" * 3000 + "]" * 3000 + "\n", "hostile.yaml:1: YAML nested more than 64 levels deep"),
+    ("a: &a {k: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n" + "".join(
+        f"a{i}: &a{i} [{', '.join(['*a' + (str(i - 1) if i > 1 else '')] * 10)}]\n" for i in range(1, 7)),
+     "YAML document expands to more than 1,000,000 values"),
+])
+def test_hostile_yaml_is_one_line(tmp_path, text, problem):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    assert problem in _error(path)
+
+
+def test_oversized_yaml_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr("isekai_gen.yamlio.MAX_BYTES", 1000)
+    path = _write(tmp_path, _good_catalog())
+    assert _error(path) == f"{path}: {path.stat().st_size:,} bytes of YAML; more than the 1,000 allowed"

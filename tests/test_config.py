@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from isekai_gen.cli import main
 from isekai_gen import __version__
-from isekai_gen.config import load_config, parse_override
+from isekai_gen.config import load_config, parse_override, parse_set
 from isekai_gen.errors import UserError
 from isekai_gen.resources import preset_names
 
@@ -75,7 +75,7 @@ def test_version_and_every_command_documents_its_options():
                 assert param.help, f"{' '.join(path)} {param.opts[0]} has no help text"
 
 
-def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+def test_cli_bad_config_exits_1_with_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("generation:\n  steps: two\n")
     exe = str(Path(sys.executable).parent / "isekai-gen")
@@ -84,3 +84,116 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: {path}: at generation/steps: 'two' is not of type 'integer'"]
     assert not (tmp_path / "out").exists()
+
+
+EXE = str(Path(sys.executable).parent / "isekai-gen")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("filter.min_alignment", ".nan"), ("filter.dedup.cosine_threshold", ".nan"),
+    ("generation.guidance_scale", ".inf"), ("filter.zeroshot_logit_scale", "-.inf"), ("filter.top_fraction", ".NaN"),
+])
+def test_nan_and_infinity_are_refused_in_every_layer(tmp_path, key, value):
+    where = key.replace(".", "/")
+    with pytest.raises(UserError, match=rf"with --set overrides: at {where}: -?(nan|inf) is not a finite number"):
+        load_config("tiny", None, [parse_set(f"{key}={value}")])
+    section, *rest = key.split(".")
+    path = tmp_path / "config.yaml"
+    path.write_text(f"{section}:\n" + "".join(f"{'  ' * (i + 1)}{part}:\n" for i, part in enumerate(rest[:-1]))
+                    + f"{'  ' * len(rest)}{rest[-1]}: {value}\n")
+    with pytest.raises(UserError, match=rf"{path}: at {where}: -?(nan|inf) is not a finite number"):
+        load_config("tiny", path)
+
+
+def test_nan_in_a_hand_edited_run_json_is_refused_by_stage_commands(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = load_config("tiny")
+    config["filter"]["min_alignment"] = float("nan")
+    (out / "run.json").write_text(json.dumps({"config": config}))  # json.dumps writes a bare NaN
+    result = CliRunner().invoke(main, ["filter", "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {out / 'run.json'}: at filter/min_alignment: nan is not a finite number"
+
+
+def _number_nodes(node, document, path, seen):
+    from isekai_gen.config import _schema_file
+
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref and not ref.startswith("#") and ref not in seen:
+            seen.add(ref)
+            yield from _number_nodes(_schema_file(ref), _schema_file(ref), ref, seen)
+        types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        if "number" in types:
+            yield path, node
+        for key, value in node.items():
+            yield from _number_nodes(value, document, f"{path}/{key}", seen)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _number_nodes(value, document, f"{path}/{index}", seen)
+
+
+def test_every_number_of_the_config_schemas_is_bounded_so_the_schema_refuses_infinity():
+    """JSON Schema cannot say "finite" (the loader refuses NaN); bounds on both sides refuse +-inf."""
+    from isekai_gen.config import _schema_file
+    from isekai_gen.schema import first_error
+
+    nodes = list(_number_nodes(_schema_file("build_config"), None, "build_config", set()))
+    assert len(nodes) >= 7
+    for path, node in nodes:
+        assert {"minimum", "exclusiveMinimum"} & set(node) and {"maximum", "exclusiveMaximum"} & set(node), path
+    config = {k: v for k, v in load_config("tiny").items() if not k.startswith("_")}
+    config["generation"]["guidance_scale"] = float("inf")
+    assert "at generation/guidance_scale: inf is greater than the maximum of 100" in first_error("build_config", config)
+
+
+def test_set_keys_are_case_insensitive_and_near_misses_get_a_suggestion(tmp_path):
+    assert parse_set("Generation.STEPS=3") == {"generation": {"steps": 3}}
+    assert parse_set("filter.Dedup.Cosine_Threshold=0.5") == {"filter": {"dedup": {"cosine_threshold": 0.5}}}
+    assert load_config("tiny", None, [parse_set("GENERATION.steps=3")])["generation"]["steps"] == 3
+    for text, hint in [("generation.step=2", "did you mean `generation.steps`?"),
+                       ("filter.dedup.cosine_thresold=0.9", "did you mean `filter.dedup.cosine_threshold`?"),
+                       ("generaton.steps=2", "did you mean `generation`?")]:
+        with pytest.raises(UserError) as info:
+            parse_set(text)
+        key = text.partition("=")[0]
+        assert str(info.value).startswith(f"--set {text!r}: unknown key `") and str(info.value).endswith(hint), key
+    with pytest.raises(UserError, match=r"unknown key `colour`; known keys: benchmarks, catalog, concepts"):
+        parse_set("colour=red")
+    # Through the CLI: the refused key names the fix and nothing is created.
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", "--out", str(out), "--set", "generation.step=2"])
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.strip() == ("error: --set 'generation.step=2': unknown key `generation.step`; "
+                                     "did you mean `generation.steps`?")
+    # A capitalised key reaches the right field (here: its type check).
+    result = CliRunner().invoke(main, ["build", "--preset", "tiny", "--out", str(out), "--set", "Generation.Steps=two"])
+    assert result.exit_code == 1 and "at generation/steps: 'two' is not of type 'integer'" in result.output
+
+
+def _alias_bomb(depth: int = 9) -> str:
+    """The billion-laughs document: depth 9 stands for 9**10 (~3.5 billion) strings in < 1 KB."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["build", "--config", "{bomb}", "--out", "{tmp}/out"],
+    ["catalog", "validate", "{bomb}"],
+    ["splits", "build-all", "--roots", "{bomb}", "--out", "{tmp}/splits"],
+])
+def test_user_yaml_alias_bomb_fails_at_once_in_one_line(tmp_path, command):
+    """Bounded by the subprocess timeout (the unbounded loader ran for minutes), not a time assertion."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb())
+    assert bomb.stat().st_size < 1024
+    args = [a.format(bomb=bomb, tmp=tmp_path) for a in command]
+    proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"error: {bomb}: YAML document expands to more than 1,000,000 values "
+                                        "(aliases repeating aliases?); write the values out instead"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "splits").exists()

@@ -1,12 +1,122 @@
-"""Options shared by the commands that take a build configuration."""
+"""Options shared by the commands: verbosity, progress bars, the writer lock, the build configuration.
+
+Every command takes ``-v/--verbose`` and ``-q/--quiet`` (before or after its name: ``cli.py``
+adds them to each command) and, where it has progress bars, the same ``--progress/--no-progress``
+with one default: on only when stderr is a terminal, off under ``-q`` or ``TQDM_DISABLE=1``
+(as tqdm itself reads that variable). Every command that writes into a build folder takes
+``--wait`` and runs inside ``writer_lock``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import shlex
+import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from ..resources import preset_names
+
+ARGV_KEY = "isekai_gen.argv"
+LIBRARY_VARIABLES = ("HF_HUB_VERBOSITY", "TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY")
+# Verbosity of this run: -1 quiet, 0 default, 1 verbose (pip's rule: -v and -q cancel out).
+_verbosity = {"verbose": False, "quiet": False}
+_handler: list[logging.Handler] = []  # the stderr handler this module installed, if it did
+
+
+def verbosity() -> int:
+    return int(_verbosity["verbose"]) - int(_verbosity["quiet"])
+
+
+def reset_verbosity() -> None:
+    """Start of a command line: the defaults, until its -v/-q are parsed."""
+    _verbosity.update(verbose=False, quiet=False)
+    configure_output()
+
+
+def configure_output() -> None:
+    """Logging level, third-party chatter and warnings for the current verbosity."""
+    level = verbosity()
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        _handler[:] = root.handlers[:1]
+    if _handler and _handler[0] in root.handlers:  # an embedding program's (or pytest's) logging is its own
+        root.setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}[level])
+    # Third-party libraries are chatty about things users cannot act on (retries, deprecations,
+    # config defaults). They read these variables when first imported, which happens later.
+    for variable in LIBRARY_VARIABLES:
+        if level < 1:
+            os.environ.setdefault(variable, "error")
+        elif os.environ.get(variable) == "error":
+            del os.environ[variable]
+    logging.getLogger("open_clip").setLevel(logging.ERROR if level < 1 else logging.NOTSET)
+    for category in (UserWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore" if level < 1 else "default", category=category)
+
+
+def _set_verbosity(ctx, param, value) -> None:
+    if value:
+        _verbosity[param.name] = True
+        configure_output()
+
+
+def verbosity_options() -> list[click.Option]:
+    """Fresh ``-v/--verbose`` and ``-q/--quiet`` options (one pair per command)."""
+    return [
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                     help="Log each step in detail (and keep tracebacks of file-system errors)."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                     help="Only errors on stderr: no warnings, no progress bars unless --progress."),
+    ]
+
+
+def show_progress(requested: bool | None) -> bool:
+    """The one progress-bar default: an explicit flag wins, else off when quiet or TQDM_DISABLE is
+    set (tqdm's own variable), else on exactly when stderr is a terminal."""
+    if requested is not None:
+        return requested
+    if verbosity() < 0 or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    return sys.stderr.isatty()
+
+
+def progress_option(func):
+    """``--progress/--no-progress``, passed to the command as the resolved bool ``progress``."""
+    return click.option("--progress/--no-progress", default=None, show_default=False,
+                        callback=lambda ctx, param, value: show_progress(value),
+                        help="Show progress bars on stderr [default: when stderr is a terminal, unless -q "
+                             "or TQDM_DISABLE=1].")(func)
+
+
+def wait_option(func):
+    return click.option("--wait", is_flag=True,
+                        help="If another isekai-gen is writing this build folder, wait for it to finish "
+                             "instead of failing.")(func)
+
+
+def command_line() -> str:
+    """The command line of this run (for the lock record), as the user typed it after the program name."""
+    ctx = click.get_current_context(silent=True)
+    argv = ctx.meta.get(ARGV_KEY) if ctx is not None else None
+    return shlex.join(["isekai-gen", *(sys.argv[1:] if argv is None else argv)])
+
+
+def writer_lock(out_dir: Path, wait: bool, shard=None):
+    """The build folder's writer lock for this command (``lock.build_lock``).
+
+    Taken here, in the command layer, and around reading the config rather than in the stage
+    functions: the record names the command line and ``--wait`` is a command-line choice; OUT's
+    run.json must be read under the lock (a writer extending the build rewrites it); and one place
+    covers every stage a command runs. Library callers hold ``build_lock`` themselves.
+    """
+    from ..lock import build_lock
+
+    return build_lock(out_dir, command_line(), wait=wait,
+                      shard=None if shard is None else (shard.index, shard.count))
 
 
 def config_options(func):
@@ -27,19 +137,19 @@ def load_command_config(preset, config_file, overrides, out_dir: Path | None = N
     config recorded in its run.json; with ``require_run`` (stages that read an earlier stage's
     output) a missing run.json is an error rather than a silent fall-back to the default preset.
     """
-    from ..config import deep_merge, load_config, nest, parse_override, public_config
-    from ..run_info import config_from_run, run_path
-    from ..schema import validate
+    from ..config import deep_merge, load_config, nest, parse_set, validate_config
+    from ..run_info import check_against_manifest, config_from_run, run_path
 
-    parsed = [parse_override(text) for text in overrides]
+    parsed = [parse_set(text) for text in overrides]
     # Field options are named after their dotted config key, with "__" for "." (click needs identifiers).
     parsed += [nest(key.replace("__", "."), value) for key, value in fields.items() if value is not None]
     if preset is None and config_file is None and out_dir is not None and (require_run or run_path(out_dir).exists()):
-        config = config_from_run(out_dir)  # validated there
+        config = config_from_run(out_dir)  # cross-checked against the manifest there
+        for override in parsed:
+            config = deep_merge(config, override)
+        validate_config(config, f"{run_path(out_dir)} with the command-line overrides" if parsed else run_path(out_dir))
         if parsed:
-            for override in parsed:
-                config = deep_merge(config, override)
-            validate(public_config(config), "build_config", f"{run_path(out_dir)} with the command-line overrides")
+            check_against_manifest(config, out_dir, f"{run_path(out_dir)} with the command-line overrides")
         return config
     return load_config(preset, config_file, parsed)
 

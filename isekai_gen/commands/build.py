@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, generation_options, load_command_config
+from ._options import config_options, generation_options, load_command_config, progress_option, wait_option, writer_lock
 
 
 @click.command("build")
@@ -14,8 +14,9 @@ from ._options import config_options, generation_options, load_command_config
               help="Build folder; rerunning into it resumes and recomputes nothing already done.")
 @config_options
 @generation_options
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def command(out_dir, preset, config_file, overrides, progress, **fields):
+@progress_option
+@wait_option
+def command(out_dir, preset, config_file, overrides, progress, wait, **fields):
     """Generate, filter, cut episodes and export an ISEKAI dataset into OUT.
 
     \b
@@ -24,8 +25,9 @@ def command(out_dir, preset, config_file, overrides, progress, **fields):
     """
     from ..build import run_build
 
-    config = load_command_config(preset, config_file, overrides, None, **fields)
-    summary = run_build(config, out_dir, progress=progress)
+    with writer_lock(out_dir, wait):
+        config = load_command_config(preset, config_file, overrides, None, **fields)
+        summary = run_build(config, out_dir, progress=progress)
     kept = summary.kept_per_concept
     click.echo(f"built {summary.images} images ({summary.topup_rounds} top-up rounds); kept per concept "
                f"min {min(kept.values())} / max {max(kept.values())}")

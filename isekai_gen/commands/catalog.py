@@ -16,7 +16,7 @@ def validate(file: str) -> None:
     """Check FILE (a catalog YAML file or a shipped catalog name) against every catalog rule.
 
     Prints `FILE: N groups, M concepts, ok`, or one `error:` line naming the file, the concept and
-    the problem (exit status 2).
+    the problem (exit status 1).
     """
     from isekai_gen.catalog import load_catalog
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, load_command_config
+from ._options import config_options, load_command_config, progress_option, wait_option, writer_lock
 
 
 @click.command("export")
@@ -14,9 +14,10 @@ from ._options import config_options, load_command_config
               help="Build folder with run.json, manifest.jsonl and images/ of a filtered build "
                    "(episodes/, export/lcl/ and benchmarks/ are packaged when present).")
 @config_options
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@progress_option
+@wait_option
 def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
-            progress: bool) -> None:
+            progress: bool, wait: bool) -> None:
     """Write the webdataset shards and the Hugging Face dataset folder (Parquet + README.md card)
     of a filtered build into OUT/export/. Rebuilding from the same inputs gives byte-identical files.
 
@@ -25,9 +26,10 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..build import build_catalog
     from ..export.stage import run_export
 
-    config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
-    catalog, _ = build_catalog(config)
-    summary = run_export(config, out_dir, catalog, progress=progress)
+    with writer_lock(out_dir, wait):
+        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
+        catalog, _ = build_catalog(config)
+        summary = run_export(config, out_dir, catalog, progress=progress)
     index = summary["webdataset"]
     if index is not None:
         click.echo(f"webdataset: {index['samples']} samples in {len(index['shards'])} shard(s) "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, load_command_config
+from ._options import config_options, load_command_config, progress_option, wait_option, writer_lock
 
 
 def _print_calibration(result: dict) -> None:
@@ -25,9 +25,10 @@ def _print_calibration(result: dict) -> None:
 @config_options
 @click.option("--calibrate", is_flag=True,
               help="Print per-concept score quantiles to choose thresholds; the manifest is not changed.")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@progress_option
+@wait_option
 def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
-            calibrate: bool, progress: bool) -> None:
+            calibrate: bool, progress: bool, wait: bool) -> None:
     """Score generated images with CLIP, reject weak ones and near-duplicates, rewrite the manifest.
 
     Without --preset or --config the config recorded in OUT/run.json is used (--set still applies),
@@ -38,12 +39,14 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..filtering import calibrate as calibrate_scores
     from ..filtering import run_filter
 
-    config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
-    catalog, _ = build_catalog(config)
-    if calibrate:
-        _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))
-        return
-    result = run_filter(config, out_dir, catalog, progress=progress)
+    # --calibrate too: it fills OUT/cache/embeddings.
+    with writer_lock(out_dir, wait):
+        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
+        catalog, _ = build_catalog(config)
+        if calibrate:
+            _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))
+            return
+        result = run_filter(config, out_dir, catalog, progress=progress)
     reasons = ", ".join(f"{name} {count}" for name, count in result.reasons.items() if count) or "none"
     click.echo(f"kept {result.kept} of {result.rows} images; rejected: {reasons}")
     click.echo(f"report: {out_dir / 'filter' / 'report.md'}")
