@@ -1,0 +1,209 @@
+"""`anthropic:MODEL` — Claude through the Messages API with the official `anthropic` SDK.
+
+One `EvalRequest` becomes one `client.messages.create(model, max_tokens, system, messages)` call
+(anthropic-sdk-python `resources/messages/messages.py`, `AsyncMessages.create`). Each turn is a
+message whose content blocks keep the request's order: text parts as `{"type": "text", "text":
+...}`, images as `{"type": "image", "source": {"type": "base64", "media_type": ..., "data": ...}}`
+(the base64 text made once per image per run, passed through untouched). The system sentence is
+the top-level `system` parameter, not a message.
+
+No `temperature`: API version 2026-10-21, which SDK 2.x sends, answers 400 "Extra inputs are not
+permitted" to `temperature` / `top_p` / `top_k` even at their defaults, and the SDK dropped the
+parameters (`AsyncMessages.create` has none; Synthorai's 2026-10 test of the new version). The
+request's temperature stays in its key (so runs stay comparable), is not sent, and the provider
+logs that once.
+
+Limits (Anthropic docs, "Vision" and "API overview / Request size limits", read 2026-12):
+- 100 images per API request (for 200k-context models; later models take 600 — 100 is the
+  safe bound for every model);
+- 8000x8000 px per image, 2000x2000 px once a request has more than 20 images (many-shot
+  requests always do, so 2000 px is the longest side we send);
+- 5 MB per image — the API measures the base64 text ("image.source.base64: image exceeds 5 MB
+  maximum: 6275800 bytes > 5242880 bytes", quoted in lobehub/lobehub#14711 and
+  anthropics/claude-code#10612), so an encoded image may have at most 5242880 * 3 / 4 bytes (2026
+  reports of a 10 MB cap exist; 5 MiB is safe either way);
+- 32 MB per Messages request (413 `request_too_large` above), 256 MB per Message Batch;
+- 200k-token context window.
+
+Token estimate (dry run and budget): the docs' `tokens = (width px * height px) / 750` per image,
+after the documented resize — an image whose long edge is over 1568 px, or that is over ~1,600
+tokens (1.2 megapixels; the docs' table keeps 1092x1092 unresized), is first scaled down,
+keeping its aspect ratio, until it fits — plus the text at ~3.5 characters per token (Claude's
+tokenizer is denser than OpenAI's ~4; over-estimating keeps the budget check on the safe side).
+Output is `max_tokens`, the worst case.
+
+Errors (docs "Errors"): 429 `rate_limit_error`, 529 `overloaded_error`, 5xx `api_error`, 408,
+timeouts and connection errors are `TransientError`, with the wait from `retry-after`(-ms);
+400 `invalid_request_error`, 404 (unknown model), 413 and 422 are `PermanentError`, and so is a
+reply with `stop_reason == "refusal"` (content policy). 401/402/403 (key, billing, permission)
+fail the whole run in one line: every request would fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from typing import Any
+
+import anthropic
+
+from ...errors import UserError
+from .base import EvalRequest, Limits, PermanentError, Reply, TransientError
+from .retry_after import retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+LIMITS = Limits(
+    max_images=100,
+    max_image_bytes=5 * 1024 * 1024 * 3 // 4,   # 5 MiB of base64
+    max_request_bytes=32_000_000,
+    context_tokens=200_000,
+    max_image_side=2000,
+)
+RESIZE_LONG_EDGE = 1568       # px: longer images are scaled down by the API
+RESIZE_PIXELS = 1600 * 750    # ~1,600 tokens: larger images are scaled down by the API
+PIXELS_PER_TOKEN = 750
+CHARS_PER_TOKEN = 3.5
+TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
+RUN_STOPPING_STATUS = {401: "authentication failed", 402: "billing problem", 403: "permission denied"}
+PERMANENT_BATCH_ERRORS = {"invalid_request_error", "not_found_error", "request_too_large",
+                          "permission_error", "authentication_error", "billing_error"}
+
+
+def image_tokens(width: int, height: int) -> int:
+    """Anthropic's w*h/750, after the API's own downscale of large images."""
+    scale = min(1.0, RESIZE_LONG_EDGE / max(width, height), math.sqrt(RESIZE_PIXELS / (width * height)))
+    return math.ceil(int(width * scale) * int(height * scale) / PIXELS_PER_TOKEN)
+
+
+def _content(parts) -> list[dict]:
+    blocks = []
+    for part in parts:
+        if part.image is not None:
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": part.image.media_type,
+                                                       "data": part.image.data_b64}})
+        else:
+            blocks.append({"type": "text", "text": part.text})
+    return blocks
+
+
+def message_params(request: EvalRequest) -> dict:
+    """The `messages.create` keyword arguments — also the `params` of a Message Batches line."""
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": [{"role": turn.role, "content": _content(turn.parts)} for turn in request.turns],
+    }
+    if request.system:
+        params["system"] = request.system
+    return params
+
+
+def reply_from_message(message: dict, latency_s: float) -> Reply:
+    """A Messages API `Message` (as JSON) -> Reply; a refusal is a permanent error."""
+    if message.get("stop_reason") == "refusal":
+        raise PermanentError(f"anthropic: the model refused (stop_reason refusal, message {message.get('id')})")
+    content = message.get("content")
+    usage = message.get("usage")
+    if not isinstance(content, list) or not isinstance(usage, dict):
+        raise TransientError("anthropic: reply without content or usage")
+    text = "".join(block.get("text", "") for block in content if block.get("type") == "text")
+    input_tokens = sum(usage.get(name) or 0 for name in
+                       ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return Reply(text=text, input_tokens=input_tokens, output_tokens=usage.get("output_tokens") or 0,
+                 latency_s=latency_s, raw=message)
+
+
+def _status_error(exc: anthropic.APIStatusError) -> Exception:
+    status = exc.status_code
+    message = getattr(exc, "api_message", None) or exc.message   # error.message of the body (SDK 2.x)
+    detail = f"anthropic: HTTP {status} {getattr(exc, 'type', None) or 'error'}: {message}"
+    if status in RUN_STOPPING_STATUS:
+        return UserError(f"anthropic: {RUN_STOPPING_STATUS[status]} (HTTP {status}); check ANTHROPIC_API_KEY "
+                         f"and the account: {message}")
+    if status in TRANSIENT_STATUS or status >= 500:
+        return TransientError(detail, retry_after_seconds(exc.response.headers))
+    return PermanentError(detail)
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0,
+                 limits: dict | None = None):
+        self.model = model
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        try:
+            self.limits = dataclasses.replace(LIMITS, **(limits or {}))   # e.g. a proxy's own limits
+        except TypeError as exc:
+            raise UserError(f"{self.name} provider: limits: {exc}") from None
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._told_temperature = False
+
+    def client(self) -> anthropic.AsyncAnthropic:
+        """One async client per event loop (an httpx client must not outlive its loop). The key
+        comes from ANTHROPIC_API_KEY as the SDK reads it; the SDK never retries (the runner does)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            client = anthropic.AsyncAnthropic(base_url=self.endpoint, max_retries=0, timeout=self.timeout_s)
+            if not (client.api_key or client.auth_token or getattr(client, "credentials", None)):
+                raise UserError("anthropic: no credentials: set ANTHROPIC_API_KEY")
+            self._client, self._client_loop = client, loop
+        return self._client
+
+    def estimate_tokens(self, request: EvalRequest) -> tuple[int, int]:
+        text = math.ceil(sum(len(t) for t in request.texts()) / CHARS_PER_TOKEN)
+        return text + sum(image_tokens(i.width, i.height) for i in request.images()), request.max_tokens
+
+    async def send(self, request: EvalRequest) -> Reply:
+        if not self._told_temperature:
+            self._told_temperature = True
+            log.info("anthropic: the Messages API takes no temperature; temperature %s is not sent",
+                     request.temperature)
+        start = time.monotonic()
+        try:
+            message = await self.client().messages.create(**message_params(request))
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except anthropic.APIConnectionError as exc:   # timeouts included (APITimeoutError)
+            raise TransientError(f"anthropic: {type(exc).__name__}: {exc}") from None
+        except (anthropic.APIResponseValidationError, ValueError) as exc:   # a body that did not parse
+            raise TransientError(f"anthropic: unreadable reply ({type(exc).__name__})") from None
+        return reply_from_message(message.model_dump(mode="json", exclude_none=True), time.monotonic() - start)
+
+    def batch_line(self, request: EvalRequest) -> dict:
+        """One Message Batches request: `{"custom_id", "params"}` (`batch_create_params.Request`)."""
+        return {"custom_id": request.key, "params": message_params(request)}
+
+    def parse_batch_result(self, line: dict) -> tuple[str, Reply | PermanentError]:
+        """One line of a batch's results (`MessageBatchIndividualResponse`: `custom_id` + `result`
+        of type succeeded / errored / canceled / expired). Raises TransientError for a request to
+        send again (canceled, expired, or an `api_error` / `overloaded_error`), ValueError for a
+        line that is not a result."""
+        custom_id, result = line.get("custom_id"), line.get("result")
+        if not isinstance(custom_id, str) or not isinstance(result, dict):
+            raise ValueError("not a Message Batches result line (needs custom_id and result)")
+        kind = result.get("type")
+        if kind == "succeeded":
+            try:
+                return custom_id, reply_from_message(result.get("message") or {}, latency_s=0.0)
+            except PermanentError as exc:
+                return custom_id, exc
+        if kind == "errored":
+            error = (result.get("error") or {}).get("error") or {}
+            detail = f"anthropic batch: {error.get('type')}: {error.get('message')}"
+            if error.get("type") in PERMANENT_BATCH_ERRORS:
+                return custom_id, PermanentError(detail)
+            raise TransientError(detail)
+        if kind in ("canceled", "expired"):
+            raise TransientError(f"anthropic batch: request {kind}")
+        raise ValueError(f"unknown Message Batches result type {kind!r}")
+
+
+def create(model: str, endpoint: str | None = None, **options) -> AnthropicProvider:
+    return AnthropicProvider(model, endpoint, **options)
