@@ -2,7 +2,12 @@
 
 Native layout: one JSON per benchmark, e.g. ``lbap_core_ic50_assay.json``, cases at
 ``json["split"][name]`` (train, ood_val, ood_test, iid_val, iid_test), each with ``smiles``,
-``cls_label`` (0/1) and ``domain_id`` (the assay).
+``cls_label`` (0/1) and ``domain_id`` (the assay). That is what DrugOOD's curator writes
+(``drugood/curators/curator.py`` ``data_saving``: ``<target_root>/<subset>.json`` holding
+``cfg``, ``split`` and ``statistics``; ``configs/_base_/curators/lbap_defaults.py`` sets
+``target_root="data/"``) and what its dataset configs read (``ann_file = 'data/lbap_...json'``).
+Layouts found: a DrugOOD checkout or curator working folder (``data/lbap_*.json``), a folder of
+LBAP files, either inside up to two wrapper folders; or the file named by the option ``file``.
 
 DrugOOD ships no images: each molecule is drawn into a fixed-size PNG (RDKit 2D coordinates
 with a fixed seed and canonical orientation, fixed size and line width, no metadata chunk),
@@ -22,7 +27,9 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import atomic_write_bytes, read_json
-from isekai_gen.manyicl import Adapter, Option, Pool
+from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.layouts import Found, Layout, LayoutAdapter
+from isekai_gen.paths import contained
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +38,13 @@ IMAGE_SIZE = 512
 LINE_WIDTH = 2
 COORD_SEED = 0
 DRAWING = f"rdkit-2d seed={COORD_SEED} size={IMAGE_SIZE} line={LINE_WIDTH}"
+CURATOR = "DrugOOD drugood/curators/curator.py data_saving (target_root data/)"
 
 
-class DrugOOD(Adapter):
+class DrugOOD(LayoutAdapter):
     name = "drugood"
     title = "DrugOOD Assay"
+    aliases = ("DrugOOD_Assay", "drugood_lbap", "lbap")
     all_classes = ("negative", "positive")
     demo_per_class = 800
     test_per_class = 100
@@ -47,10 +56,14 @@ class DrugOOD(Adapter):
         f"molecules drawn by RDKit: {IMAGE_SIZE}x{IMAGE_SIZE} PNG, coordinate seed {COORD_SEED}, line width {LINE_WIDTH}",
         "classes negative/positive for cls_label 0/1 (inactive/active would collide in ManyICL's substring parser)",
     )
-    layout = "lbap_<...>.json with split/{train,iid_val,ood_val,iid_test,ood_test} cases {smiles, cls_label, domain_id}"
+    layouts = (
+        Layout("DrugOOD curator output", CURATOR, ("data/lbap_*.json",), base="data"),
+        Layout("folder of LBAP files", CURATOR, ("lbap_*.json",)),
+    )
     extra_fields = ("smiles", "domain_id")
     options = {
-        "file": Option(None, "the LBAP JSON relative to the root; null: the one lbap_*.json in the root", kind=str),
+        "file": Option(None, "the LBAP JSON relative to the root; null: the one lbap_*.json of the layout found",
+                       kind=str),
         "demo_split": Option("train", "DrugOOD split feeding demo", SPLITS),
         "test_split": Option("ood_test", "DrugOOD split feeding test (ood_test: assays unseen in train)", SPLITS),
     }
@@ -58,8 +71,14 @@ class DrugOOD(Adapter):
     def source_splits(self, options):
         return (options["demo_split"],), (options["test_split"],)
 
-    def read(self, root: Path, recipe):
-        path = self._json_path(root, recipe.options["file"])
+    def find_layout(self, root: Path, recipe=None) -> Found:
+        if recipe is not None and recipe.options["file"]:
+            return Found(Layout("file option", "the drugood option `file`", ()), root, root)
+        return super().find_layout(root, recipe)
+
+    def read_layout(self, found, recipe):
+        root = found.root
+        path = self._json_path(found, recipe.options["file"])
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("split"), dict):
             raise UserError(f"{path}: expected a DrugOOD LBAP file with a `split` mapping")
@@ -72,17 +91,17 @@ class DrugOOD(Adapter):
         return Pool.from_rows(_drop_conflicting(rows, path), recipe, self.extra_fields)
 
     @staticmethod
-    def _json_path(root: Path, file: str | None) -> Path:
+    def _json_path(found: Found, file: str | None) -> Path:
         if file:
-            path = root / file
-            if not path.resolve().is_relative_to(root.resolve()):  # source_path (and the fingerprint) is relative to the root
-                raise UserError(f"{path}: the drugood option `file` must name a file inside the root {root}")
-            return path
-        found = sorted(root.glob("lbap_*.json"))
-        if len(found) != 1:
-            listed = ", ".join(p.name for p in found) or "none"
-            raise UserError(f"{root}: expected exactly one lbap_*.json (found {listed}); set the drugood option `file`")
-        return found[0]
+            # source_path (and the fingerprint) is relative to the root: the file must lie inside it.
+            contained(found.root, file, what="drugood option `file`", source=found.root / file)
+            return found.root / file
+        files = sorted(found.base.glob("lbap_*.json"))
+        if len(files) != 1:
+            listed = ", ".join(p.name for p in files) or "none"
+            raise UserError(f"{found.base}: expected exactly one lbap_*.json (found {listed}); "
+                            "set the drugood option `file`")
+        return files[0]
 
     def image_file(self, root: Path, row: dict, cache_dir: Path) -> Path:
         key = hashlib.sha256(f"{DRAWING}\n{row['smiles']}".encode("utf-8")).hexdigest()

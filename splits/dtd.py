@@ -1,20 +1,23 @@
 """DTD (Describable Textures Dataset r1.0.1), 47 texture classes, official partition 1.
 
-Native layout::
+Native layout (``dtd-r1.0.1.tar.gz`` from robots.ox.ac.uk/~vgg/data/dtd)::
 
     dtd/images/<class>/<class>_NNNN.jpg
     dtd/labels/{train,val,test}{1..10}.txt      one "<class>/<file>.jpg" per line
 
-Demo from train + val of the chosen partition (80 per class), test from its test list (40 per class).
+Layouts found: the parent folder of ``dtd/`` (the archive as it unpacks); the torchvision root
+(``torchvision/datasets/dtd.py``: ``_base_folder = root/"dtd"``, the archive unpacked into it, so
+``root/dtd/dtd/{images,labels}``); the ``dtd/`` folder itself; any of them inside up to two
+wrapper folders. Demo from train + val of the chosen partition (80 per class), test from its
+test list (40 per class).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from isekai_gen.errors import UserError
-from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import find_existing, read_lines
+from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
+from isekai_gen.manyicl.readers import contained_paths, read_lines
 
 CLASSES = (
     "banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked", "crosshatched",
@@ -24,11 +27,15 @@ CLASSES = (
     "sprinkled", "stained", "stratified", "striped", "studded", "swirly", "veined", "waffled", "woven",
     "wrinkled", "zigzagged",
 )
+KNOWN = frozenset(CLASSES)
+ARCHIVE = "dtd-r1.0.1.tar.gz (robots.ox.ac.uk/~vgg/data/dtd)"
+MARKERS = ("images/", "labels/train1.txt")
 
 
-class DTD(Adapter):
+class DTD(LayoutAdapter):
     name = "dtd"
     title = "DTD"
+    aliases = ("describable_textures", "DescribableTextures", "dtd-r1.0.1")
     all_classes = CLASSES
     demo_per_class = 50
     test_per_class = 20
@@ -36,7 +43,11 @@ class DTD(Adapter):
     license = "DTD terms: research use only (images collected from Flickr)"
     redistributable = False
     notes = ("official partition 1: demo from train1 + val1, test from test1",)
-    layout = "dtd/images/<class>/<class>_NNNN.jpg, dtd/labels/{train,val,test}<1-10>.txt"
+    layouts = (
+        Layout("dtd-r1.0.1 archive", ARCHIVE, tuple(f"dtd/{m}" for m in MARKERS), base="dtd"),
+        Layout("torchvision root", "torchvision.datasets.DTD", tuple(f"dtd/dtd/{m}" for m in MARKERS), base="dtd/dtd"),
+        Layout("dtd folder", ARCHIVE, MARKERS),
+    )
     options = {
         "partition": Option(1, "which of DTD's ten official train/val/test partitions (1-10)", tuple(range(1, 11))),
     }
@@ -44,22 +55,28 @@ class DTD(Adapter):
     def source_splits(self, options):
         return ("train", "val"), ("test",)
 
-    def read(self, root: Path, recipe):
-        base = find_existing(root, ["dtd", "."], "dtd folder")
-        prefix = base.relative_to(root).as_posix()
-        prefix = "" if prefix == "." else prefix + "/"
-        rows = []
+    def read_layout(self, found, recipe):
+        import pandas as pd
+
+        frames = []
         for split in ("train", "val", "test"):
-            path = base / "labels" / f"{split}{recipe.options['partition']}.txt"
+            path = found.folder("labels") / f"{split}{recipe.options['partition']}.txt"
+            # A plain loop: a label list has ~2k lines, where pandas' string methods cost more than they save.
+            lines, entries, names, labels = [], [], [], []
             for lineno, entry in read_lines(path):
                 class_name, _, file_name = entry.partition("/")
                 if not file_name or "/" in file_name:
                     raise UserError(f"{path}:{lineno}: expected '<class>/<file>.jpg', got {entry!r}")
-                if class_name not in CLASSES:
+                if class_name not in KNOWN:
                     raise UserError(f"{path}:{lineno}: unknown label value {class_name!r}")
-                rows.append({"file_name": file_name, "source_path": f"{prefix}images/{entry}", "source_split": split,
-                             "group": entry, "label": class_name})
-        return Pool.from_rows(rows, recipe)
+                lines.append(lineno)
+                entries.append(entry)
+                names.append(file_name)
+                labels.append(class_name)
+            source_path = contained_paths(found.root, found.prefix + "images/", entries, path, "image", lines)
+            frames.append(pd.DataFrame({"file_name": names, "source_path": source_path, "source_split": split,
+                                        "group": entries, "label": labels}))
+        return Pool.from_class_names(pd.concat(frames, ignore_index=True), "label", recipe)
 
 
 ADAPTER = DTD()

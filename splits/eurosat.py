@@ -1,28 +1,34 @@
 """EuroSAT RGB Sentinel-2 patches, 10 land-cover classes, no official split.
 
-Native layout::
+Layouts found (each ``<Class>/<Class>_<n>.jpg``, 64x64):
 
-    2750/<Class>/<Class>_<n>.jpg      (64x64; newer downloads name the folder EuroSAT_RGB)
+- torchvision download root: ``eurosat/2750/<Class>/`` — ``torchvision/datasets/eurosat.py``
+  (``_base_folder = root/"eurosat"``, ``_data_folder = _base_folder/"2750"``; it unpacks
+  ``EuroSAT.zip`` from the torchgeo Hugging Face mirror, md5 c8fa0143..., into ``eurosat/``);
+- the ``EuroSAT.zip`` of the original release (madm.dfki.de, same md5) as it unpacks: ``2750/<Class>/``;
+- the Zenodo ``EuroSAT_RGB.zip`` (github.com/phelber/eurosat README): ``EuroSAT_RGB/<Class>/``;
+- the class folders themselves (Kaggle copies), any of these inside up to two wrapper folders.
 
 Demo and test are drawn at random from the one pool (each image on one side only).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from isekai_gen.manyicl import Adapter, Pool
-from isekai_gen.manyicl.readers import class_folders, find_existing
+from isekai_gen.manyicl import Pool
+from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
+from isekai_gen.manyicl.readers import class_folders
 
 CLASSES = (
     "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
     "Residential", "River", "SeaLake",
 )
+TORCHVISION = "torchvision.datasets.EuroSAT"
 
 
-class EuroSAT(Adapter):
+class EuroSAT(LayoutAdapter):
     name = "eurosat"
     title = "EuroSAT"
+    aliases = ("EuroSAT_RGB", "eurosat-rgb", "eurosat_2750")
     all_classes = CLASSES
     demo_per_class = 100
     test_per_class = 30
@@ -30,14 +36,19 @@ class EuroSAT(Adapter):
     license = "MIT (EuroSAT); contains modified Copernicus Sentinel-2 data"
     redistributable = True
     notes = ("no official split: images divided at random",)
-    layout = "2750/<Class>/<Class>_<n>.jpg (or EuroSAT_RGB/<Class>/...)"
+    layouts = (
+        Layout("torchvision root", TORCHVISION, ("eurosat/2750/",), base="eurosat/2750", classes=CLASSES),
+        Layout("EuroSAT.zip", "EuroSAT.zip (madm.dfki.de; torchgeo mirror)", ("2750/",), base="2750", classes=CLASSES),
+        Layout("EuroSAT_RGB.zip", "Zenodo EuroSAT_RGB.zip (phelber/eurosat)", ("EuroSAT_RGB/",), base="EuroSAT_RGB",
+               classes=CLASSES),
+        Layout("class folders", "Kaggle copies of 2750/", (), classes=CLASSES),
+    )
 
     def source_splits(self, options):
         return ("all",), ("all",)
 
-    def read(self, root: Path, recipe):
-        base = find_existing(root, ["2750", "EuroSAT_RGB", "EuroSAT/2750", "."], "EuroSAT 2750 folder")
-        return Pool.from_rows(class_folders(base, root, CLASSES, "all"), recipe)
+    def read_layout(self, found, recipe):
+        return Pool.from_class_names(class_folders(found.base, found.root, CLASSES, "all"), "label", recipe)
 
 
 ADAPTER = EuroSAT()

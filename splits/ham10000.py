@@ -1,41 +1,70 @@
 """HAM10000 dermoscopy (7 lesion types); test from the ISIC 2018 Task 3 test set.
 
-Native layout (Harvard Dataverse doi:10.7910/DVN/DBW86T)::
+Layouts found for HAM10000 (the demo side), each with ``HAM10000_metadata[.csv|.tab|.txt]``
+(columns ``lesion_id,image_id,dx,...``; comma or tab separated, LF or CRLF line ends):
 
-    HAM10000_metadata.csv            (or HAM10000_metadata without extension; comma or tab)
-    HAM10000_images_part_1/ISIC_*.jpg
-    HAM10000_images_part_2/ISIC_*.jpg
-    ISIC2018_Task3_Test_GroundTruth.csv   (one-hot `image,MEL,...` or metadata-style `lesion_id,image_id,dx,...`)
-    ISIC2018_Task3_Test_Images/ISIC_*.jpg
+- Harvard Dataverse doi:10.7910/DVN/DBW86T and its Kaggle copy (kmader/skin-cancer-mnist-ham10000):
+  ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/`` (Kaggle adds lower-case duplicates
+  and ``hmnist_*.csv``, not read);
+- the two Dataverse image zips unpacked into one folder: ``ISIC_*.jpg`` beside the metadata;
+- the images in one ``HAM10000/`` (or ``HAM10000_images/``) folder beside the metadata.
 
-`df` has only 115 images in HAM10000, so the paper's 115 demo + 30 test per class cannot both
-come from it: demo comes from HAM10000, test from the ISIC 2018 Task 3 test set.
+Layouts found for the ISIC 2018 Task 3 test set (the test side; ground truth one-hot
+``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` or metadata-style ``lesion_id,image_id,dx,...``):
+
+- the ISIC 2018 challenge download (challenge.isic-archive.com): ``ISIC2018_Task3_Test_Input/``
+  and ``ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv`` (or that csv beside);
+- the Dataverse record's ``ISIC2018_Task3_Test_Images/`` and ``ISIC2018_Task3_Test_GroundTruth.{csv,tab}``.
+
+Each part is found in the root or up to two wrapper folders below it. `df` has only 115 images
+in HAM10000, so the paper's 115 demo + 30 test per class cannot both come from it: demo comes
+from HAM10000, test from the ISIC 2018 Task 3 test set.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from isekai_gen.errors import UserError
-from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import check_values, find_existing, list_files, read_table, require_columns
+from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.layouts import Found, Layout, LayoutAdapter, find_layout
+from isekai_gen.manyicl.readers import (
+    check_values, contained_paths, find_existing, list_files, read_table, require_columns,
+)
+from isekai_gen.paths import contained
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 METADATA_NAMES = ["HAM10000_metadata.csv", "HAM10000_metadata", "HAM10000_metadata.tab", "HAM10000_metadata.txt"]
-IMAGE_FOLDERS = ["HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images"]
 TEST_TRUTH_NAMES = [
-    "ISIC2018_Task3_Test_GroundTruth.csv",
     "ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv",
+    "ISIC2018_Task3_Test_GroundTruth.csv",
     "ISIC2018_Task3_Test_GroundTruth.tab",
 ]
-TEST_IMAGE_FOLDER = "ISIC2018_Task3_Test_Images"
+DATAVERSE = "Harvard Dataverse doi:10.7910/DVN/DBW86T"
+METADATA = "HAM10000_metadata*"
+HAM_LAYOUTS = (
+    Layout("Dataverse/Kaggle image parts", f"{DATAVERSE}; Kaggle kmader/skin-cancer-mnist-ham10000",
+           (METADATA, "HAM10000_images_part_1/"), folders=("HAM10000_images_part_1", "HAM10000_images_part_2")),
+    Layout("image zips unpacked into one folder", DATAVERSE, (METADATA, "ISIC_*.jpg"), folders=(".",)),
+    Layout("HAM10000/ image folder", DATAVERSE, (METADATA, "HAM10000/ISIC_*.jpg"), folders=("HAM10000",)),
+    Layout("HAM10000_images/ image folder", DATAVERSE, (METADATA, "HAM10000_images/"), folders=("HAM10000_images",)),
+)
+TRUTH = "|".join(TEST_TRUTH_NAMES)
+TEST_LAYOUTS = (
+    Layout("ISIC 2018 challenge download", "ISIC 2018 Task 3 (challenge.isic-archive.com/data/#2018)",
+           ("ISIC2018_Task3_Test_Input/", TRUTH), folders=("ISIC2018_Task3_Test_Input",)),
+    Layout("Dataverse ISIC 2018 test set", DATAVERSE, ("ISIC2018_Task3_Test_Images/", TRUTH),
+           folders=("ISIC2018_Task3_Test_Images",)),
+)
 
 
-class Ham10000(Adapter):
+class Ham10000(LayoutAdapter):
     name = "ham10000"
     title = "HAM10000"
+    aliases = ("skin-cancer-mnist-ham10000", "ham")
     all_classes = CLASSES
     demo_per_class = 115
     test_per_class = 30
@@ -43,8 +72,7 @@ class Ham10000(Adapter):
     license = "CC BY-NC 4.0 (HAM10000 and ISIC 2018 test set)"
     redistributable = True
     notes = ("test from the ISIC 2018 Task 3 test set: df has only 115 HAM10000 images, all needed for demo",)
-    layout = ("HAM10000_metadata[.csv], HAM10000_images_part_{1,2}/, "
-              "ISIC2018_Task3_Test_GroundTruth.csv, ISIC2018_Task3_Test_Images/")
+    layouts = HAM_LAYOUTS + TEST_LAYOUTS
     options = {
         "test_source": Option(
             "isic2018",
@@ -63,28 +91,44 @@ class Ham10000(Adapter):
             return ("ham10000",), ("ham10000",)
         return ("ham10000",), ("isic2018_test",)
 
-    def read(self, root: Path, recipe):
-        options = recipe.options
-        rows = self._metadata_rows(root, options)
-        if options["test_source"] == "isic2018":
-            rows += self._test_rows(root, options)
-        return Pool.from_rows(rows, recipe)
+    def find_layout(self, root: Path, recipe=None) -> Found:
+        """The HAM10000 part (``metadata`` given: only its image folders are looked for)."""
+        layouts = HAM_LAYOUTS
+        if recipe is not None and recipe.options["metadata"]:
+            layouts = tuple(replace(lay, markers=lay.markers[1:]) for lay in HAM_LAYOUTS)
+        return find_layout(self.title, Path(root), layouts)
 
-    def _metadata_rows(self, root: Path, options) -> list[dict]:
+    def find_test_layout(self, root: Path, recipe=None) -> Found:
+        layouts = TEST_LAYOUTS
+        if recipe is not None and recipe.options["test_ground_truth"]:
+            layouts = tuple(replace(lay, markers=lay.markers[:1]) for lay in TEST_LAYOUTS)
+        return find_layout(self.title, Path(root), layouts, what="ISIC 2018 Task 3 test set")
+
+    def read_layout(self, found, recipe):
+        import pandas as pd
+
+        options = recipe.options
         if options["metadata"]:
-            path = root / options["metadata"]
+            path = contained(found.root, options["metadata"], what="metadata option", source=self.name)
         else:
-            path = find_existing(root, METADATA_NAMES, "HAM10000 metadata file")
+            path = find_existing(found.base, METADATA_NAMES, "HAM10000 metadata file")
         table = read_table(path, ["lesion_id", "image_id", "dx"])
         check_values(table["dx"], CLASSES, path, "dx label")
-        images = _ImageIndex(root, [root / f for f in IMAGE_FOLDERS if (root / f).is_dir()])
-        return images.rows(table["image_id"], table["dx"], table["lesion_id"], "ham10000", path)
+        frames = [_ImageIndex(found).frame(table["image_id"], table["dx"], table["lesion_id"], "ham10000", path)]
+        if options["test_source"] == "isic2018":
+            frames.append(self._test_frame(found.root, recipe))
+        return Pool.from_class_names(pd.concat(frames, ignore_index=True), "label", recipe)
 
-    def _test_rows(self, root: Path, options) -> list[dict]:
-        if options["test_ground_truth"]:
-            path = root / options["test_ground_truth"]
+    def _test_frame(self, root: Path, recipe):
+        try:
+            found = self.find_test_layout(root, recipe)
+        except UserError as exc:
+            raise UserError(f"{exc} (without it: option test_source=ham10000)") from None
+        if recipe.options["test_ground_truth"]:
+            path = contained(root, recipe.options["test_ground_truth"], what="test_ground_truth option",
+                             source=self.name)
         else:
-            path = find_existing(root, TEST_TRUTH_NAMES, "ISIC 2018 Task 3 test ground truth")
+            path = find_existing(found.base, TEST_TRUTH_NAMES, "ISIC 2018 Task 3 test ground truth")
         table = read_table(path, [])
         if "image" in table.columns:
             require_columns(table, ["image", *(c.upper() for c in CLASSES)], path)
@@ -93,10 +137,10 @@ class Ham10000(Adapter):
             require_columns(table, ["lesion_id", "image_id", "dx"], path)
             check_values(table["dx"], CLASSES, path, "dx label")
             ids, labels, groups = table["image_id"], table["dx"], table["lesion_id"]
-        return _ImageIndex(root, [root / TEST_IMAGE_FOLDER]).rows(ids, labels, groups, "isic2018_test", path)
+        return _ImageIndex(found).frame(ids, labels, groups, "isic2018_test", path)
 
 
-def _one_hot_labels(table, path: Path) -> list[str]:
+def _one_hot_labels(table, path: Path) -> np.ndarray:
     """The one class whose column holds 1.0 in each row of a one-hot ground-truth table."""
     columns = [c.upper() for c in CLASSES]
     for column in columns:
@@ -105,30 +149,41 @@ def _one_hot_labels(table, path: Path) -> list[str]:
     wrong = np.flatnonzero(hot.sum(axis=1) != 1)
     if wrong.size:
         raise UserError(f"{path}:{wrong[0] + 2}: expected exactly one class marked 1.0, found {hot[wrong[0]].sum()}")
-    return list(np.array(CLASSES)[hot.argmax(axis=1)])
+    return np.array(CLASSES)[hot.argmax(axis=1)]
 
 
 class _ImageIndex:
-    """image id -> path relative to the root, from listings of the image folders."""
+    """image id -> path relative to the found folder, from listings of the layout's image folders."""
 
-    def __init__(self, root: Path, folders: list[Path]):
+    def __init__(self, found: Found):
+        self.found = found
+        folders = [found.folder(name) for name in found.layout.folders if found.folder(name).is_dir()]
         self.paths = {}
         for folder in folders:
+            relative = folder.relative_to(found.base).as_posix()
             for name in list_files(folder, (".jpg", ".jpeg", ".png")):
-                self.paths.setdefault(Path(name).stem, (folder / name).relative_to(root))
-        self.folders = ", ".join(f.name for f in folders) or "(no image folder)"
+                self.paths.setdefault(Path(name).stem, name if relative == "." else f"{relative}/{name}")
+        self.folders = ", ".join(f.relative_to(found.root).as_posix() for f in folders) or "(no image folder)"
 
-    def rows(self, ids, labels, groups, source_split: str, metadata: Path) -> list[dict]:
+    def frame(self, ids, labels, groups, source_split: str, metadata: Path):
         """Pool rows of a metadata table; an image it lists but the folders lack is an error."""
-        rows = []
-        for line, (image_id, label, group) in enumerate(zip(ids, labels, groups), start=2):
-            path = self.paths.get(image_id)
-            if path is None:
-                raise UserError(f"{metadata}:{line}: image {image_id!r} is missing (not in {self.folders})")
-            # An image without a lesion id is its own group.
-            rows.append({"file_name": path.name, "source_path": path.as_posix(), "source_split": source_split,
-                         "group": group or image_id, "label": label})
-        return rows
+        import pandas as pd
+
+        ids = pd.Series(ids, dtype="str").reset_index(drop=True)
+        paths = ids.map(self.paths)
+        missing = paths.isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise UserError(f"{metadata}:{row + 2}: image {ids[row]!r} is missing (not in {self.folders})")
+        paths = paths.astype("str")
+        groups = pd.Series(groups, dtype="str").reset_index(drop=True)
+        return pd.DataFrame({
+            "file_name": paths.str.rsplit("/", n=1).str[-1],
+            "source_path": contained_paths(self.found.root, self.found.prefix, paths, metadata, "image"),
+            "source_split": source_split,
+            "group": groups.where(groups != "", ids),  # an image without a lesion id is its own group
+            "label": pd.Series(labels, dtype="str").reset_index(drop=True),
+        })
 
 
 ADAPTER = Ham10000()

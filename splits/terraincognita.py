@@ -1,32 +1,38 @@
 """TerraIncognita camera-trap images (DomainBed build), 9 animal species.
 
-Native layout::
+Layouts found, as DomainBed's ``domainbed/scripts/download.py`` (``download_terra_incognita``)
+writes them: it copies each annotated image of locations 38, 43, 46 and 100 of the Caltech
+Camera Traps ECCV18 release to ``<data_dir>/terra_incognita/location_<loc>/<category>/<file>``:
 
-    terra_incognita/location_{38,43,46,100}/<category>/<image>.jpg
-    categories: bird bobcat cat coyote dog empty opossum rabbit raccoon squirrel
+- DomainBed ``--data_dir`` (the parent folder of ``terra_incognita/`` and the other datasets);
+- the ``terra_incognita/`` folder itself (``location_*/<category>/``);
+  either inside up to two wrapper folders (e.g. a ``TerraIncognita/`` download folder).
 
-The paper used 9 "animal species": ``empty`` (no animal) is dropped. There is no official split
-and the paper does not say which camera locations it used: by default all four locations feed
-both sides (items drawn at random, each image on one side only); set ``test_locations`` to one
-location and ``demo_locations`` to the others for a DomainBed-style leave-one-location-out split.
+Categories: bird bobcat cat coyote dog empty opossum rabbit raccoon squirrel. The paper used 9
+"animal species": ``empty`` (no animal) is dropped. There is no official split and the paper
+does not say which camera locations it used: by default all four locations feed both sides
+(items drawn at random, each image on one side only); set ``test_locations`` to one location
+and ``demo_locations`` to the others for a DomainBed-style leave-one-location-out split.
 Note that ``cat`` is a substring of ``bobcat``, which ManyICL's answer parser cannot tell apart.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from isekai_gen.errors import UserError
-from isekai_gen.manyicl import Adapter, Option, Pool
-from isekai_gen.manyicl.readers import class_folders, find_existing
+from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
+from isekai_gen.manyicl.readers import class_folders, join_strings
 
 CATEGORIES = ("bird", "bobcat", "cat", "coyote", "dog", "empty", "opossum", "rabbit", "raccoon", "squirrel")
 LOCATIONS = (38, 43, 46, 100)
+DOMAINBED = "DomainBed domainbed/scripts/download.py download_terra_incognita"
 
 
-class TerraIncognita(Adapter):
+class TerraIncognita(LayoutAdapter):
     name = "terraincognita"
     title = "TerraIncognita"
+    aliases = ("terra_incognita", "TerraInc", "terra")
     all_classes = CATEGORIES
     default_classes = tuple(c for c in CATEGORIES if c != "empty")
     demo_per_class = 115
@@ -39,7 +45,10 @@ class TerraIncognita(Adapter):
         "all four camera locations feed both sides, images divided at random (no official split)",
         "`cat` is a substring of `bobcat`: ManyICL's parser cannot tell those answers apart",
     )
-    layout = "terra_incognita/location_{38,43,46,100}/<category>/<image>"
+    layouts = (
+        Layout("DomainBed data_dir", DOMAINBED, ("terra_incognita/location_*/",), base="terra_incognita"),
+        Layout("terra_incognita folder", DOMAINBED, ("location_*/",)),
+    )
     options = {
         "demo_locations": Option(list(LOCATIONS), "camera locations feeding demo (no official split: all four)"),
         "test_locations": Option(list(LOCATIONS), "camera locations feeding test (all four; images divided at random)"),
@@ -55,14 +64,16 @@ class TerraIncognita(Adapter):
             sides.append(tuple(f"location_{loc}" for loc in sorted(set(locations))))
         return tuple(sides)
 
-    def read(self, root: Path, recipe):
-        base = find_existing(root, ["terra_incognita", "."], "terra_incognita folder")
-        rows = []
+    def read_layout(self, found, recipe):
+        import pandas as pd
+
+        frames = []
         for location in sorted(set(recipe.demo_splits + recipe.test_splits)):
-            for row in class_folders(base / location, root, CATEGORIES, location):
-                # Category in the name too: one image id may sit in two category folders.
-                rows.append({**row, "file_name": f"{location}_{row['label']}_{row['file_name']}"})
-        return Pool.from_rows(rows, recipe)
+            frame = class_folders(found.folder(location), found.root, CATEGORIES, location)
+            # Category in the name too: one image id may sit in two category folders.
+            frame["file_name"] = join_strings(f"{location}_", frame["label"], "_", frame["file_name"])
+            frames.append(frame)
+        return Pool.from_class_names(pd.concat(frames, ignore_index=True), "label", recipe)
 
 
 ADAPTER = TerraIncognita()

@@ -20,8 +20,9 @@ FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF"}
 
 
 def write_image(path: Path) -> None:
+    """An 8x8 image whose colour derives from the last three path parts (distinct files, distinct bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    shade = hashlib.sha256(path.name.encode()).digest()
+    shade = hashlib.sha256("/".join(path.parts[-3:]).encode()).digest()
     Image.new("RGB", (8, 8), tuple(shade[:3])).save(path, format=FORMATS[path.suffix.lower()])
 
 
@@ -36,39 +37,60 @@ HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 HAM_HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 
 
+HAM_PART_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
+
+
 def ham10000(root: Path, lesions_per_class: int = 4, test_per_class: int = 3, *, metadata_name: str = "HAM10000_metadata.csv",
-             sep: str = ",", truth_shape: str = "one-hot") -> Path:
-    """Lesions with 1-2 images each, images spread over the two part folders.
+             sep: str = ",", truth_shape: str = "one-hot", images: str = "parts", test_layout: str = "dataverse",
+             newline: str = "\n", kaggle_extras: bool = False) -> Path:
+    """Lesions with 1-2 images each, then the ISIC 2018 Task 3 test set.
 
     ``metadata_name="HAM10000_metadata", sep="\t"`` writes the Dataverse variant: no extension,
-    tab-separated, quoted cells. ``truth_shape`` is ``one-hot`` or ``metadata``.
+    tab-separated, quoted cells. ``truth_shape`` is ``one-hot`` or ``metadata``. ``images``:
+    ``parts`` (HAM10000_images_part_{1,2}/), ``flat`` (both Dataverse zips unpacked into the root)
+    or a folder name (``HAM10000``). ``test_layout``: ``dataverse`` (ISIC2018_Task3_Test_Images/ +
+    ground truth beside) or ``challenge`` (the ISIC challenge's ISIC2018_Task3_Test_Input/ with its
+    ATTRIBUTION/LICENSE files, ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv).
+    ``newline="\r\n", kaggle_extras=True``: Kaggle's copy (CRLF metadata, lower-case duplicate
+    part folders, hmnist csvs).
     """
     rows, number = [], 24306
     for cls in HAM_CLASSES:
         for lesion in range(lesions_per_class):
             for _ in range(1 + lesion % 2):
                 image_id = f"ISIC_{number:07d}"
-                folder = "HAM10000_images_part_1" if number % 2 else "HAM10000_images_part_2"
+                folder = {"parts": HAM_PART_FOLDERS[number % 2 == 0], "flat": "."}.get(images, images)
                 write_image(root / folder / f"{image_id}.jpg")
+                if kaggle_extras:
+                    write_image(root / folder.lower() / f"{image_id}.jpg")
                 rows.append([f"HAM_{HAM_CLASSES.index(cls):03d}{lesion:04d}", image_id, cls, "histo", "45.0", "male", "back"])
                 number += 1
     # Dataverse's tab-separated ingest of the metadata quotes every text cell.
     quote = (lambda cell: f'"{cell}"') if sep == "\t" else (lambda cell: cell)
-    write_text(root / metadata_name, "\n".join(sep.join(map(quote, r)) for r in [HAM_HEADER, *rows]) + "\n")
+    write_text(root / metadata_name, newline.join(sep.join(map(quote, r)) for r in [HAM_HEADER, *rows]) + newline)
+    if kaggle_extras:
+        write_text(root / "hmnist_8_8_RGB.csv", "pixel0000,label\n1,2\n")
     truth = []
+    images_folder = "ISIC2018_Task3_Test_Input" if test_layout == "challenge" else "ISIC2018_Task3_Test_Images"
     for cls in HAM_CLASSES:
         for _ in range(test_per_class):
             image_id = f"ISIC_{number + 10000:07d}"
-            write_image(root / "ISIC2018_Task3_Test_Images" / f"{image_id}.jpg")
+            write_image(root / images_folder / f"{image_id}.jpg")
             truth.append((image_id, cls))
             number += 1
+    if test_layout == "challenge":
+        write_text(root / images_folder / "ATTRIBUTION.txt", "ISIC_0034524.jpg,ViDIR Group\n")
+        write_text(root / images_folder / "LICENSE.txt", "CC-BY-NC\n")
     if truth_shape == "one-hot":
         lines = ["image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"]
         lines += [",".join([i, *("1.0" if c.lower() == cls else "0.0" for c in "MEL NV BCC AKIEC BKL DF VASC".split())]) for i, cls in truth]
     else:
         lines = [",".join(HAM_HEADER + ["dataset"])]
         lines += [f"IL_{n:07d},{i},{cls},histo,50.0,female,trunk,vidir_modern" for n, (i, cls) in enumerate(truth)]
-    write_text(root / "ISIC2018_Task3_Test_GroundTruth.csv", "\n".join(lines) + "\n")
+    truth_path = "ISIC2018_Task3_Test_GroundTruth.csv"
+    if test_layout == "challenge":
+        truth_path = f"ISIC2018_Task3_Test_GroundTruth/{truth_path}"
+    write_text(root / truth_path, "\n".join(lines) + "\n")
     return root
 
 
@@ -94,10 +116,16 @@ CHEXPERT_HEADER = (
 )
 
 
-def chexpert(root: Path, train_patients: int = 40, valid_patients: int = 30, seed: int = 0) -> Path:
-    """Train rows mix 1.0 / 0.0 / -1.0 / blank and frontal + lateral views; valid has 0/1 only."""
+def chexpert(root: Path, train_patients: int = 40, valid_patients: int = 30, seed: int = 0, *,
+             release_name: str = "CheXpert-v1.0-small", folder: str | None = None) -> Path:
+    """Train rows mix 1.0 / 0.0 / -1.0 / blank and frontal + lateral views; valid has 0/1 only.
+
+    ``Path`` cells start with ``release_name``; the files go to ``root/<folder>`` (default: the
+    release name; ``"."``: straight into the root, as Kaggle copies unpack).
+    """
     rng = random.Random(seed)
-    release = root / "CheXpert-v1.0-small"
+    folder = release_name if folder is None else folder
+    release = root / folder
     patient = 1
     for split, patients, values, weights in (
         ("train", train_patients, ["1.0", "0.0", "-1.0", ""], [4, 3, 1, 2]),
@@ -108,8 +136,9 @@ def chexpert(root: Path, train_patients: int = 40, valid_patients: int = 30, see
             for study in range(1, 3 if split == "train" else 2):
                 views = [("view1_frontal.jpg", "Frontal", "AP"), ("view2_lateral.jpg", "Lateral", "")]
                 for view, orientation, appa in views[: 1 + (patient % 2)]:
-                    rel = f"CheXpert-v1.0-small/{split}/patient{patient:05d}/study{study}/{view}"
-                    write_image(root / rel)
+                    rel = f"{split}/patient{patient:05d}/study{study}/{view}"
+                    write_image(release / rel)
+                    rel = f"{release_name}/{rel}"
                     labels = rng.choices(values, weights, k=14)
                     lines.append(",".join([rel, "Female", "68", orientation, appa, *labels]))
             patient += 1
@@ -119,8 +148,8 @@ def chexpert(root: Path, train_patients: int = 40, valid_patients: int = 30, see
 
 # --- Camelyon17 (WILDS v1.0) ----------------------------------------------------------------------
 
-def camelyon17(root: Path, patients_per_center: int = 2, patches_per_node: int = 6) -> Path:
-    base = root / "camelyon17_v1.0"
+def camelyon17(root: Path, patients_per_center: int = 2, patches_per_node: int = 6, folder: str = "camelyon17_v1.0") -> Path:
+    base = root / folder
     lines, index = [",patient,node,x_coord,y_coord,tumor,slide,center,split"], 0
     for center in range(5):
         for p in range(patients_per_center):
@@ -141,11 +170,13 @@ def camelyon17(root: Path, patients_per_center: int = 2, patches_per_node: int =
 TERRA_CATEGORIES = ("bird", "bobcat", "cat", "coyote", "dog", "empty", "opossum", "rabbit", "raccoon", "squirrel")
 
 
-def terraincognita(root: Path, per_location_class: int = 2) -> Path:
+def terraincognita(root: Path, per_location_class: int = 2, folder: str = "terra_incognita") -> Path:
+    """DomainBed's tree: ``terra_incognita/location_<loc>/<category>/<Caltech image id>.jpg``."""
     for location in (38, 43, 46, 100):
         for category in TERRA_CATEGORIES:
             for k in range(per_location_class):
-                write_image(root / "terra_incognita" / f"location_{location}" / category / f"{location}{k:02d}a7f{k}.jpg")
+                image = f"5{location:03d}{TERRA_CATEGORIES.index(category)}{k:02d}-23d2-11e8-a6a3-ec086b02610b.jpg"
+                write_image(root / folder / f"location_{location}" / category / image)
     return root
 
 
@@ -171,10 +202,11 @@ EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "I
                    "PermanentCrop", "Residential", "River", "SeaLake")
 
 
-def eurosat(root: Path, per_class: int = 4) -> Path:
+def eurosat(root: Path, per_class: int = 4, folder: str = "2750") -> Path:
+    """``folder``: 2750 (EuroSAT.zip), EuroSAT_RGB (Zenodo), eurosat/2750 (torchvision root), "." (class folders)."""
     for cls in EUROSAT_CLASSES:
         for n in range(1, per_class + 1):
-            write_image(root / "2750" / cls / f"{cls}_{n}.jpg")
+            write_image(root / folder / cls / f"{cls}_{n}.jpg")
     return root
 
 
@@ -254,6 +286,7 @@ def smiles_series(n: int, offset: int = 0) -> list[str]:
 
 
 def drugood(root: Path, train: int = 12, ood_test: int = 8, name: str = "lbap_core_ic50_assay.json") -> Path:
+    """An LBAP file as DrugOOD's curator writes it (``cfg``, ``split``, ``statistics``); ``name`` may hold a folder."""
     molecules = smiles_series(train + ood_test + 4)
 
     def cases(smiles_list, domain):
@@ -269,6 +302,7 @@ def drugood(root: Path, train: int = 12, ood_test: int = 8, name: str = "lbap_co
             "iid_val": cases(molecules[train + 2 + ood_test:], 0),
             "iid_test": cases(molecules[:2], 0),
         },
+        "statistics": {"thr_for_cls": 5, "train datapoints": train, "ood_test datapoints": ood_test},
     }
     write_text(root / name, json.dumps(data))
     return root

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import splits_fixtures as fx
 from isekai_gen.cli import main
 from isekai_gen.config import load_config
+from isekai_gen.errors import UserError
 from isekai_gen.manyicl import read_split, run_benchmarks
 
 
@@ -48,12 +49,18 @@ def test_build_command_bad_input_is_one_error_line_and_exit_2(tmp_path):
     root = fx.fives(tmp_path / "root")
     (root / "test" / "Original" / "2_A.png").write_bytes(b"not a png")
     result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out",
-                    "--demo-per-class", 5, "--test-per-class", 3, "--verify-images")
+                    "--demo-per-class", 5, "--test-per-class", 3)
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith("error: ")
-    assert "2_A.png: corrupt image" in result.output
+    assert "2_A.png: corrupt image: cannot be decoded" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "fives").exists()
+    # --verify-images: the problem on its own line, then the error.
+    result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out",
+                    "--demo-per-class", 5, "--test-per-class", 3, "--verify-images")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].endswith("2_A.png: cannot be decoded (not an image format PIL knows)")
+    assert result.stderr.splitlines()[1].startswith("error: ") and len(result.stderr.splitlines()) == 2
 
     result = invoke("build", "--dataset", "fives", "--root", root, "--out", tmp_path / "out", "--option", "colour=red")
     assert result.exit_code == 1 and "fives: unknown option(s) colour" in result.output
@@ -135,7 +142,8 @@ def test_file_system_refusal_is_one_line_naming_the_file(tmp_path):
 def test_bad_option_value_names_the_option(tmp_path):
     result = invoke("build", "--dataset", "eurosat", "--root", tmp_path, "--out", tmp_path / "out", "--option", "a=[1")
     assert result.exit_code == 1
-    assert result.output == "error: --option 'a=[1': value is not valid YAML\n"
+    assert result.output.startswith("error: --option 'a=[1': ") and "YAML" in result.output
+    assert result.output.count("\n") == 1
 
 
 @pytest.mark.parametrize("dataset, option, message", [
@@ -149,3 +157,18 @@ def test_option_of_the_wrong_type_is_one_line(tmp_path, dataset, option, message
     result = invoke("build", "--dataset", dataset, "--root", tmp_path, "--out", tmp_path / "out", "--option", option)
     assert result.exit_code == 1, result.output
     assert result.output == f"error: {message}\n"
+
+
+def test_run_benchmarks_builds_the_others_then_names_every_failure(tmp_path):
+    fx.eurosat(tmp_path / "data" / "sat")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        "benchmarks:\n"
+        "  roots: {eurosat: data/sat, fives: data/missing}\n"
+        "  datasets: {eurosat: {demo_per_class: 2, test_per_class: 1}}\n"
+    )
+    with pytest.raises(UserError, match=r"^benchmarks: 1 of 2 splits failed \(fives: .*data/missing: FIVES root"):
+        run_benchmarks(load_config(config_file=config_file), tmp_path / "build")
+    meta, _ = read_split(tmp_path / "build" / "benchmarks" / "eurosat")
+    assert meta["totals"] == {"demo": 20, "test": 10}
+    assert meta["content"]["near_duplicate_distance"] == load_config("tiny")["filter"]["dedup"]["phash_max_distance"]

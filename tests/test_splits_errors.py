@@ -36,7 +36,7 @@ def rewrite(path, old, new, count=1):
 def test_missing_metadata_file(tmp_path):
     root = fx.ham10000(tmp_path / "root")
     (root / "HAM10000_metadata.csv").unlink()
-    fails("ham10000", root, tmp_path / "out", r"HAM10000_metadata\.csv: HAM10000 metadata file not found")
+    fails("ham10000", root, tmp_path / "out", r"root: no HAM10000 layout found .*looked for: HAM10000_metadata\* \+ ")
 
 
 def test_missing_root_folder(tmp_path):
@@ -122,9 +122,9 @@ def test_drugood_bad_cases_name_file_split_and_case(tmp_path):
     path.write_text("{not json")
     fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json:1: invalid JSON")
     fx.drugood(tmp_path / "elsewhere")
-    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: the drugood option `file` must name a file inside the root",
+    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: drugood option `file` .* is an absolute path",
           file=str(tmp_path / "elsewhere" / "lbap_core_ic50_assay.json"))
-    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: the drugood option `file` must name a file inside the root",
+    fails("drugood", root, tmp_path / "out", r"lbap_core_ic50_assay\.json: drugood option `file` .* points outside",
           file="../elsewhere/lbap_core_ic50_assay.json")  # relative, but climbing out of the root
 
 
@@ -137,7 +137,7 @@ def test_image_listed_in_metadata_but_missing(tmp_path):
     root = fx.camelyon17(tmp_path / "b")
     patch = next((root / "camelyon17_v1.0" / "patches" / "patient_000_node_0").iterdir())
     patch.unlink()
-    fails("camelyon17", root, tmp_path / "out", rf"{patch.name}: image referenced by the Camelyon17 metadata is missing",
+    fails("camelyon17", root, tmp_path / "out", rf"{patch.name}: image referenced by the (Camelyon17|dataset) metadata is missing",
           demo_per_class=12, test_per_class=3, demo_centers=[0])
 
 

@@ -9,7 +9,9 @@ import click
 
 from ..config import parse_override
 from ..errors import UserError
+from ..manyicl.content import BAD_IMAGE_RULES, MULTI_LABEL_RULES
 from ..manyicl.recipe import MATERIALIZE_MODES
+from ._options import progress_option, wait_option, writer_lock
 
 
 @click.group("splits")
@@ -52,11 +54,21 @@ def _describe_lines(info: dict) -> list[str]:
         f"  demo from: {', '.join(info['demo_splits'])}; test from: {', '.join(info['test_splits'])}; "
         f"group: {info['group_key']}",
         f"  licence: {info['license']}; redistribution allowed: {'yes' if info['redistributable'] else 'no'}",
-        f"  layout: {info['layout']}",
     ]
+    if info.get("aliases"):
+        lines.append(f"  names: {info['name']} (any case; also {', '.join(info['aliases'])})")
+    layouts = info.get("layouts") or [{"name": "", "markers": [info["layout"]], "source": ""}]
+    for layout in layouts:
+        markers = " + ".join(m.replace("|", " or ") for m in layout["markers"]) or "<class>/"
+        origin = f"  [{layout['name']}: {layout['source']}]" if layout["name"] else ""
+        lines.append(f"  layout: {markers}{origin}")
     lines += [f"  default: {note}" for note in info["notes"]]
     if info["dropped_classes"]:
         lines.append(f"  not used by default: {', '.join(info['dropped_classes'])}")
+    if info["contained_labels"]:
+        pairs = ", ".join(f"{a} in {b}" for a, b in info["contained_labels"])
+        lines.append(f"  class names inside others: {pairs} (ManyICL's substring eval.py drops answers naming "
+                     "the longer one; isekai-gen score reads them)")
     for key, text in info["option_help"].items():
         lines.append(f"  option {key}={json.dumps(info['options'][key])}: {text}")
     return lines
@@ -75,24 +87,41 @@ def _shared_options(function):
         click.option("--materialize", type=click.Choice(MATERIALIZE_MODES), default="copy",
                      help="Fill images/ with copies, symlinks, or nothing."),
         click.option("--verify-images", is_flag=True,
-                     help="Decode every selected image; a corrupt one is an error naming the file."),
-        click.option("--progress/--no-progress", default=False, help="Show a progress bar while placing images."),
+                     help="Decode every selected image at full size, report each format mismatch, truncated or "
+                          "undecodable file in one line, and check every written image."),
+        click.option("--bad-images", type=click.Choice(BAD_IMAGE_RULES), default="reencode",
+                     help="Images whose bytes are not what their name says, or not RGB/L: re-encode them, or skip "
+                          "them (and undecodable ones) and draw others."),
+        click.option("--multi-label", type=click.Choice(MULTI_LABEL_RULES), default="exclude",
+                     help="Single-label datasets: a photo filed under several labels is left out, or kept with the "
+                          "label of the copy drawn first."),
+        click.option("--near-duplicate-distance", type=click.IntRange(0, 64), default=None,
+                     help="pHash distance counted as a demo/test near-duplicate [default: the filter stage's "
+                          "filter.dedup.phash_max_distance]."),
+        click.option("--exclude-near-duplicates", is_flag=True,
+                     help="Replace demo/test near-duplicates instead of only counting them."),
+        progress_option,
+        wait_option,
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def _settings(seed, demo_per_class, test_per_class, materialize, verify_images) -> dict:
-    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images}
-    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class)):
+def _settings(seed, demo_per_class, test_per_class, materialize, verify_images, bad_images, multi_label,
+              near_duplicate_distance, exclude_near_duplicates) -> dict:
+    settings = {"seed": seed, "materialize": materialize, "verify_images": verify_images, "bad_images": bad_images,
+                "multi_label": multi_label, "exclude_near_duplicates": exclude_near_duplicates}
+    for key, value in (("demo_per_class", demo_per_class), ("test_per_class", test_per_class),
+                       ("near_duplicate_distance", near_duplicate_distance)):
         if value is not None:
             settings[key] = value
     return settings
 
 
 @command.command("build")
-@click.option("--dataset", required=True, help="Dataset name, as in `isekai-gen splits list`.")
+@click.option("--dataset", required=True,
+              help="Dataset name or alias, any case, as in `isekai-gen splits list` (e.g. terra_incognita).")
 @click.option("--root", required=True, type=click.Path(path_type=Path),
               help="Root folder of the dataset's native layout.")
 @_shared_options
@@ -100,19 +129,22 @@ def _settings(seed, demo_per_class, test_per_class, materialize, verify_images) 
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A dataset option (see `splits list`), value parsed as YAML, e.g. uncertain=zeros or "
                    "test_centers=[1]. Repeatable.")
-def build_command(dataset, root, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress,
-                  classes, options) -> None:
+def build_command(dataset, root, out, seed, demo_per_class, test_per_class, materialize, verify_images, bad_images,
+                  multi_label, near_duplicate_distance, exclude_near_duplicates, progress, wait, classes,
+                  options) -> None:
     """Build the demo/test split of one dataset."""
     from isekai_gen.splits import get_adapter
 
     from ..manyicl import build_split
 
-    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images)
+    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images, bad_images, multi_label,
+                         near_duplicate_distance, exclude_near_duplicates)
     if classes is not None:
         settings["classes"] = classes
     for text in options:
         settings.update(_option(text))
-    _report(build_split(get_adapter(dataset), root, out, settings, progress=progress))
+    with writer_lock(out, wait):
+        _report(build_split(get_adapter(dataset), root, out, settings, progress=progress, report=_warn))
 
 
 def _option(text: str) -> dict:
@@ -126,16 +158,40 @@ def _option(text: str) -> dict:
 @click.option("--roots", required=True, type=click.Path(path_type=Path),
               help="ROOTS.yaml: dataset name -> root folder (relative paths: to that file).")
 @_shared_options
-def build_all_command(roots, out, seed, demo_per_class, test_per_class, materialize, verify_images, progress) -> None:
-    """Build the splits of every dataset listed in a ROOTS.yaml, with the default recipes."""
+def build_all_command(roots, out, seed, demo_per_class, test_per_class, materialize, verify_images, bad_images,
+                      multi_label, near_duplicate_distance, exclude_near_duplicates, progress, wait) -> None:
+    """Build the splits of every dataset listed in a ROOTS.yaml, with the default recipes.
+
+    Every dataset that can be built is built (and kept); each failure is listed at the end in one
+    line, and the command then exits 1.
+    """
     from ..manyicl import build_all, load_roots
 
-    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images)
-    for summary in build_all(load_roots(roots), out, settings, progress=progress).values():
-        _report(summary)
+    settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images, bad_images, multi_label,
+                         near_duplicate_distance, exclude_near_duplicates)
+    with writer_lock(out, wait):
+        summaries, failures = build_all(load_roots(roots), out, settings, progress=progress, report=_warn,
+                                        on_done=_report)
+    for name, message in failures.items():
+        click.echo(f"failed: {name}: {message}", err=True)
+    if failures:
+        raise UserError(f"{len(failures)} of {len(failures) + len(summaries)} splits failed: {', '.join(failures)}")
+
+
+def _warn(line: str) -> None:
+    click.echo(f"warning: {line}", err=True)
 
 
 def _report(summary: dict) -> None:
-    totals = summary["totals"]
+    """One line per split: sizes, folder, fingerprint, then the content checks' leakage and replacements."""
+    totals, content = summary["totals"], summary["content"]
+    near = ("not checked" if content["near_duplicate_distance"] is None else
+            f"{content['near_duplicate_pairs']} (pHash distance <= {content['near_duplicate_distance']})")
+    extras = [f"near-duplicate demo/test pairs: {near}"]
+    left_out = ", ".join(f"{n} {reason.replace('_', '-')}" for reason, n in content["left_out"].items() if n)
+    if left_out:
+        extras.append(f"replaced: {left_out}")
+    if content["images"].get("reencoded"):
+        extras.append(f"re-encoded: {content['images']['reencoded']}")
     click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} "
-               f"({summary['fingerprint'][:19]})")
+               f"({summary['fingerprint'][:19]}); {'; '.join(extras)}")

@@ -11,25 +11,38 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
-from ..config import load_yaml, resolve_path
+from ..config import resolve_path
 from ..errors import UserError
 from ..fileio import UMASK
+from ..resources import CONFIG_DIR
 from ..schema import validate
-from .materialize import place_image, verify_image
+from ..yamlio import load_yaml
+from .content import ContentRules, ContentScreen
+from .materialize import deviation, place_image, verify_output
 from .recipe import MATERIALIZE_MODES, Adapter, Pool, Recipe
 from .sampler import Selection, select
 from .writer import split_meta, write_split_files
 
 log = logging.getLogger(__name__)
 
+# Settings of the build config's benchmarks section that apply to every dataset.
+BUILD_SETTINGS = ("seed", "materialize", "verify_images", "multi_label", "bad_images", "near_duplicate_distance",
+                  "exclude_near_duplicates")
+FILTER_DEFAULT = "filter-default"  # phash_distance: the filter stage's filter.dedup.phash_max_distance
 CACHE_FOLDER = ".cache"  # default OUT/.cache/<dataset>/: drawn molecules, reused across builds
 
 
 def plan_split(adapter: Adapter, root: Path, settings: dict | None = None) -> tuple[Recipe, list[dict]]:
-    """Read ``root`` and choose the items: the recipe and the split rows (demo rows first, nested)."""
-    settings = settings or {}
+    """Read ``root`` and choose the items from the metadata alone (no file is read): the recipe
+    and the split rows (demo rows first, nested). ``build_split`` adds the content checks."""
+    recipe, pool, selection, _ = _draw(adapter, root, settings or {}, None)
+    return recipe, split_rows(pool, selection, recipe, adapter.extra_fields)
+
+
+def _draw(adapter: Adapter, root: Path, settings: dict, make_screen):
     recipe = adapter.recipe(settings)
     root = Path(root)
     if not root.is_dir():
@@ -38,11 +51,12 @@ def plan_split(adapter: Adapter, root: Path, settings: dict | None = None) -> tu
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise UserError(f"{adapter.name}: seed must be a whole number >= 0, got {seed!r}")
     pool = adapter.read(root, recipe)
-    selection = select(pool, recipe, seed, root)
-    return recipe, split_rows(pool, selection, recipe, adapter.extra_fields)
+    screen = make_screen(pool, recipe) if make_screen else None
+    return recipe, pool, select(pool, recipe, seed, root, screen), screen
 
 
-def split_rows(pool: Pool, selection: Selection, recipe: Recipe, extra_fields: tuple[str, ...]) -> list[dict]:
+def split_rows(pool: Pool, selection: Selection, recipe: Recipe, extra_fields: tuple[str, ...],
+               screen: ContentScreen | None = None, materialize: str = "copy") -> list[dict]:
     picks = [("demo", pick) for pick in selection.demo_order()] + [("test", pick) for pick in selection.test_order()]
     positions = [position for _, (_, _, position) in picks]
     chosen = pool.frame.iloc[positions][["file_name", "source_path", "source_split", "group", *extra_fields]]
@@ -51,37 +65,86 @@ def split_rows(pool: Pool, selection: Selection, recipe: Recipe, extra_fields: t
         row = {name: str(value) for name, value in values.items()}
         row["labels"] = [c for c, value in zip(recipe.classes, pool.labels[position]) if value > 0.5]
         row.update(side=side, stratum=recipe.strata[cell], demo_rank=rank if side == "demo" else None)
+        if screen is not None:
+            facts = screen.facts(position)
+            row.update(sha256=facts.sha256, image=_image_record(facts, row["file_name"], materialize))
+            if "reason" in row["image"] and screen.rules.decode:
+                screen.report(f"{facts.path}: {row['image']['reason']}: "
+                              f"{row['image']['action'].replace('_', ' ')} as {row['file_name']}")
         rows.append(row)
     return rows
 
 
+def _image_record(facts, file_name: str, materialize: str) -> dict:
+    """What the bytes are and what was done with them (``reason``: why they were not copied as they are)."""
+    reason = deviation(Path(file_name).suffix, facts.format, facts.mode)
+    if reason and materialize != "none":
+        action = "reencoded"
+    else:
+        action = {"copy": "copied", "symlink": "linked", "none": "not_materialized"}[materialize]
+    record = {"source_format": facts.format, "source_mode": facts.mode, "action": action}
+    if reason:
+        record["reason"] = reason
+    return record
+
+
+def filter_phash_distance(config: dict | None = None) -> int | None:
+    """The filter stage's pHash near-duplicate distance (``filter.dedup.phash_max_distance``)."""
+    if config is None or "filter" not in config:
+        config = load_yaml(CONFIG_DIR / "_base.yaml")
+    return config["filter"]["dedup"]["phash_max_distance"]
+
+
 def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, settings: dict | None = None,
-                *, cache_dir: Path | None = None, progress: bool = False) -> dict:
-    """Write ``out_dir/<dataset>/`` and return its summary (counts and fingerprint).
+                *, cache_dir: Path | None = None, progress: bool = False, report=None,
+                phash_distance: int | None | str = FILTER_DEFAULT) -> dict:
+    """Write ``out_dir/<dataset>/`` and return its summary (counts, fingerprint, content checks).
 
     ``cache_dir`` holds images an adapter makes (DrugOOD drawings), per dataset; default
-    ``out_dir/.cache``.
+    ``out_dir/.cache``. ``report`` receives warnings and, with ``verify_images``, one line per
+    image problem (default: the log). ``phash_distance`` is the near-duplicate distance when the
+    settings name none (default: the filter stage's default).
     """
     settings = settings or {}
+    report = report or log.warning
     root, out_dir = Path(root), Path(out_dir)
     materialize = settings.get("materialize", "copy")
     if materialize not in MATERIALIZE_MODES:
         modes = ", ".join(MATERIALIZE_MODES)
         raise UserError(f"{adapter.name}: materialize must be one of {modes}, got {materialize!r}")
+    if phash_distance == FILTER_DEFAULT:
+        phash_distance = filter_phash_distance()
+    rules = ContentRules.from_settings(adapter.name, settings, phash_distance)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder (the output folder of the splits)")
-    _remove_leftovers(out_dir / adapter.name)
-    recipe, rows = plan_split(adapter, root, settings)
-    source_sizes = _source_sizes(adapter, root, rows)
-    meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes)
     cache_dir = Path(cache_dir or out_dir / CACHE_FOLDER) / adapter.name
+    _remove_leftovers(out_dir / adapter.name)
+
+    def make_screen(pool, recipe):
+        return ContentScreen(adapter, root, cache_dir, pool, recipe, rules, report, progress)
+
+    recipe, pool, selection, screen = _draw(adapter, root, settings, make_screen)
+    rows = split_rows(pool, selection, recipe, adapter.extra_fields, screen, materialize)
+    if recipe.contained_labels:
+        report(contained_labels_warning(adapter.name, recipe.contained_labels))
+    source_sizes = _source_sizes(adapter, root, rows)
+    content = {**screen.summary(), "images": dict(Counter(row["image"]["action"] for row in rows)),
+               "not_plain_images": sum("reason" in row["image"] for row in rows)}
+    meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes, content)
     with _fresh_folder(out_dir / adapter.name) as folder:
-        _materialize(adapter, root, rows, folder / "images", cache_dir, materialize,
-                     settings.get("verify_images", False), progress)
-        write_split_files(folder, recipe, rows, meta)
+        write_split_files(folder, recipe, rows, meta)  # first: it checks every file_name is a bare name
+        _materialize(adapter, root, rows, folder / "images", cache_dir, materialize, rules.decode, progress)
     folder = out_dir / adapter.name
     log.info("%s: %d demo, %d test rows -> %s", adapter.name, meta["totals"]["demo"], meta["totals"]["test"], folder)
-    return {"dataset": adapter.name, "folder": str(folder), "totals": meta["totals"], "fingerprint": meta["fingerprint"]}
+    return {"dataset": adapter.name, "folder": str(folder), "totals": meta["totals"], "fingerprint": meta["fingerprint"],
+            "content": content, "contained_labels": recipe.contained_labels}
+
+
+def contained_labels_warning(dataset: str, pairs: list[list[str]]) -> str:
+    named = ", ".join(f"{a!r} in {b!r}" for a, b in pairs)
+    return (f"{dataset}: class names inside other class names: {named}. isekai-gen score's default matching "
+            "(whole words, longest name first) reads them correctly; ManyICL's released eval.py matches "
+            "substrings, so a correct answer naming the longer class names both and is dropped as an error")
 
 
 def _source_sizes(adapter: Adapter, root: Path, rows: list[dict]) -> dict[str, int]:
@@ -100,16 +163,14 @@ def _source_sizes(adapter: Adapter, root: Path, rows: list[dict]) -> dict[str, i
 def _materialize(adapter, root, rows, images_dir, cache_dir, mode, verify, progress) -> None:
     from tqdm import tqdm
 
-    if mode == "none" and not verify:
+    if mode == "none":
         return
-    if mode != "none":
-        images_dir.mkdir()
+    images_dir.mkdir()
     for row in tqdm(rows, desc=f"{adapter.name} images", unit="img", disable=not progress):
-        source = adapter.image_file(root, row, cache_dir)
+        target = images_dir / row["file_name"]
+        place_image(adapter.image_file(root, row, cache_dir), target, mode, row["image"]["action"] == "reencoded")
         if verify:
-            verify_image(source)
-        if mode != "none":
-            place_image(source, images_dir / row["file_name"], mode)
+            verify_output(target)
 
 
 @contextlib.contextmanager
@@ -160,29 +221,56 @@ def _relative_to(base: Path, value: str) -> Path:
 
 def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None = None,
               per_dataset: dict[str, dict] | None = None, *, cache_dir: Path | None = None,
-              progress: bool = False) -> dict:
-    """Build every dataset in ``roots`` (Table 1 order) into ``out_dir/<dataset>/``.
+              progress: bool = False, report=None, on_done=None,
+              phash_distance: int | None | str = FILTER_DEFAULT) -> tuple[dict, dict]:
+    """Build every dataset in ``roots`` (Table 1 order) into ``out_dir/<dataset>/``, as many as can be.
 
-    ``settings`` apply to every dataset; ``per_dataset[name]`` overrides them for one.
+    ``settings`` apply to every dataset; ``per_dataset[name]`` overrides them for one. A dataset
+    that fails (bad input, a refusing file system) leaves its previous split in place and the
+    others are still built. Returns ``(summaries, failures)``: ``{dataset: summary}`` and
+    ``{dataset: one-line message}``; ``on_done(summary)`` is called as each one finishes.
     """
     from isekai_gen.splits import get_adapter, ordered_names
 
-    per_dataset = per_dataset or {}
-    for name in (*roots, *per_dataset):
-        get_adapter(name)  # unknown names fail before anything is written
-    summary = {}
+    roots = _by_canonical_name(roots, "roots")
+    per_dataset = _by_canonical_name(per_dataset or {}, "datasets")  # unknown names fail before anything is written
+    summaries, failures = {}, {}
     for name in ordered_names(roots):
         merged = {**(settings or {}), **per_dataset.get(name, {})}
-        summary[name] = build_split(get_adapter(name), roots[name], out_dir, merged,
-                                    cache_dir=cache_dir, progress=progress)
-    return summary
+        try:
+            summaries[name] = build_split(get_adapter(name), roots[name], out_dir, merged, cache_dir=cache_dir,
+                                          progress=progress, report=report, phash_distance=phash_distance)
+        except UserError as exc:
+            failures[name] = str(exc)
+        except OSError as exc:
+            if exc.strerror is None:
+                raise
+            failures[name] = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+        else:
+            if on_done is not None:
+                on_done(summaries[name])
+    return summaries, failures
+
+
+def _by_canonical_name(mapping: dict, what: str) -> dict:
+    from isekai_gen.splits import get_adapter
+
+    result = {}
+    for name, value in mapping.items():
+        canonical = get_adapter(name).name
+        if canonical in result:
+            raise UserError(f"{what}: dataset {canonical!r} is listed twice")
+        result[canonical] = value
+    return result
 
 
 def run_benchmarks(config: dict, out_dir: Path, *, progress: bool = False) -> dict:
     """The ``benchmarks`` section of a build config -> ``out_dir/benchmarks/<dataset>/``.
 
     ``roots`` is a ROOTS.yaml path or an inline mapping (paths relative to the config file);
-    nothing is built when it is empty. Returns ``{dataset: summary}``.
+    nothing is built when it is empty. Near-duplicates use the build's own filter threshold.
+    Returns ``{dataset: summary}``; if any dataset failed, the others are built first and then
+    one error names every failure.
     """
     section = config.get("benchmarks") or {}
     validate(section, "benchmarks_config", "config benchmarks")
@@ -193,7 +281,12 @@ def run_benchmarks(config: dict, out_dir: Path, *, progress: bool = False) -> di
         roots = load_roots(resolve_path(config, roots_value))
     else:  # already checked as part of benchmarks_config
         roots = {name: resolve_path(config, value) for name, value in roots_value.items()}
-    settings = {key: section[key] for key in ("seed", "materialize", "verify_images") if key in section}
+    settings = {key: section[key] for key in BUILD_SETTINGS if key in section}
     # Drawn molecules go to the build's shared cache, so OUT/benchmarks/ holds only split folders.
-    return build_all(roots, Path(out_dir) / "benchmarks", settings, section.get("datasets") or {},
-                     cache_dir=Path(out_dir) / "cache", progress=progress)
+    summaries, failures = build_all(roots, Path(out_dir) / "benchmarks", settings, section.get("datasets") or {},
+                                    cache_dir=Path(out_dir) / "cache", progress=progress,
+                                    phash_distance=filter_phash_distance(config))
+    if failures:
+        listed = "; ".join(f"{name}: {message}" for name, message in failures.items())
+        raise UserError(f"benchmarks: {len(failures)} of {len(failures) + len(summaries)} splits failed ({listed})")
+    return summaries

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import UserError
 
 # Settings every dataset accepts; anything else must be one of the adapter's own options.
-COMMON_SETTINGS = ("seed", "demo_per_class", "test_per_class", "classes", "materialize", "verify_images")
+COMMON_SETTINGS = ("seed", "demo_per_class", "test_per_class", "classes", "materialize", "verify_images",
+                   "multi_label", "bad_images", "near_duplicate_distance", "exclude_near_duplicates")
 MATERIALIZE_MODES = ("copy", "symlink", "none")
 
 
@@ -62,6 +63,10 @@ class Recipe:
     options: dict = field(default_factory=dict)
 
     @property
+    def contained_labels(self) -> list[list[str]]:
+        return contained_label_pairs(self.classes)
+
+    @property
     def strata(self) -> tuple[str, ...]:
         """Sampling cells: one per class, or a positive and a negative cell per class."""
         if not self.multilabel:
@@ -86,6 +91,16 @@ class Recipe:
             "group_key": self.group_key, "license": self.license, "redistributable": self.redistributable,
             "multilabel": self.multilabel, "options": dict(self.options),
         }
+
+
+def contained_label_pairs(classes) -> list[list[str]]:
+    """[shorter, longer] pairs where one class name occurs inside another, ignoring case.
+
+    ManyICL's released eval.py takes a class as predicted when its name is a case-insensitive
+    substring of the answer, so an answer naming the longer class names both (DTD ``dotted`` in
+    ``polka-dotted``) and is dropped as naming several classes.
+    """
+    return [[a, b] for a in classes for b in classes if a != b and a.lower() in b.lower()]
 
 
 @dataclass
@@ -201,5 +216,6 @@ class Adapter:
         dropped = [c for c in self.all_classes if c not in recipe.classes]
         return {
             **recipe.to_json(), "dropped_classes": dropped, "layout": self.layout, "notes": list(self.notes),
+            "contained_labels": recipe.contained_labels,
             "option_help": {key: opt.help for key, opt in self.options.items()},
         }

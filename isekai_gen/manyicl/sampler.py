@@ -11,6 +11,10 @@ only while it still lacks candidates for some class; every other contested group
 Within a side, each sampling cell (a class, or a finding's positive/negative cell for CheXpert)
 takes its first k candidates in one random item order; scarce cells pick first so that items
 eligible for several cells (multi-label) go where they are needed.
+
+By content (``content.ContentScreen``): each draw is reviewed and drawn again without what the
+review leaves out (identical files, multi-label photos, unusable images, near-duplicates on
+request); contested groups keep one offer order across redraws.
 """
 
 from __future__ import annotations
@@ -64,8 +68,13 @@ def _sorted_unique(pool: Pool, column: str, source: Path) -> np.ndarray:
     return order
 
 
-def select(pool: Pool, recipe: Recipe, seed: int, source: Path) -> Selection:
-    """Pick ``recipe.demo_per_class`` / ``test_per_class`` items per cell of ``pool``."""
+def select(pool: Pool, recipe: Recipe, seed: int, source: Path, screen=None) -> Selection:
+    """Pick ``recipe.demo_per_class`` / ``test_per_class`` items per cell of ``pool``.
+
+    With a ``screen`` (``content.ContentScreen``), each draw is reviewed by content and drawn again
+    without the items it leaves out, until it stands: a replacement is the next candidate of the
+    same seeded order, so only drawn items are ever read.
+    """
     import pandas as pd
 
     frame = pool.frame
@@ -76,41 +85,62 @@ def select(pool: Pool, recipe: Recipe, seed: int, source: Path) -> Selection:
     test_ok = split.isin(recipe.test_splits).to_numpy()
     masks = recipe.stratum_masks(pool.labels)
     group_codes, groups = pd.factorize(frame["group"], sort=True)
+    sharing = _GroupSharing(group_codes, len(groups), demo_ok, test_ok, rng)
+    excluded = np.zeros(len(frame), dtype=bool)
+    if screen is not None:
+        screen.rank = np.empty(len(frame), dtype=np.int64)
+        screen.rank[item_order] = np.arange(len(frame))
+    while True:
+        on_test_side = sharing.test_groups(masks, recipe.test_per_class, excluded)[group_codes]
+        note = f", after leaving out {int(excluded.sum())} by content" if excluded.any() else ""
+        test = _fill(test_ok & on_test_side & ~excluded, masks, recipe.test_per_class, item_order, recipe, "test",
+                     source, note)
+        demo = _fill(demo_ok & ~on_test_side & ~excluded, masks, recipe.demo_per_class, item_order, recipe, "demo",
+                     source, note)
+        if screen is None:
+            return Selection(demo=demo, test=test)
+        left_out = screen.review({"demo": [p for _, _, p in demo], "test": [p for _, _, p in test]})
+        if not left_out:
+            return Selection(demo=demo, test=test)
+        excluded[left_out] = True
 
-    test_groups = _test_groups(group_codes, len(groups), demo_ok, test_ok, masks, recipe.test_per_class, rng)
-    on_test_side = test_groups[group_codes]
-    test = _fill(test_ok & on_test_side, masks, recipe.test_per_class, item_order, recipe, "test", source)
-    demo = _fill(demo_ok & ~on_test_side, masks, recipe.demo_per_class, item_order, recipe, "demo", source)
-    return Selection(demo=demo, test=test)
 
+class _GroupSharing:
+    """Which groups belong to the test side. Contested groups are offered in one random order, fixed
+    up front, so a redraw after content exclusions gives the same groups as far as they suffice."""
 
-def _test_groups(codes, n_groups, demo_ok, test_ok, masks, per_class, rng) -> np.ndarray:
-    """Boolean per group: does it belong to the test side?"""
-    has_demo = np.bincount(codes[demo_ok], minlength=n_groups) > 0
-    has_test = np.bincount(codes[test_ok], minlength=n_groups) > 0
-    contested = has_demo & has_test
-    test_groups = has_test & ~has_demo
-    uncontested_rows = test_ok & test_groups[codes]
-    need = per_class - masks[uncontested_rows].sum(axis=0)
-    contested_ids = np.flatnonzero(contested)
-    if contested_ids.size == 0 or (need <= 0).all():
+    def __init__(self, codes, n_groups, demo_ok, test_ok, rng):
+        self.codes, self.n_groups, self.test_ok = codes, n_groups, test_ok
+        has_demo = np.bincount(codes[demo_ok], minlength=n_groups) > 0
+        has_test = np.bincount(codes[test_ok], minlength=n_groups) > 0
+        self.contested = has_demo & has_test
+        self.uncontested_test = has_test & ~has_demo
+        self.contested_ids = np.flatnonzero(self.contested)
+        self.offer_order = rng.permutation(self.contested_ids.size) if self.contested_ids.size else None
+
+    def test_groups(self, masks, per_class, excluded) -> np.ndarray:
+        """Boolean per group: does it belong to the test side?"""
+        codes, test_ok = self.codes, self.test_ok & ~excluded
+        test_groups = self.uncontested_test.copy()
+        need = per_class - masks[test_ok & test_groups[codes]].sum(axis=0)
+        if self.contested_ids.size == 0 or (need <= 0).all():
+            return test_groups
+        # Test candidates per contested group and cell, then hand out groups in the fixed order.
+        contested_rows = test_ok & self.contested[codes]
+        position = np.full(self.n_groups, -1)
+        position[self.contested_ids] = np.arange(self.contested_ids.size)
+        counts = np.zeros((self.contested_ids.size, masks.shape[1]), dtype=np.int64)
+        np.add.at(counts, position[codes[contested_rows]], masks[contested_rows].astype(np.int64))
+        for index in self.offer_order:
+            if ((need > 0) & (counts[index] > 0)).any():
+                test_groups[self.contested_ids[index]] = True
+                need = need - counts[index]
+                if (need <= 0).all():
+                    break
         return test_groups
-    # Test candidates per contested group and cell, then hand out groups in random order.
-    contested_rows = test_ok & contested[codes]
-    position = np.full(n_groups, -1)
-    position[contested_ids] = np.arange(contested_ids.size)
-    counts = np.zeros((contested_ids.size, masks.shape[1]), dtype=np.int64)
-    np.add.at(counts, position[codes[contested_rows]], masks[contested_rows].astype(np.int64))
-    for index in rng.permutation(contested_ids.size):
-        if ((need > 0) & (counts[index] > 0)).any():
-            test_groups[contested_ids[index]] = True
-            need = need - counts[index]
-            if (need <= 0).all():
-                break
-    return test_groups
 
 
-def _fill(eligible, masks, per_class, item_order, recipe: Recipe, side: str, source: Path):
+def _fill(eligible, masks, per_class, item_order, recipe: Recipe, side: str, source: Path, note: str = ""):
     """Take ``per_class`` items per cell among ``eligible``, in ``item_order``; scarce cells first."""
     strata = recipe.strata
     ordered_masks = masks[item_order] & eligible[item_order][:, None]
@@ -123,7 +153,7 @@ def _fill(eligible, masks, per_class, item_order, recipe: Recipe, side: str, sou
             raise UserError(
                 f"{source}: {recipe.title} class {strata[cell]!r} needs {per_class} {side} images, "
                 f"{candidates.size} available (source splits {', '.join(getattr(recipe, side + '_splits'))}"
-                f"{', after keeping test groups out of demo' if side == 'demo' else ''})"
+                f"{', after keeping test groups out of demo' if side == 'demo' else ''}{note})"
             )
         chosen = candidates[:per_class]
         taken[chosen] = True

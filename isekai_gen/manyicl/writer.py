@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UserError
 from ..fileio import atomic_open, dumps_canonical, read_json, read_jsonl, write_json, write_jsonl
+from ..paths import check_file_name
 from ..schema import validate
 from .recipe import Recipe
 
@@ -54,8 +55,9 @@ def counts(rows: list[dict], recipe: Recipe) -> dict:
     return result
 
 
-def split_meta(recipe: Recipe, rows: list[dict], seed: int, materialize: str, source_sizes: dict[str, int]) -> dict:
-    return {
+def split_meta(recipe: Recipe, rows: list[dict], seed: int, materialize: str, source_sizes: dict[str, int],
+               content: dict | None = None) -> dict:
+    meta = {
         "dataset": recipe.name,
         "recipe": recipe.to_json(),
         "seed": seed,
@@ -65,10 +67,16 @@ def split_meta(recipe: Recipe, rows: list[dict], seed: int, materialize: str, so
         "tool": "isekai-gen",
         "tool_version": __version__,
         "fingerprint": fingerprint(rows, source_sizes),
+        "contained_labels": recipe.contained_labels,
     }
+    if content is not None:
+        meta["content"] = content
+    return meta
 
 
 def write_split_files(folder: Path, recipe: Recipe, rows: list[dict], meta: dict) -> None:
+    for row in rows:  # the schema's rule, checked before anything is written
+        check_file_name(row["file_name"], source=folder.parent / recipe.name / "split.jsonl")
     for side in ("demo", "test"):
         write_manyicl_csv(folder / f"{side}.csv", [row for row in rows if row["side"] == side], recipe.classes)
     write_jsonl(folder / "split.jsonl", rows)
