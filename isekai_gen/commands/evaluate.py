@@ -1,0 +1,137 @@
+"""``isekai-gen evaluate``: ask a model the ManyICL or LCL questions of a split or an ISEKAI set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._options import progress_option
+
+
+def _int_list(ctx, param, value):
+    """"0,1,5" -> [0, 1, 5] (a usage error otherwise)."""
+    if value is None:
+        return None
+    try:
+        values = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {value!r}") from None
+    if not values or len(set(values)) != len(values) or min(values) < (1 if param.name == "batch_size" else 0):
+        raise click.BadParameter(f"expected distinct comma-separated numbers >= "
+                                 f"{1 if param.name == 'batch_size' else 0}, got {value!r}")
+    return values
+
+
+def _model_spec(ctx, param, value):
+    from isekai_gen.evaluate.providers import PROVIDERS   # light: the SDKs load only when used
+
+    if value is not None:
+        prefix, sep, model = value.partition(":")
+        if not sep or not model or prefix not in PROVIDERS:
+            raise click.BadParameter(f"expected PROVIDER:MODEL with PROVIDER one of {', '.join(PROVIDERS)}, "
+                                     f"got {value!r}")
+    return value
+
+
+@click.group("evaluate", invoke_without_command=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML run configuration (schemas/evaluate_config.schema.json); options below win over it.")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="ManyICL split folder (demo.csv, test.csv, images/), ISEKAI-10.json / ISEKAI-pair.json, or episodes.jsonl.")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Image root of an ISEKAI-*.json  [default: images/ beside it]")
+@click.option("--model", default=None, metavar="PROVIDER:MODEL", callback=_model_spec,
+              help="openai:gpt-4o, anthropic:claude-sonnet-4-20250514, gemini:gemini-2.5-pro, or openai:<served name> with --endpoint.")
+@click.option("--endpoint", default=None, metavar="URL",
+              help="Base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, LM Studio), e.g. http://localhost:8000/v1.")
+@click.option("--shots", default=None, metavar="K,K,...", callback=_int_list,
+              help="Demonstrations per class (ManyICL; the first K demo.csv rows of each class) or per side (LCL).")
+@click.option("--batch-size", "batch_size", default=None, metavar="B,B,...", callback=_int_list,
+              help="Queries per request (ManyICL's batched template); LCL takes 1.  [default: 1]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder (resumable).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Calls in flight at once.  [default: 8]")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the per-request demo shuffles.  [default: 0]")
+@click.option("--budget-usd", "budget_usd", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Refuse to start when the estimate passes it; stop cleanly when the spend would.")
+@click.option("--dry-run", "dry_run", is_flag=True,
+              help="Build and check every request, print the estimated tokens and cost; send nothing.")
+@click.option("--max-requests", "max_requests", type=click.IntRange(min=1), default=None,
+              help="Start at most N requests in this invocation (a trial run).")
+@click.option("--price-table", "price_table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Price table YAML  [default: the shipped, dated configs/evaluate/prices.yaml]")
+@click.option("--retry-failed", "retry_failed", is_flag=True, default=None,
+              help="Send again the requests recorded with a permanent error (after fixing what was refused).")
+@click.option("--batch", "batch", is_flag=True, default=None,
+              help="Write the pending requests as the provider's batch-API files into RUN_DIR/batch/ (half price) "
+                   "instead of calling live; result files put there are read back on every run.")
+@click.option("--submit", "submit", is_flag=True, default=None,
+              help="With --batch: submit the files, wait for the jobs and read their results.")
+@progress_option
+@click.pass_context
+def command(ctx, config_file, truth, images, model, endpoint, shots, batch_size, out, concurrency, seed, budget_usd,
+            dry_run, max_requests, price_table, retry_failed, batch, submit, progress) -> None:
+    """Run the (shots x batch size) grid against a model, then score it.
+
+    \b
+    isekai-gen evaluate --truth OUT/benchmarks/UCMerced --model openai:gpt-4o \\
+        --shots 0,1,5 --batch-size 1,10 --out runs/ucm-gpt4o --budget-usd 20 --dry-run
+    isekai-gen evaluate status runs/ucm-gpt4o
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from isekai_gen.evaluate.api import evaluate
+    from isekai_gen.evaluate.config import REQUIRED, load_run_config
+
+    options = {"truth": truth, "images": images, "model": model, "endpoint": endpoint,
+               "shots": shots, "batch_size": batch_size,
+               "out": out, "concurrency": concurrency, "seed": seed, "budget_usd": budget_usd,
+               "max_requests": max_requests, "price_table": price_table,
+               "batch": batch or None, "submit": submit or None, "retry_failed": retry_failed or None}
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    missing = [name for name in REQUIRED if options[name] is None]
+    if config_file is None and missing:
+        raise click.UsageError(f"missing option --{missing[0].replace('_', '-')} (or give a --config file)")
+    settings = load_run_config(config_file, options)
+    summary = evaluate(settings, dry_run=dry_run, progress=progress)
+    def dollars(value):
+        return f"${value:.4f}" if value is not None else "cost unknown (no price in the table)"
+
+    click.echo(f"{summary['cells']} cells, {summary['requests']} requests ({summary['pending']} pending), "
+               f"{summary['images']} images ({summary['resized']} resized)")
+    click.echo(f"estimate for the whole grid: {summary['grid_input_tokens']} input + {summary['grid_output_tokens']} "
+               f"output tokens (output at max_tokens, the worst case), {dollars(summary['grid_cost_usd'])}")
+    click.echo(f"estimate for the {summary['pending']} pending requests: {summary['est_input_tokens']} input + "
+               f"{summary['est_output_tokens']} output tokens, {dollars(summary['est_cost_usd'])}; "
+               f"spent so far ${summary['spent_usd']:.4f}")
+    if summary["imported"]:
+        click.echo(f"read {summary['imported']} batch results into the journal")
+    if summary["batch"]:
+        click.echo(summary["batch"])
+    budget = settings["budget_usd"]
+    if dry_run and budget is not None and summary["est_cost_usd"] + summary["spent_usd"] > budget:
+        click.echo(f"over --budget-usd {budget}: a live run would refuse to start")
+    if dry_run:
+        click.echo(f"dry run: nothing sent; plan in {summary['run_dir']}/plan.jsonl")
+        return
+    outcome = summary["outcome"]
+    click.echo(f"{outcome['calls']} calls: {outcome['answered']} answered, {outcome['abstained']} abstentions, "
+               f"{outcome['failed']} permanent errors, {outcome['gave_up']} gave up after retries; "
+               f"${outcome['cost_usd']:.4f} this run")
+    click.echo(f"wrote {summary['report']}")
+    if outcome["stopped"]:
+        from isekai_gen.errors import UserError
+
+        reason = {"budget": "the spend would pass --budget-usd", "max_requests": "--max-requests reached",
+                  "permanent_errors": f"the first calls all failed permanently ({outcome['last_error']}); "
+                                      "fix the settings, then rerun with --retry-failed"}
+        raise UserError(f"stopped early: {reason[outcome['stopped']]}; rerun the same command to continue")
+
+
+@command.command("status")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def status_command(run_dir) -> None:
+    """Done / pending / failed requests and dollars spent, per cell of RUN_DIR."""
+    from isekai_gen.evaluate.status import format_status, run_status
+
+    click.echo(format_status(run_status(run_dir)))

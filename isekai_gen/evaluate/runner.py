@@ -1,0 +1,200 @@
+"""Send requests with bounded concurrency; retry what is transient; journal every reply.
+
+- `concurrency` workers share one queue (asyncio + the SDK's async client), so at most that many
+  calls are in flight.
+- Transient errors (429, 5xx, timeouts, unparsable bodies) are retried up to `max_retries` times
+  with exponential backoff and full jitter, waiting at least the server's Retry-After; after that
+  a `gave_up` row is journaled and the request stays pending for the next run.
+- A permanent error is journaled once and not retried (`--retry-failed` sends it again in a later
+  run). When the first FAIL_FAST calls of a run all fail permanently, the run stops: a parameter
+  every request shares is refused (say `temperature` by a reasoning model). A provider's
+  `UserError` (bad key, unknown model) stops the whole run at once.
+- Abstentions (no parsable answer) are asked again, up to `max_reasks` times, as the ManyICL
+  paper did (its `prompt.py` retries a reply without the full answer template up to 3 times).
+- Budget: before each call its estimated worst-case cost is reserved; when spent + reserved +
+  this call would pass `budget_usd`, no further call starts, the calls in flight finish and are
+  journaled, and the run reports `stopped: budget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from tqdm import tqdm
+
+from .journal import ABSTAINED, ANSWERED, GAVE_UP, PERMANENT, Journal
+from .prices import Price
+from .providers.base import EvalRequest, PermanentError, Provider, Reply, TransientError
+
+log = logging.getLogger(__name__)
+FAIL_FAST = 3   # this many permanent errors before any answer: stop instead of failing every request
+
+
+@dataclass
+class RunSettings:
+    concurrency: int = 8
+    max_retries: int = 6
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    max_reasks: int = 2
+    budget_usd: float | None = None
+    max_requests: int | None = None
+    progress: bool = False
+
+
+@dataclass
+class RunOutcome:
+    calls: int = 0
+    answered: int = 0
+    abstained: int = 0
+    failed: int = 0
+    gave_up: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    stopped: str | None = None      # "budget" | "max_requests" | "permanent_errors" | None
+    last_error: str | None = None
+    started: int = 0
+    elapsed_s: float = 0.0          # wall time of the sending phase
+
+
+class Runner:
+    def __init__(self, provider: Provider, journal: Journal, price: Price | None, settings: RunSettings,
+                 is_abstention: Callable[[EvalRequest, str], bool]):
+        self.provider, self.journal, self.price, self.settings = provider, journal, price, settings
+        self.is_abstention = is_abstention
+        self.outcome = RunOutcome()
+        self.spent = journal.spent_usd()
+        self.reserved = 0.0
+        self._bar = None
+
+    def estimate_usd(self, request: EvalRequest) -> float:
+        return self.price.cost(*self.provider.estimate_tokens(request)) if self.price else 0.0
+
+    def _reserve(self, amount: float) -> bool:
+        budget = self.settings.budget_usd
+        if self.outcome.stopped:
+            return False
+        if budget is not None and self.spent + self.reserved + amount > budget:
+            self.outcome.stopped = "budget"
+            log.warning("budget: $%.4f spent, $%.4f in flight; the next call (~$%.4f) would pass $%.2f: stopping",
+                        self.spent, self.reserved, amount, budget)
+            return False
+        self.reserved += amount
+        return True
+
+    async def _journal(self, row: dict) -> None:
+        """Append off the event loop: the other calls keep flowing while this row is fsynced."""
+        await asyncio.to_thread(self.journal.append, row)
+
+    def _row(self, request: EvalRequest, attempt: int, status: str, retries: int, **fields) -> dict:
+        return {"key": request.key, "cell": request.cell, "attempt": attempt, "status": status, "retries": retries,
+                "time": time.time(), **fields}
+
+    async def _call(self, request: EvalRequest, attempt: int) -> Reply | PermanentError | None:
+        estimate = self.estimate_usd(request)
+        for retry in range(self.settings.max_retries + 1):
+            if not self._reserve(estimate):
+                return None
+            self.outcome.calls += 1
+            try:
+                return await self.provider.send(request)
+            except TransientError as exc:
+                if retry == self.settings.max_retries:
+                    self.outcome.gave_up += 1
+                    await self._journal(self._row(request, attempt, GAVE_UP, retry, error=str(exc)))
+                    return None
+                self.outcome.retries += 1
+                backoff = random.uniform(0, min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** retry))
+                delay = max(backoff, exc.retry_after_s or 0.0)
+                log.info("%s: %s; retry %d in %.2fs", request.cell, exc, retry + 1, delay)
+                await asyncio.sleep(delay)
+            except PermanentError as exc:
+                return exc
+            finally:
+                self.reserved -= estimate
+        return None
+
+    async def _process(self, request: EvalRequest) -> None:
+        rows = [r for r in self.journal.rows.get(request.key, ()) if r["status"] != GAVE_UP]
+        attempt = len(rows)
+        while True:
+            result = await self._call(request, attempt)
+            if result is None:
+                return
+            if isinstance(result, PermanentError):
+                self.outcome.failed += 1
+                self.outcome.last_error = str(result)
+                if self.outcome.failed >= FAIL_FAST and not (self.outcome.answered or self.outcome.abstained):
+                    self.outcome.stopped = "permanent_errors"   # a setting every request shares is wrong
+                await self._journal(self._row(request, attempt, PERMANENT, 0, error=str(result)))
+                return
+            cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else None
+            abstained = self.is_abstention(request, result.text)
+            await self._journal(self._row(
+                request, attempt, ABSTAINED if abstained else ANSWERED, 0, text=result.text,
+                input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                latency_s=round(result.latency_s, 6), cost_usd=cost, raw=result.raw))
+            self.spent += cost or 0.0
+            out = self.outcome
+            out.input_tokens += result.input_tokens
+            out.output_tokens += result.output_tokens
+            out.cost_usd += cost or 0.0
+            if self._bar is not None:
+                self._bar.set_postfix(tokens=out.input_tokens + out.output_tokens, usd=f"{out.cost_usd:.4f}",
+                                      refresh=False)
+            attempt += 1
+            if not abstained:
+                out.answered += 1
+                return
+            out.abstained += 1
+            if sum(r["status"] == ABSTAINED for r in self.journal.rows[request.key]) > self.settings.max_reasks:
+                return
+
+    async def run(self, requests: list[EvalRequest]) -> RunOutcome:
+        queue: asyncio.Queue = asyncio.Queue()
+        for request in requests:
+            queue.put_nowait(request)
+        self._bar = tqdm(total=len(requests), unit="req", desc="evaluate", disable=not self.settings.progress)
+
+        async def worker():
+            while not self.outcome.stopped:
+                try:
+                    request = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                limit = self.settings.max_requests
+                if limit is not None and self.outcome.started >= limit:
+                    self.outcome.stopped = "max_requests"
+                    return
+                self.outcome.started += 1
+                await self._process(request)
+                self._bar.update(1)
+
+        started = time.monotonic()
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, self.settings.concurrency))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        finally:
+            self._bar.close()
+            self.outcome.elapsed_s = time.monotonic() - started
+            close = getattr(self.provider, "aclose", None)   # optional: release the SDK's connections
+            if close is not None:
+                await close()
+        return self.outcome
+
+
+def run_requests(provider: Provider, journal: Journal, requests: list[EvalRequest], price: Price | None,
+                 settings: RunSettings, is_abstention) -> RunOutcome:
+    return asyncio.run(Runner(provider, journal, price, settings, is_abstention).run(requests))
