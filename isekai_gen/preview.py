@@ -1,10 +1,17 @@
-"""Contact sheets for human review, and the manual reject list.
+"""Static contact sheets for sharing a build's review, and the manual reject list.
 
-The original ISEKAI images were selected by hand. ``write_preview`` draws one PNG per concept
-(every generated image with its alignment and margin, rejects framed red with their reason)
-and an ``index.html`` linking them. Job ids a reviewer lists in a reject file are merged into
-``OUT/manual_rejects.txt``; the filter stage marks those images ``manual_reject`` and the next
-build tops the concept up and rebuilds episodes and exports.
+The original ISEKAI images were selected by hand. ``write_preview`` writes ``OUT/preview/``, a
+folder that can be zipped and sent: ``index.html`` with one section per group (the ISEKAI
+concept beside its real-world partner, each with counts, reject reasons and a strip of its best
+kept images), and JPEG contact sheets per concept (``<concept>-NN.jpg``, 400 tiles each) framing
+every image green (kept) or red (rejected, reason below), doubtful images (lowest alignment)
+first, each captioned with its full job id, which is what a reject file lists. Tiles come from
+the thumbnail cache the review server uses (``review.thumbs``), so a second preview decodes no PNG.
+
+Job ids a reviewer lists in a reject file are merged into ``OUT/manual_rejects.txt`` under the
+list's own lock (``review.decisions``, shared with the review server); the filter stage marks
+those images ``manual_reject`` and the next build tops the concept up. For interactive review
+use ``isekai-gen review``.
 """
 
 from __future__ import annotations
@@ -15,23 +22,43 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from .errors import UserError
+from .errors import UserError, where
 from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
-from .filtering.images import read_rgb
 from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
 from .manifest import read_manifest
+from .review.data import BuildView, alignment
+from .review.decisions import update_manual_rejects
+from .review.thumbs import THUMB, load_thumbnail
 
 PREVIEW_DIR = "preview"
+STRIPS_DIR = "strips"
 
-THUMB = 128
-CAPTION = 30
+CAPTION = 44          # three caption lines: job id, scores, verdict
 PAD = 6
 COLUMNS = 8
+SHEET_TILES = 400     # tiles per sheet: 50 rows, ~9,000 px high, far below JPEG's 65,535 px limit
 HEADER = 28
+STRIP_GAP = 4
+JPEG_QUALITY = 88
 KEPT, REJECTED, UNSCORED = (40, 160, 60), (200, 30, 30), (150, 150, 150)
+
+
+def _refuse_tile_numbers(reject_file: Path, known: set[str]) -> None:
+    """Sheets before full-id captions showed only the index (``00012``): name the job ids it may mean."""
+    try:
+        lines = reject_file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return  # the reader says so in its own words
+    for lineno, line in enumerate(lines, start=1):
+        entry = line.split("#", 1)[0].strip()
+        if entry.isdigit():
+            candidates = sorted(j for j in known if j.rsplit("-", 1)[-1] == entry)
+            shown = ", ".join(repr(j) for j in candidates[:3]) + (", ..." if len(candidates) > 3 else "")
+            raise UserError(f"{where(reject_file, lineno)}: {entry!r} is an image index, not a job id; list full job ids "
+                            f"as printed on the sheets ({shown or 'no job has this index'})")
 
 
 def merge_manual_rejects(out_dir: Path, reject_file: Path, known: set[str]) -> list[str]:
@@ -41,16 +68,16 @@ def merge_manual_rejects(out_dir: Path, reject_file: Path, known: set[str]) -> l
     """
     if not Path(reject_file).is_file():
         raise UserError(f"{reject_file}: file not found")
-    target = Path(out_dir) / MANUAL_REJECTS
-    ids = sorted(read_manual_rejects(target, known) | read_manual_rejects(Path(reject_file), known))
-    atomic_write_text(target, "".join(f"{job_id}\n" for job_id in ids))
-    return ids
+    _refuse_tile_numbers(Path(reject_file), known)
+    listed = read_manual_rejects(Path(reject_file), known)
+    return sorted(update_manual_rejects(Path(out_dir), known, lambda current: current | listed))
 
 
 @dataclass(frozen=True)
 class Tile:
     job_id: str
     image: Path | None     # None: generation failed
+    sha256: str | None
     caption: str
     verdict: str           # "kept", a reject reason, or "not scored"
     colour: tuple[int, int, int]
@@ -62,7 +89,7 @@ def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
                if isinstance(scores.get("alignment"), (int, float)) and isinstance(scores.get("margin"), (int, float))
                else "no scores")
     if row.get("status") != "ok" or not row.get("image"):
-        return Tile(row["job_id"], None, caption, "failed", REJECTED)
+        return Tile(row["job_id"], None, None, caption, "failed", REJECTED)
     reason = row.get("reject_reason")
     # Broken outside the list's reach: the filter gives "broken" priority over a manual reject.
     if row["job_id"] in manual and reason not in ("manual_reject", "broken"):
@@ -73,7 +100,12 @@ def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
         verdict, colour = "kept", KEPT
     else:
         verdict, colour = "not scored", UNSCORED
-    return Tile(row["job_id"], out_dir / row["image"], caption, verdict, colour)
+    return Tile(row["job_id"], out_dir / row["image"], row["sha256"], caption, verdict, colour)
+
+
+def sheet_order(rows: list[dict]) -> list[dict]:
+    """Doubtful first: ascending alignment, unscored and failed jobs last, ties by index."""
+    return sorted(rows, key=lambda r: (alignment(r) == float("-inf"), alignment(r), r["index"]))
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -83,12 +115,12 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _thumbnail(path: Path) -> Image.Image:
-    return ImageOps.contain(read_rgb(path), (THUMB, THUMB), Image.Resampling.BICUBIC)
+def _paste_centred(canvas: Image.Image, thumb: Image.Image, x: int, y: int) -> None:
+    canvas.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
 
 
-def contact_sheet(title: str, tiles: list[Tile]) -> Image.Image:
-    """A grid of thumbnails, each framed in its verdict's colour, with scores and verdict below."""
+def contact_sheet(title: str, tiles: list[Tile], out_dir: Path) -> Image.Image:
+    """A grid of thumbnails, each framed in its verdict's colour, with id, scores and verdict below."""
     rows = max(1, math.ceil(len(tiles) / COLUMNS))
     cell_w, cell_h = THUMB + PAD, THUMB + CAPTION + PAD
     sheet = Image.new("RGB", (PAD + COLUMNS * cell_w, HEADER + PAD + rows * cell_h), "white")
@@ -99,39 +131,66 @@ def contact_sheet(title: str, tiles: list[Tile]) -> Image.Image:
         x = PAD + (i % COLUMNS) * cell_w
         y = HEADER + PAD + (i // COLUMNS) * cell_h
         if tile.image is not None:
-            thumb = _thumbnail(tile.image)
-            sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
+            _paste_centred(sheet, load_thumbnail(out_dir, tile.image, tile.sha256), x, y)
         else:
             draw.rectangle((x, y, x + THUMB - 1, y + THUMB - 1), fill=(230, 230, 230))
         draw.rectangle((x, y, x + THUMB - 1, y + THUMB - 1), outline=tile.colour, width=3)
-        draw.text((x, y + THUMB + 2), f"{tile.job_id.rsplit('-', 1)[-1]} {tile.caption}", fill="black", font=small)
-        draw.text((x, y + THUMB + 15), tile.verdict, fill=tile.colour, font=small)
+        draw.text((x, y + THUMB + 2), tile.job_id, fill="black", font=small)
+        draw.text((x, y + THUMB + 15), tile.caption, fill="black", font=small)
+        draw.text((x, y + THUMB + 28), tile.verdict, fill=tile.colour, font=small)
     return sheet
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def strip(tiles: list[Tile], out_dir: Path) -> Image.Image:
+    """The thumbnails of ``tiles`` side by side (the index's view of a concept's best kept images)."""
+    canvas = Image.new("RGB", (max(1, len(tiles)) * (THUMB + STRIP_GAP), THUMB), "white")
+    for i, tile in enumerate(tiles):
+        _paste_centred(canvas, load_thumbnail(out_dir, tile.image, tile.sha256), i * (THUMB + STRIP_GAP), 0)
+    return canvas
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)  # 4:4:4 keeps captions and frames sharp
     return buffer.getvalue()
 
 
-def index_html(summaries: list[dict]) -> str:
-    rows = []
-    for s in summaries:
-        reasons = ", ".join(f"{html.escape(r)}: {n}" for r, n in sorted(s["rejects"].items())) or "none"
-        rows.append(
-            f'<tr><td><a href="{html.escape(s["file"])}">{html.escape(s["concept"])}</a></td>'
-            f'<td>{html.escape(s["label"])}</td><td>{html.escape(s["world"])}</td><td>{html.escape(s["group"])}</td>'
-            f'<td>{s["kept"]} / {s["total"]}</td><td>{reasons}</td></tr>'
-        )
+def sheet_name(concept_id: str, page: int) -> str:
+    # Concept ids are slugs and the page suffix is always "-NN": no two concepts' sheets collide.
+    return f"{concept_id}-{page:02d}.jpg"
+
+
+def _concept_html(s: dict) -> str:
+    reasons = ", ".join(f"{html.escape(r)}: {n}" for r, n in sorted(s["rejects"].items())) or "no rejects"
+    sheets = " ".join(f'<a href="{html.escape(name)}">{page}</a>' for page, name in enumerate(s["sheets"], start=1))
+    rate = f"{100 * s['kept'] / s['total']:.0f}%" if s["total"] else "-"
+    return (
+        f'<div class="concept" id="{html.escape(s["concept"])}"><h3>{html.escape(s["label"])} '
+        f'({html.escape(s["concept"])}) <span class="world">{html.escape(s["world"])}</span></h3>\n'
+        f'<p>kept {s["kept"]} / {s["total"]} generated ({rate}); {reasons}</p>\n<p>contact sheets: {sheets}</p>\n'
+        f'<a href="{html.escape(s["sheets"][0])}"><img src="{STRIPS_DIR}/{html.escape(s["concept"])}.jpg" '
+        f'alt="best kept images of {html.escape(s["concept"])}"></a></div>'
+    )
+
+
+def index_html(groups: list[list[dict]], smoke: int, total: int) -> str:
+    banner = (f'<p class="smoke">SMOKE-TEST BUILD: {smoke} of {total} images were generated with random weights; '
+              "they are noise.</p>\n" if smoke else "")
+    sections = "\n".join(
+        f'<section><h2>{html.escape(members[0]["group"])}</h2>\n<div class="pair">\n'
+        + "\n".join(_concept_html(s) for s in members) + "\n</div></section>" for members in groups)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>isekai-gen preview</title>\n"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style></head>\n<body>\n"
-        "<h1>Contact sheets</h1>\n<p>Green frame: kept; red: rejected (reason below the image); grey: not scored. "
-        "To reject images by hand, list their job ids one per line in a file and run "
-        "<code>isekai-gen preview BUILD_DIR --reject-file FILE</code>; the next build replaces them.</p>\n"
-        "<table>\n<tr><th>concept</th><th>label</th><th>world</th><th>group</th><th>kept / generated</th>"
-        "<th>rejects</th></tr>\n" + "\n".join(rows) + "\n</table>\n</body>\n</html>\n"
+        "<style>body{font-family:sans-serif}.pair{display:grid;grid-template-columns:1fr 1fr;gap:2em}"
+        "section{border-top:1px solid #ccc}.smoke{background:#fde2e1;border:1px solid #d33;padding:.5em;"
+        "font-weight:bold}.world{color:#666;font-size:.8em}img{max-width:100%}</style></head>\n<body>\n"
+        f"<h1>Contact sheets</h1>\n{banner}"
+        "<p>Each ISEKAI concept beside its real-world partner. On the sheets, green frame: kept; red: rejected "
+        "(reason below the image); grey: not scored; doubtful images (lowest alignment) first. To reject images "
+        "by hand, list their full job ids (as printed under each image, e.g. <code>cactihog-00012</code>) one per "
+        "line in a file and run <code>isekai-gen preview BUILD_DIR --reject-file FILE</code>, or review in the "
+        "browser with <code>isekai-gen review BUILD_DIR</code>; the next build replaces them.</p>\n"
+        f"{sections}\n</body>\n</html>\n"
     )
 
 
@@ -145,28 +204,42 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
     else:
         manual = read_manual_rejects(out_dir / MANUAL_REJECTS, known)
 
-    by_concept: dict[str, list[dict]] = {}
-    for row in rows:
-        by_concept.setdefault(row["concept_id"], []).append(row)
+    view = BuildView.from_rows(rows)
     preview_dir = out_dir / PREVIEW_DIR
-    summaries = []
-    for concept_id, members in tqdm(by_concept.items(), desc="preview", unit="concept", disable=not progress):
-        tiles = [tile_for(row, out_dir, manual) for row in members]
+    written = {preview_dir / "index.html"}
+    summaries: dict[str, dict] = {}
+    for concept_id, job_ids in tqdm(view.concepts.items(), desc="preview", unit="concept", disable=not progress):
+        members = [view.rows[j] for j in job_ids]
+        tiles = [tile_for(row, out_dir, manual) for row in sheet_order(members)]
         first = members[0]
         kept = sum(t.verdict == "kept" for t in tiles)
-        title = f"{concept_id} ({first.get('label', '')}, {first.get('world', '')}): {kept} of {len(tiles)} kept"
-        atomic_write_bytes(preview_dir / f"{concept_id}.png", _png_bytes(contact_sheet(title, tiles)))
+        title = f"{concept_id} ({first['label']}, {first['world']}): {kept} of {len(tiles)} kept"
+        if any(row.get("smoke_test") is True for row in members):
+            title += "  [SMOKE-TEST BUILD: random weights, the images are noise]"
+        sheets = []
+        for page, start in enumerate(range(0, len(tiles), SHEET_TILES), start=1):
+            name = sheet_name(concept_id, page)
+            pages = math.ceil(len(tiles) / SHEET_TILES)
+            heading = title if pages == 1 else f"{title} (sheet {page} of {pages})"
+            atomic_write_bytes(preview_dir / name, _jpeg_bytes(contact_sheet(heading, tiles[start:start + SHEET_TILES], out_dir)))
+            sheets.append(name)
+        by_job = {t.job_id: t for t in tiles}
+        # The manifest's kept images: a pending manual reject still shows until the build applies it.
+        best = [by_job[job_id] for job_id, _ in view.best_kept[concept_id][:COLUMNS]]
+        strip_path = preview_dir / STRIPS_DIR / f"{concept_id}.jpg"
+        atomic_write_bytes(strip_path, _jpeg_bytes(strip(best, out_dir)))
+        written.update([strip_path, *(preview_dir / name for name in sheets)])
         rejects: dict[str, int] = {}
         for t in tiles:
             if t.verdict not in ("kept", "not scored"):
                 rejects[t.verdict] = rejects.get(t.verdict, 0) + 1
-        summaries.append({
-            "concept": concept_id, "file": f"{concept_id}.png", "label": str(first.get("label", "")),
-            "world": str(first.get("world", "")), "group": str(first.get("group_id", "")),
-            "kept": kept, "total": len(tiles), "rejects": rejects,
-        })
+        summaries[concept_id] = {
+            "concept": concept_id, "sheets": sheets, "label": str(first["label"]), "world": str(first["world"]),
+            "group": str(first["group_id"]), "kept": kept, "total": len(tiles), "rejects": rejects,
+        }
     index = preview_dir / "index.html"
-    atomic_write_text(index, index_html(summaries))
+    atomic_write_text(index, index_html([[summaries[c] for c in members] for members in view.groups],
+                                        view.smoke_test, len(rows)))
     # Sheets of concepts no longer in the build (a smaller catalog, a --concepts subset) go.
-    remove_stale(preview_dir, {index, *(preview_dir / summary["file"] for summary in summaries)})
+    remove_stale(preview_dir, written)
     return index

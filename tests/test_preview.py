@@ -1,15 +1,18 @@
-"""Preview contact sheets and the manual reject list."""
+"""Static preview: contact sheets, index with partners side by side, and the manual reject list."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from isekai_gen import preview
 from isekai_gen.errors import UserError
-from isekai_gen.preview import COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, CAPTION, write_preview
+from isekai_gen.preview import CAPTION, COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, UNSCORED, write_preview
+from isekai_gen.review import thumbs
 from test_episodes import make_catalog, set_manifest_field, write_build
 
 
@@ -18,27 +21,75 @@ def build(tmp_path):
     return write_build(tmp_path / "build", make_catalog(2), kept=5, rejected=2)
 
 
-def frame_colour(sheet: Image.Image, position: int) -> tuple[int, int, int]:
-    """Colour of the top-left frame pixel of the tile at ``position``."""
-    x = PAD + (position % COLUMNS) * (THUMB + PAD)
-    y = HEADER + PAD + (position // COLUMNS) * (THUMB + CAPTION + PAD)
-    return sheet.getpixel((x, y))
+def manifest(build) -> dict[str, dict]:
+    return {r["job_id"]: r for r in map(json.loads, (build / "manifest.jsonl").read_text().splitlines())}
 
 
-def test_sheets_frame_kept_and_rejected_images_and_index_links_them(build):
+def frame_colours(sheet: Image.Image, count: int) -> list[tuple[int, int, int]]:
+    """The verdict colour nearest to the frame pixel of each of the first ``count`` tiles (JPEG)."""
+    colours = []
+    for position in range(count):
+        x = PAD + (position % COLUMNS) * (THUMB + PAD) + 1
+        y = HEADER + PAD + (position // COLUMNS) * (THUMB + CAPTION + PAD) + 1
+        pixel = sheet.getpixel((x, y))
+        colours.append(min((KEPT, REJECTED, UNSCORED), key=lambda c: sum((a - b) ** 2 for a, b in zip(c, pixel))))
+    return colours
+
+
+def expected_order(build, concept_id: str) -> list[dict]:
+    rows = [r for r in manifest(build).values() if r["concept_id"] == concept_id]
+    return sorted(rows, key=lambda r: (r["scores"] is None, r["scores"]["alignment"] if r["scores"] else 0, r["index"]))
+
+
+def test_sheets_put_doubtful_images_first_and_index_pairs_partners(build):
     index = write_preview(build)
     assert index == build / "preview" / "index.html"
     html = index.read_text()
-    links = re.findall(r'href="([^"]+)"', html)
-    assert links == [f"{c.id}.png" for c in make_catalog(2).concepts]
-    for link in links:
-        sheet = Image.open(build / "preview" / link)
+    # One section per group, the ISEKAI concept first, its partner beside it.
+    sections = re.findall(r"<section><h2>(.*?)</h2>(.*?)</section>", html, re.S)
+    assert [(group, re.findall(r'class="concept" id="([^"]+)"', body)) for group, body in sections] == [
+        ("group0", ["iso0", "real0"]), ("group1", ["iso1", "real1"])]
+    assert "SMOKE-TEST BUILD: 32 of 32 images" in html
+    assert re.findall(r'href="([^"]+\.jpg)"', html) == [f"{c.id}-01.jpg" for c in make_catalog(2).concepts for _ in "ab"]
+    for concept in make_catalog(2).concepts:
+        sheet = Image.open(build / "preview" / f"{concept.id}-01.jpg")
         sheet.load()
-        assert sheet.format == "PNG"
-        # 5 kept, 2 rejects (low_alignment) and 1 failed job: 8 tiles, one row of 8.
+        assert sheet.format == "JPEG"
+        # 5 kept, 2 rejects (low_alignment) and 1 failed job: 8 tiles, one row of 8, lowest alignment first.
         assert sheet.size == (PAD + COLUMNS * (THUMB + PAD), HEADER + PAD + THUMB + CAPTION + PAD)
-        assert [frame_colour(sheet, i) for i in range(8)] == [KEPT] * 5 + [REJECTED] * 3
-    assert "5 / 8" in html and "low_alignment: 2" in html and "failed: 1" in html
+        order = expected_order(build, concept.id)
+        assert order[-1]["status"] == "failed"
+        assert frame_colours(sheet, 8) == [KEPT if r["kept"] else REJECTED for r in order]
+        # The strip shows the best kept images, best first, from the shared thumbnail cache.
+        strip = Image.open(build / "preview" / "strips" / f"{concept.id}.jpg")
+        assert strip.size == (5 * (THUMB + preview.STRIP_GAP), THUMB)
+        for row in order[:-1]:
+            assert thumbs.thumbnail_path(build, row["sha256"]).is_file()
+    assert "kept 5 / 8 generated (62%); failed: 1, low_alignment: 2" in html
+    assert "full job ids" in html and "isekai-gen review BUILD_DIR" in html
+
+
+def test_second_preview_decodes_no_image(build, monkeypatch):
+    write_preview(build)
+    first = {p.relative_to(build): p.read_bytes() for p in (build / "preview").rglob("*") if p.is_file()}
+
+    def refuse(path):
+        raise AssertionError(f"decoded {path} although its thumbnail is cached")
+
+    monkeypatch.setattr(thumbs, "read_rgb", refuse)
+    write_preview(build)
+    # Byte-identical on rerun, from the cache alone.
+    assert {p.relative_to(build): p.read_bytes() for p in (build / "preview").rglob("*") if p.is_file()} == first
+
+
+def test_large_concepts_get_several_sheets(build, monkeypatch):
+    monkeypatch.setattr(preview, "SHEET_TILES", 3)
+    html = write_preview(build).read_text()
+    assert re.findall(r'href="(iso0-[^"]+)"', html) == ["iso0-01.jpg", "iso0-02.jpg", "iso0-03.jpg", "iso0-01.jpg"]
+    assert Image.open(build / "preview" / "iso0-03.jpg").size[1] == HEADER + PAD + THUMB + CAPTION + PAD
+    monkeypatch.setattr(preview, "SHEET_TILES", 400)
+    write_preview(build)
+    assert not (build / "preview" / "iso0-02.jpg").exists()
 
 
 def test_reject_file_is_validated_and_merged(build, tmp_path):
@@ -51,14 +102,21 @@ def test_reject_file_is_validated_and_merged(build, tmp_path):
     write_preview(build, reject_file=second)
     assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
     # Pending manual rejects are framed red before the filter stage has applied them.
-    sheet = Image.open(build / "preview" / "iso0.png")
-    assert [frame_colour(sheet, i) for i in range(5)] == [REJECTED, KEPT, KEPT, REJECTED, KEPT]
+    sheet = Image.open(build / "preview" / "iso0-01.jpg")
+    order = expected_order(build, "iso0")
+    assert frame_colours(sheet, 8) == [
+        KEPT if r["kept"] and r["job_id"] not in ("iso0-00000", "iso0-00003") else REJECTED for r in order]
 
     bad = tmp_path / "bad.txt"
     bad.write_text("iso0-00001\n# comment\nnot-a-job-00042\n")
     with pytest.raises(UserError) as err:
         write_preview(build, reject_file=bad)
     assert str(err.value) == f"{bad}:3: unknown job id 'not-a-job-00042' (not in manifest.jsonl)"
+    bad.write_text("iso0-00001\n00003  # a tile number of an old sheet\n")
+    with pytest.raises(UserError) as err:
+        write_preview(build, reject_file=bad)
+    assert str(err.value) == (f"{bad}:2: '00003' is an image index, not a job id; list full job ids as printed "
+                              "on the sheets ('iso0-00003', 'iso1-00003', 'real0-00003', ...)")
     assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
 
 
@@ -66,26 +124,27 @@ def test_applied_manual_reject_shows_its_reason(build):
     set_manifest_field(build, "real0-00002", kept=False, reject_reason="manual_reject")
     html = write_preview(build).read_text()
     assert "manual_reject: 1" in html
-    assert [frame_colour(Image.open(build / "preview" / "real0.png"), i) for i in range(3)] == [KEPT, KEPT, REJECTED]
-
-
-def test_preview_is_byte_identical_on_rerun(build):
-    write_preview(build)
-    first = {p.name: p.read_bytes() for p in (build / "preview").iterdir()}
-    write_preview(build)
-    assert {p.name: p.read_bytes() for p in (build / "preview").iterdir()} == first
 
 
 def test_sheets_of_concepts_no_longer_built_are_removed(build):
     write_preview(build)
-    sheets = sorted(p.name for p in (build / "preview").iterdir())
-    (build / "preview" / "dropped-concept.png").write_bytes(b"an earlier build's sheet")
+    files = sorted(p.relative_to(build) for p in (build / "preview").rglob("*"))
+    (build / "preview" / "dropped-concept-01.jpg").write_bytes(b"an earlier build's sheet")
+    (build / "preview" / "iso0.png").write_bytes(b"a sheet of an older version")
     write_preview(build)
-    assert sorted(p.name for p in (build / "preview").iterdir()) == sheets
+    assert sorted(p.relative_to(build) for p in (build / "preview").rglob("*")) == files
 
 
 def test_cli_preview_and_one_line_errors(build, tmp_path):
     from isekai_gen.cli import main
+
+    broken = build / "images" / "iso0" / "iso0-00001.png"
+    good = broken.read_bytes()
+    broken.write_bytes(b"not a png")
+    result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output == f"error: {broken}: corrupt or unreadable image (cannot identify image file '{broken}')\n"
+    broken.write_bytes(good)
 
     rejects = tmp_path / "rejects.txt"
     rejects.write_text("iso1-00004\n")
@@ -102,12 +161,6 @@ def test_cli_preview_and_one_line_errors(build, tmp_path):
     result = CliRunner().invoke(main, ["preview", str(build), "--reject-file", str(tmp_path / "missing.txt")])
     assert result.exit_code == 1
     assert result.output == f"error: {tmp_path / 'missing.txt'}: file not found\n"
-
-    (build / "images" / "iso0" / "iso0-00001.png").write_bytes(b"not a png")
-    result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
-    assert result.exit_code == 1
-    broken = build / "images" / "iso0" / "iso0-00001.png"
-    assert result.output == f"error: {broken}: corrupt or unreadable image (cannot identify image file '{broken}')\n"
 
 
 def test_listed_broken_image_stays_broken(build, tmp_path):

@@ -1,0 +1,235 @@
+"""`isekai-gen review` without a browser: decisions, page data, and the server's refusals.
+
+The server runs for real (uvicorn on a loopback port in a thread); requests are raw HTTP from
+http.client, so a path goes out byte for byte as written (no client-side normalisation of `..`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import multiprocessing
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from isekai_gen.errors import UserError
+from isekai_gen.review import decisions
+from isekai_gen.review.app import create_app, make_server
+from isekai_gen.review.data import BuildData
+from isekai_gen.review.thumbs import THUMB, thumbnail_path
+from test_episodes import make_catalog, set_manifest_field, write_build
+
+
+@pytest.fixture
+def build(tmp_path):
+    return write_build(tmp_path / "build", make_catalog(2), kept=5, rejected=2)
+
+
+@contextlib.contextmanager
+def running(server) -> "tuple[str, int]":
+    """Run a ``uvicorn.Server`` in a thread until the block ends; yield (host, port) to connect to."""
+    server.config.port = 0  # any free port
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("review server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def request(address, method: str, path: str, body: dict | None = None, headers: dict | None = None):
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    payload = None if body is None else json.dumps(body)
+    sent = {"Content-Type": "application/json"} if body is not None else {}
+    connection.request(method, path, body=payload, headers={**sent, **(headers or {})})
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+@pytest.fixture
+def server(build):
+    with running(make_server(build, host="127.0.0.1", port=0)[0]) as address:
+        yield address
+
+
+KNOWN_JOBS = {f"{c}-{i:05d}" for c in ("iso0", "real0", "iso1", "real1") for i in range(8)}
+
+
+def test_decisions_write_the_list_at_once_and_undo_per_tab(build):
+    known = KNOWN_JOBS
+    decisions.decide(build, known, "iso0-00001", "reject", "tab-a")
+    decisions.decide(build, known, "real1-00002", "reject", "tab-b")
+    decisions.decide(build, known, "iso0-00003", "reject", "tab-a")
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001\niso0-00003\nreal1-00002\n"
+    assert decisions.decide(build, known, "iso0-00003", "reject", "tab-a") is None  # no-op: no history
+    # tab-b's undo reverts tab-b's decision, not tab-a's newer one.
+    assert decisions.undo(build, known, "tab-b")["job_id"] == "real1-00002"
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001\niso0-00003\n"
+    assert decisions.undo(build, known, "tab-b") is None
+    decisions.decide(build, known, "iso0-00001", "restore", "tab-a")
+    assert decisions.undo(build, known, "tab-a")["job_id"] == "iso0-00001"   # the restore is undone
+    assert decisions.undo(build, known, "tab-a")["job_id"] == "iso0-00003"
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001\n"
+    history = decisions.read_history(build)
+    assert [(r["seq"], r["action"], r["job_id"], r["undoes"]) for r in history] == [
+        (1, "reject", "iso0-00001", None), (2, "reject", "real1-00002", None), (3, "reject", "iso0-00003", None),
+        (4, "undo", "real1-00002", 2), (5, "restore", "iso0-00001", None), (6, "undo", "iso0-00001", 5),
+        (7, "undo", "iso0-00003", 3)]
+    with pytest.raises(UserError, match="unknown job id 'iso9-00001'"):
+        decisions.decide(build, known, "iso9-00001", "reject", "tab-a")
+
+
+def test_torn_history_line_is_cut_before_the_next_append(build):
+    decisions.decide(build, KNOWN_JOBS, "iso0-00001", "reject", "tab")
+    with open(build / decisions.HISTORY, "ab") as handle:
+        handle.write(b'{"seq": 2, "action": "rej')   # a writer killed mid-line
+    decisions.decide(build, KNOWN_JOBS, "iso0-00002", "reject", "tab")
+    assert [r["seq"] for r in decisions.read_history(build)] == [1, 2]
+    with open(build / decisions.HISTORY, "a") as handle:
+        handle.write('{"seq": 3, "action": "maybe"}\n')
+    with pytest.raises(UserError, match=r"decisions.jsonl:3: .*required property"):
+        decisions.undo(build, KNOWN_JOBS, "tab")
+
+
+def _reject_many(out_dir: str, job_ids: list[str], client: str) -> None:
+    for job_id in job_ids:
+        decisions.decide(Path(out_dir), KNOWN_JOBS, job_id, "reject", client)
+
+
+def test_concurrent_writers_never_lose_a_decision(build):
+    """Two processes (two servers, or preview --reject-file) and two threads decide at once."""
+    jobs = sorted(KNOWN_JOBS)
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_reject_many, args=(str(build), jobs[i::4], f"p{i}")) for i in range(2)]
+    threads = [threading.Thread(target=_reject_many, args=(str(build), jobs[i::4], f"t{i}")) for i in (2, 3)]
+    for worker in procs + threads:
+        worker.start()
+    for worker in procs + threads:
+        worker.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert (build / "manual_rejects.txt").read_text().split() == jobs
+    history = decisions.read_history(build)
+    assert sorted(r["seq"] for r in history) == list(range(1, len(jobs) + 1))
+
+
+def test_overview_data_pairs_partners_and_counts_pending(build):
+    set_manifest_field(build, "real0-00002", kept=False, reject_reason="manual_reject")
+    (build / "manual_rejects.txt").write_text("iso0-00001\n")
+    data = BuildData(build)
+    view = data.view()
+    assert [[c["id"] for c in g["concepts"]] for g in view.overview["groups"]] == [["iso0", "real0"], ["iso1", "real1"]]
+    iso0 = view.overview["groups"][0]["concepts"][0]
+    assert (iso0["generated"], iso0["kept"], iso0["rejects"]) == (8, 5, {"failed": 1, "low_alignment": 2})
+    # Best-aligned kept images first.
+    strip = [view.rows[j]["scores"]["alignment"] for j, _ in iso0["strip"]]
+    assert strip == sorted(strip, reverse=True) and len(strip) == 5
+    from isekai_gen.review.data import pending
+    assert pending(view.rows, data.manual(view)) == {"reject": ["iso0-00001"], "restore": ["real0-00002"]}
+    assert data.view() is view                       # cached while the manifest is unchanged
+    set_manifest_field(build, "iso1-00000", kept=False, reject_reason="duplicate", duplicate_of="iso1-00001")
+    assert data.view() is not view and data.view().rows["iso1-00000"]["duplicate_of"] == "iso1-00001"
+
+
+def test_api_decisions_and_thumbnails(server, build):
+    status, _, body = request(server, "POST", "/api/decide", {"job_id": "iso1-00002", "action": "reject", "client": "t"})
+    assert status == 200 and json.loads(body)["pending_count"] == 1
+    assert (build / "manual_rejects.txt").read_text() == "iso1-00002\n"
+    status, _, body = request(server, "GET", "/api/concept/iso1")
+    page = json.loads(body)
+    assert status == 200 and page["manual"] == ["iso1-00002"] and page["partner"]["id"] == "real1"
+    assert len(page["items"]) == 8 and len(page["partner_kept"]) == 5
+    # A form post (what another web site could make the browser send) is refused.
+    status, _, _ = request(server, "POST", "/api/decide", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    status, headers, body = request(server, "GET", "/thumb/iso1-00002")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    row = BuildData(build).view().rows["iso1-00002"]
+    cached = thumbnail_path(build, row["sha256"])
+    assert cached.read_bytes() == body
+    with Image.open(cached) as image:
+        assert image.format == "JPEG" and max(image.size) == THUMB
+    status, _, body = request(server, "GET", "/image/iso1-00002")
+    assert status == 200 and body == (build / row["image"]).read_bytes()
+    broken = build / "images/iso0/iso0-00002.png"
+    broken.write_bytes(b"not a png")
+    status, _, body = request(server, "GET", "/thumb/iso0-00002")
+    assert status == 422 and f"{broken}: corrupt or unreadable image".encode() in body
+    # Another host name (a DNS-rebinding page) cannot reach the loopback server.
+    assert request(server, "GET", "/api/overview", headers={"Host": "attacker.example"})[0] == 400
+
+
+@pytest.mark.parametrize("path", [
+    "/image/../../run.json", "/image/..%2F..%2Frun.json", "/image/%2e%2e%2f%2e%2e%2frun.json",
+    "/image/..%252F..%252Frun.json", "/thumb/..%2Fmanifest.jsonl", "/image/manifest.jsonl",
+    "/static/../../manifest.jsonl", "/static/..%2F..%2F..%2Fmanifest.jsonl", "/image/iso0-00007",  # failed job
+])
+def test_paths_outside_the_manifest_images_are_refused(server, build, path):
+    (build / "run.json").write_text('{"secret": 1}')
+    status, _, body = request(server, "GET", path)
+    assert status in (403, 404), (status, body)
+    assert b"secret" not in body and b"job_id" not in body
+
+
+def test_images_pointing_outside_are_refused(build, tmp_path):
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    (build / "images/iso0/iso0-00001.png").unlink()
+    (build / "images/iso0/iso0-00001.png").symlink_to(outside)
+    with running(make_server(build, port=0)[0]) as address:
+        for path in ("/image/iso0-00001", "/thumb/iso0-00001"):
+            status, _, body = request(address, "GET", path)
+            assert status == 403 and b"points outside" in body, path
+    set_manifest_field(build, "iso0-00000", image="../outside.png")
+    with pytest.raises(UserError, match="points outside"):
+        make_server(build, port=0)
+
+
+def test_non_loopback_bind_requires_the_printed_token(build):
+    with pytest.raises(UserError, match="needs an access token"):
+        create_app(build, host="0.0.0.0")
+    server, url = make_server(build, host="0.0.0.0", port=0)
+    token = url.split("?token=", 1)[1]
+    assert len(token) >= 32 and make_server(build, host="0.0.0.0", port=0)[1] != url  # random each time
+    with running(server) as address:
+        for path in ("/", "/api/overview", "/thumb/iso0-00000", "/?token=wrong", "/static/review.js"):
+            assert request(address, "GET", path)[0] == 403, path
+        assert request(address, "POST", "/api/decide", {"job_id": "iso0-00000", "action": "reject"})[0] == 403
+        status, headers, _ = request(address, "GET", f"/concept/iso0?token={token}")
+        assert status == 303 and headers["location"] == "/concept/iso0"
+        cookie = headers["set-cookie"].split(";", 1)[0]
+        assert "HttpOnly" in headers["set-cookie"]
+        status, _, body = request(address, "GET", "/api/overview", headers={"Cookie": cookie})
+        assert status == 200 and json.loads(body)["generated"] == 32
+    assert not (build / "manual_rejects.txt").exists()
+
+
+def test_cli_review_one_line_errors(tmp_path, build):
+    from isekai_gen.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["review", str(build), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == (f"error: review: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                             "choose another --port or --host\n")
+    result = CliRunner().invoke(main, ["review", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output == f"error: {tmp_path / 'manifest.jsonl'}: not found; run `isekai-gen generate --out {tmp_path}` first\n"
