@@ -163,12 +163,27 @@ def old_adapter(name: str, rev: str):
     return module.ADAPTER
 
 
-def _old_module(path: str, rev: str, name: str, rewrites: dict) -> types.ModuleType:
+def check_baseline(rev: str) -> None:
+    """Stop in one line, before any work, when the baseline cannot be read from git: no ``git``
+    program, no git checkout (a tarball of the source), or a clone without that commit (shallow)."""
     try:
-        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True,
-                                text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        sys.exit(f"bench/splits.py: cannot read {path} at {rev} from git ({exc}); pass --baseline-rev")
+        found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO,
+                               capture_output=True, text=True)
+    except OSError as exc:
+        sys.exit(f"bench/splits.py: cannot run git ({exc.strerror}): the baseline adapters are read from git "
+                 f"at {rev[:10]}; install git and run it from a git clone of the project")
+    if found.returncode != 0:
+        reason = (found.stderr.strip().splitlines() or ["no such commit in this clone"])[0]
+        sys.exit(f"bench/splits.py: baseline commit {rev[:10]} not found in {REPO} ({reason}); the baseline "
+                 "adapters are read from git: run it from a full clone (git fetch --unshallow) or pass --baseline-rev")
+
+
+def _old_module(path: str, rev: str, name: str, rewrites: dict) -> types.ModuleType:
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True)
+    if shown.returncode != 0:  # the commit exists (check_baseline) but lacks the file
+        reason = (shown.stderr.strip().splitlines() or ["git show failed"])[0]
+        sys.exit(f"bench/splits.py: cannot read {path} at {rev[:10]} from git ({reason}); pass --baseline-rev")
+    source = shown.stdout
     for old, new in rewrites.items():
         source = source.replace(old, new)
     module = types.ModuleType(name)
@@ -262,6 +277,7 @@ def main() -> None:
     args = parser.parse_args()
     global clock
     clock = CLOCK[args.clock]
+    check_baseline(args.baseline_rev)
     print(f"clock: {args.clock} seconds")
     with tempfile.TemporaryDirectory() as tmp:
         bench_reads(Path(tmp), args.repeats, args.baseline_rev)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Option, Pool
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import check_values, contained_paths, join_strings, read_table
@@ -46,18 +45,14 @@ class Camelyon17(LayoutAdapter):
         Layout("camelyon17_v1.0 folder", WILDS, ("metadata.csv", "patches/")),
     )
     options = {
-        "demo_centers": Option([0, 3, 4], "hospitals (center 0-4) feeding demo; default: the WILDS training hospitals"),
-        "test_centers": Option([2], "hospitals feeding test; default: the WILDS test hospital (OOD validation: 1)"),
+        "demo_centers": Option([0, 3, 4], "hospitals (center 0-4) feeding demo; default: the WILDS training hospitals",
+                               subset_of=CENTERS, what="hospitals"),
+        "test_centers": Option([2], "hospitals feeding test; default: the WILDS test hospital (OOD validation: 1)",
+                               subset_of=CENTERS, what="hospitals"),
     }
 
     def source_splits(self, options):
-        sides = []
-        for key in ("demo_centers", "test_centers"):
-            centers = options[key]
-            if not isinstance(centers, list) or not centers or any(c not in CENTERS for c in centers):
-                raise UserError(f"{self.name}: {key} must be a non-empty list of hospitals among 0-4, got {centers!r}")
-            sides.append(tuple(f"center{c}" for c in sorted(set(centers))))
-        return tuple(sides)
+        return tuple(tuple(f"center{c}" for c in sorted(set(options[key]))) for key in ("demo_centers", "test_centers"))
 
     def read_layout(self, found, recipe):
         import pandas as pd

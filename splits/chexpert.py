@@ -8,8 +8,9 @@ Native layout (Stanford ML Group / AIMI ``CheXpert-v1.0-small.zip`` or the full 
 ``Path`` starts with the release folder name (``CheXpert-v1.0-small/train/patient00001/...``),
 whatever the folder is called on disk: Kaggle copies of ``CheXpert-v1.0-small`` unpack the csvs
 and ``train/``, ``valid/`` straight into the download folder and keep that prefix, and
-torchxrayvision's ``CheX_Dataset`` likewise removes ``CheXpert-v1.0-small/`` and
-``CheXpert-v1.0/`` from ``Path`` before joining it to its image folder (the release folder). Layouts found: the parent of ``CheXpert-v1.0-small/`` or
+torchxrayvision's ``CheX_Dataset`` (``torchxrayvision/datasets.py``) likewise removes
+``CheXpert-v1.0-small/`` and ``CheXpert-v1.0/`` from ``Path`` before joining it to its image
+folder (the release folder). Layouts found: the parent of ``CheXpert-v1.0-small/`` or
 ``CheXpert-v1.0/``, a release folder under any name (Kaggle), either inside up to two wrapper
 folders. Label cells are ``1.0``, ``0.0``, ``-1.0`` (uncertain) or blank (not mentioned, read as
 negative, the CheXpert convention).

@@ -43,6 +43,7 @@ TEST_TRUTH_NAMES = [
     "ISIC2018_Task3_Test_GroundTruth.csv",
     "ISIC2018_Task3_Test_GroundTruth.tab",
 ]
+TEST_PART = "ISIC 2018 Task 3 test set"
 DATAVERSE = "Harvard Dataverse doi:10.7910/DVN/DBW86T"
 METADATA = "HAM10000_metadata*"
 HAM_LAYOUTS = (
@@ -102,7 +103,7 @@ class Ham10000(LayoutAdapter):
         layouts = TEST_LAYOUTS
         if recipe is not None and recipe.options["test_ground_truth"]:
             layouts = tuple(replace(lay, markers=lay.markers[:1]) for lay in TEST_LAYOUTS)
-        return find_layout(self.title, Path(root), layouts, what="ISIC 2018 Task 3 test set")
+        return find_layout(self.title, Path(root), layouts, what=TEST_PART)
 
     def read_layout(self, found, recipe):
         import pandas as pd
@@ -115,11 +116,17 @@ class Ham10000(LayoutAdapter):
         table = read_table(path, ["lesion_id", "image_id", "dx"])
         check_values(table["dx"], CLASSES, path, "dx label")
         frames = [_ImageIndex(found).frame(table["image_id"], table["dx"], table["lesion_id"], "ham10000", path)]
+        layouts = []
         if options["test_source"] == "isic2018":
-            frames.append(self._test_frame(found.root, recipe))
-        return Pool.from_class_names(pd.concat(frames, ignore_index=True), "label", recipe)
+            test_found, test_frame = self._test_frame(found.root, recipe)
+            frames.append(test_frame)
+            layouts.append(test_found.to_json(part=TEST_PART))
+        pool = Pool.from_class_names(pd.concat(frames, ignore_index=True), "label", recipe)
+        pool.layouts.extend(layouts)
+        return pool
 
     def _test_frame(self, root: Path, recipe):
+        """(the test layout found, its pool rows)."""
         try:
             found = self.find_test_layout(root, recipe)
         except UserError as exc:
@@ -137,7 +144,7 @@ class Ham10000(LayoutAdapter):
             require_columns(table, ["lesion_id", "image_id", "dx"], path)
             check_values(table["dx"], CLASSES, path, "dx label")
             ids, labels, groups = table["image_id"], table["dx"], table["lesion_id"]
-        return _ImageIndex(found).frame(ids, labels, groups, "isic2018_test", path)
+        return found, _ImageIndex(found).frame(ids, labels, groups, "isic2018_test", path)
 
 
 def _one_hot_labels(table, path: Path) -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Pool
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter

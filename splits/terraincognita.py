@@ -18,8 +18,6 @@ Note that ``cat`` is a substring of ``bobcat``, which ManyICL's answer parser ca
 
 from __future__ import annotations
 
-
-from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Option, Pool
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import class_folders, join_strings
@@ -50,19 +48,15 @@ class TerraIncognita(LayoutAdapter):
         Layout("terra_incognita folder", DOMAINBED, ("location_*/",)),
     )
     options = {
-        "demo_locations": Option(list(LOCATIONS), "camera locations feeding demo (no official split: all four)"),
-        "test_locations": Option(list(LOCATIONS), "camera locations feeding test (all four; images divided at random)"),
+        "demo_locations": Option(list(LOCATIONS), "camera locations feeding demo (no official split: all four)",
+                                 subset_of=LOCATIONS, what="camera locations"),
+        "test_locations": Option(list(LOCATIONS), "camera locations feeding test (all four; images divided at random)",
+                                 subset_of=LOCATIONS, what="camera locations"),
     }
 
     def source_splits(self, options):
-        sides = []
-        for key in ("demo_locations", "test_locations"):
-            locations = options[key]
-            if not isinstance(locations, list) or not locations or any(loc not in LOCATIONS for loc in locations):
-                known = ", ".join(map(str, LOCATIONS))
-                raise UserError(f"{self.name}: {key} must be a non-empty list among {known}, got {locations!r}")
-            sides.append(tuple(f"location_{loc}" for loc in sorted(set(locations))))
-        return tuple(sides)
+        return tuple(tuple(f"location_{loc}" for loc in sorted(set(options[key])))
+                     for key in ("demo_locations", "test_locations"))
 
     def read_layout(self, found, recipe):
         import pandas as pd

@@ -74,7 +74,7 @@ def test_build_all_reads_roots_relative_to_the_roots_file(tmp_path):
     fx.eurosat(tmp_path / "data" / "eurosat")
     fx.fives(tmp_path / "data" / "fives")
     roots = tmp_path / "data" / "ROOTS.yaml"
-    roots.write_text("fives: fives\neurosat: eurosat\n")
+    roots.write_text("FIVES: fives\nEuroSAT: eurosat\n")  # any accepted spelling
     result = invoke("build-all", "--roots", roots, "--out", tmp_path / "out", "--demo-per-class", 2, "--test-per-class", 1)
     assert result.exit_code == 0, result.output
     assert [line.split(":")[0] for line in result.output.splitlines()] == ["fives", "eurosat"]  # Table 1 order
@@ -97,7 +97,7 @@ def test_run_benchmarks_reads_inline_roots_relative_to_the_config_and_per_datase
     config_file = tmp_path / "config.yaml"
     config_file.write_text(
         "benchmarks:\n"
-        "  roots: {eurosat: data/sat, ucmerced: data/ucm}\n"
+        "  roots: {EuroSAT: data/sat, UCMerced_LandUse: data/ucm}\n"
         "  seed: 5\n"
         "  materialize: none\n"
         "  datasets:\n"

@@ -180,6 +180,14 @@ def test_a_photo_in_two_category_folders_is_excluded_and_counted(tmp_path):
     assert kept > 0
 
 
+def test_a_dangling_link_named_like_a_drawn_file_in_another_class_folder_is_no_copy(tmp_path):
+    root = fx.eurosat(tmp_path / "root", per_class=2)
+    (root / "2750" / "Forest" / "AnnualCrop_1.jpg").symlink_to(tmp_path / "missing.jpg")
+    meta, rows = build("eurosat", root, tmp_path / "out", demo_per_class=1, test_per_class=1)  # draws every file
+    assert "2750/AnnualCrop/AnnualCrop_1.jpg" in {r["source_path"] for r in rows}
+    assert meta["content"]["multi_label_images"] == 0 and meta["totals"] == {"demo": 10, "test": 10}
+
+
 def test_identical_files_are_one_item_never_on_both_sides(tmp_path):
     root = noisy_eurosat(tmp_path / "root", per_class=4)
     forest = root / "2750" / "Forest"

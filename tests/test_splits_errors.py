@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -176,6 +177,8 @@ def test_shared_pool_exhaustion_mentions_test_groups(tmp_path):
     ({"classes": "Edema,Flu"}, r"chexpert: unknown class 'Flu'"),
     ({"demo_per_class": -1}, r"chexpert: demo_per_class must be a whole number >= 0"),
     ({"materialize": "hardlink"}, r"chexpert: materialize must be one of copy, symlink, none"),
+    ({"verify_images": 3}, r"^chexpert: verify_images must be true or false$"),
+    ({"exclude_near_duplicates": "yes"}, r"^chexpert: exclude_near_duplicates must be true or false$"),
 ])
 def test_bad_settings(tmp_path, settings, pattern):
     with pytest.raises(UserError, match=pattern):
@@ -183,8 +186,14 @@ def test_bad_settings(tmp_path, settings, pattern):
 
 
 def test_camelyon_center_options_are_checked(tmp_path):
-    with pytest.raises(UserError, match=r"camelyon17: test_centers must be a non-empty list of hospitals among 0-4"):
+    with pytest.raises(UserError, match=r"camelyon17: test_centers must be a non-empty list of hospitals among 0, 1, 2, 3, 4, got \[7\]"):
         get_adapter("camelyon17").recipe({"test_centers": [7]})
+    for bad in ([True], []):  # `true` is no hospital 1
+        with pytest.raises(UserError, match=rf"camelyon17: demo_centers must be a non-empty list of hospitals .*got {re.escape(repr(bad))}$"):
+            get_adapter("camelyon17").recipe({"demo_centers": bad})
+    with pytest.raises(UserError, match=r"terraincognita: test_locations must be a non-empty list of camera locations "
+                                        r"among 38, 43, 46, 100, got \[39\]"):
+        get_adapter("terraincognita").recipe({"test_locations": [39]})
 
 
 def test_unknown_dataset_and_bad_roots_file(tmp_path):
@@ -197,6 +206,20 @@ def test_unknown_dataset_and_bad_roots_file(tmp_path):
     roots.write_text("eurosat: [1, 2]\n")
     with pytest.raises(UserError, match=r"ROOTS\.yaml: at eurosat: "):
         load_roots(roots)
+    roots.write_text("mnist: data/mnist\n")
+    with pytest.raises(UserError, match=r"ROOTS\.yaml: unknown benchmark dataset 'mnist'"):
+        load_roots(roots)
+
+
+def test_roots_keys_take_any_accepted_spelling_but_one_dataset_only_once(tmp_path):
+    roots = tmp_path / "ROOTS.yaml"
+    roots.write_text("EuroSAT: sat\nterra_incognita: /data/terra\nOxfordIIITPet: pets\n")
+    assert load_roots(roots) == {"eurosat": tmp_path / "sat", "terraincognita": Path("/data/terra"),
+                                 "oxford_pets": tmp_path / "pets"}
+    roots.write_text("EuroSAT: sat\neurosat-rgb: other\n")
+    with pytest.raises(UserError) as info:
+        load_roots(roots)
+    assert str(info.value) == f"{roots}: keys 'EuroSAT' and 'eurosat-rgb' both name dataset 'eurosat'"
 
 
 def test_isic_one_hot_row_must_mark_exactly_one_class(tmp_path):

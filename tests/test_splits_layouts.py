@@ -46,6 +46,8 @@ def fails(name: str, root: Path, out: Path, pattern: str, **settings) -> str:
 LAYOUTS = [
     ("ham10000-flat", "ham10000", lambda t: fx.ham10000(t, images="flat"), "image zips unpacked into one folder", "."),
     ("ham10000-HAM10000-folder", "ham10000", lambda t: fx.ham10000(t, images="HAM10000"), "HAM10000/ image folder", "."),
+    ("ham10000-HAM10000_images-folder", "ham10000", lambda t: fx.ham10000(t, images="HAM10000_images"),
+     "HAM10000_images/ image folder", "."),
     ("ham10000-kaggle-crlf", "ham10000", lambda t: fx.ham10000(t / "skin-cancer-mnist-ham10000", newline="\r\n",
                                                                kaggle_extras=True) and t,
      "Dataverse/Kaggle image parts", "skin-cancer-mnist-ham10000"),
@@ -65,6 +67,8 @@ LAYOUTS = [
     ("terra-folder", "terraincognita", lambda t: fx.terraincognita(t) / "terra_incognita", "terra_incognita folder", "."),
     ("ucmerced-landuse-folder", "ucmerced", lambda t: fx.ucmerced(t) / "UCMerced_LandUse", "UCMerced_LandUse folder",
      "Images"),
+    ("ucmerced-class-folders", "ucmerced", lambda t: fx.ucmerced(t) / "UCMerced_LandUse" / "Images", "class folders",
+     "."),
     ("eurosat-torchvision", "eurosat", lambda t: fx.eurosat(t, folder="eurosat/2750"), "torchvision root", "eurosat/2750"),
     ("eurosat-zenodo-rgb", "eurosat", lambda t: fx.eurosat(t, folder="EuroSAT_RGB"), "EuroSAT_RGB.zip", "EuroSAT_RGB"),
     ("eurosat-zip-wrapped", "eurosat", lambda t: fx.eurosat(t, folder="EuroSAT/2750"), "EuroSAT.zip", "EuroSAT/2750"),
@@ -87,6 +91,7 @@ def test_each_distribution_layout_is_found_and_builds_the_full_split(tmp_path, c
     assert found.base == root / base
 
     meta, rows = build(name, root, tmp_path / "out")
+    assert meta["layouts"][0] == {"name": layout, "source": found.layout.source, "folder": base}
     demo, test = fx.SMALL_SIZES[name]
     cells = len(adapter.recipe().strata)
     assert (meta["totals"]["demo"], meta["totals"]["test"]) == (cells * demo, cells * test)
@@ -97,11 +102,43 @@ def test_each_distribution_layout_is_found_and_builds_the_full_split(tmp_path, c
     assert len(list((tmp_path / "out" / adapter.name / "images").iterdir())) == len(rows)
 
 
+# The layouts the fixtures write by default (test_splits.py builds every dataset from them); found
+# here on the smallest copies, with one image per folder.
+FEWEST = {"ham10000": {"lesions_per_class": 1, "test_per_class": 1}, "fives": {"train_per_class": 1, "test_per_class": 1},
+          "chexpert": {"train_patients": 1, "valid_patients": 1}, "camelyon17": {"patients_per_center": 1, "patches_per_node": 1},
+          "terraincognita": {"per_location_class": 1}, "ucmerced": {"per_class": 1}, "eurosat": {"per_class": 1},
+          "oxford_pets": {"trainval_per_breed": 1, "test_per_breed": 1}, "dtd": {"per_split": 1, "partitions": 1},
+          "drugood": {"train": 1, "ood_test": 1}}
+DEFAULT_LAYOUTS = {
+    "ham10000": ("Dataverse/Kaggle image parts", "Dataverse ISIC 2018 test set"), "fives": ("figshare archive",),
+    "chexpert": ("CheXpert-v1.0-small",), "camelyon17": ("WILDS root_dir",), "terraincognita": ("DomainBed data_dir",),
+    "ucmerced": ("UCMerced_LandUse.zip",), "eurosat": ("EuroSAT.zip",), "oxford_pets": ("official archives",),
+    "dtd": ("dtd-r1.0.1 archive",), "drugood": ("folder of LBAP files",),
+}
+
+
+def test_every_declared_layout_is_written_by_a_fixture_and_found(tmp_path):
+    covered = {(name, layout) for _, name, _, layout, _ in LAYOUTS} | {("ham10000", "ISIC 2018 challenge download")}
+    for name, expected in DEFAULT_LAYOUTS.items():
+        root = fx.WRITERS[name](tmp_path / name, **FEWEST[name])
+        adapter = get_adapter(name)
+        found = [adapter.find_layout(root, adapter.recipe()).layout.name]
+        if name == "ham10000":
+            found.append(adapter.find_test_layout(root).layout.name)
+        assert tuple(found) == expected
+        covered |= {(name, layout) for layout in found}
+    assert covered == {(name, layout.name) for name, adapter in adapters().items() for layout in adapter.layouts}
+
+
 def test_ham10000_isic_challenge_test_download_with_one_hot_truth_in_its_folder(tmp_path):
     root = fx.ham10000(tmp_path / "root", test_layout="challenge")
     adapter = get_adapter("ham10000")
     assert adapter.find_test_layout(root).layout.name == "ISIC 2018 challenge download"
-    _, rows = build("ham10000", root, tmp_path / "out")
+    meta, rows = build("ham10000", root, tmp_path / "out")
+    assert [(lay.get("part"), lay["name"], lay["folder"]) for lay in meta["layouts"]] == [
+        (None, "Dataverse/Kaggle image parts", "."),
+        ("ISIC 2018 Task 3 test set", "ISIC 2018 challenge download", "."),
+    ]
     test = [r for r in rows if r["side"] == "test"]
     assert test and all(r["source_path"].startswith("ISIC2018_Task3_Test_Input/ISIC_") for r in test)
     assert all(r["group"] == r["file_name"].removesuffix(".jpg") for r in test)  # one-hot truth: no lesion ids
@@ -174,6 +211,7 @@ def test_build_command_takes_an_alias_and_writes_the_canonical_folder(tmp_path):
                                        "--out", str(tmp_path / "out"), "--demo-per-class", "3", "--test-per-class", "2",
                                        "--materialize", "none"])
     assert result.exit_code == 0, result.output
+    assert "; layout: DomainBed data_dir at terra_incognita; " in result.output
     assert (tmp_path / "out" / "terraincognita" / "split.json").is_file()
 
 

@@ -156,7 +156,7 @@ def _option(text: str) -> dict:
 
 @command.command("build-all")
 @click.option("--roots", required=True, type=click.Path(path_type=Path),
-              help="ROOTS.yaml: dataset name -> root folder (relative paths: to that file).")
+              help="ROOTS.yaml: dataset name or alias, any case -> root folder (relative paths: to that file).")
 @_shared_options
 def build_all_command(roots, out, seed, demo_per_class, test_per_class, materialize, verify_images, bad_images,
                       multi_label, near_duplicate_distance, exclude_near_duplicates, progress, wait) -> None:
@@ -183,11 +183,12 @@ def _warn(line: str) -> None:
 
 
 def _report(summary: dict) -> None:
-    """One line per split: sizes, folder, fingerprint, then the content checks' leakage and replacements."""
+    """One line per split: sizes, folder, fingerprint, the layout read, then the content checks' leakage
+    and replacements."""
     totals, content = summary["totals"], summary["content"]
     near = ("not checked" if content["near_duplicate_distance"] is None else
             f"{content['near_duplicate_pairs']} (pHash distance <= {content['near_duplicate_distance']})")
-    extras = [f"near-duplicate demo/test pairs: {near}"]
+    extras = [f"layout: {', '.join(map(_layout_text, summary['layouts']))}", f"near-duplicate demo/test pairs: {near}"]
     left_out = ", ".join(f"{n} {reason.replace('_', '-')}" for reason, n in content["left_out"].items() if n)
     if left_out:
         extras.append(f"replaced: {left_out}")
@@ -195,3 +196,9 @@ def _report(summary: dict) -> None:
         extras.append(f"re-encoded: {content['images']['reencoded']}")
     click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} "
                f"({summary['fingerprint'][:19]}); {'; '.join(extras)}")
+
+
+def _layout_text(layout: dict) -> str:
+    """``[part: ]<layout name> at <folder>`` of one split.json ``layouts`` entry."""
+    part = f"{layout['part']}: " if "part" in layout else ""
+    return f"{part}{layout['name']} at {'the root' if layout['folder'] == '.' else layout['folder']}"

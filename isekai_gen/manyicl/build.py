@@ -130,14 +130,14 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     source_sizes = _source_sizes(adapter, root, rows)
     content = {**screen.summary(), "images": dict(Counter(row["image"]["action"] for row in rows)),
                "not_plain_images": sum("reason" in row["image"] for row in rows)}
-    meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes, content)
+    meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes, content, pool.layouts)
     with _fresh_folder(out_dir / adapter.name) as folder:
         write_split_files(folder, recipe, rows, meta)  # first: it checks every file_name is a bare name
         _materialize(adapter, root, rows, folder / "images", cache_dir, materialize, rules.decode, progress)
     folder = out_dir / adapter.name
     log.info("%s: %d demo, %d test rows -> %s", adapter.name, meta["totals"]["demo"], meta["totals"]["test"], folder)
     return {"dataset": adapter.name, "folder": str(folder), "totals": meta["totals"], "fingerprint": meta["fingerprint"],
-            "content": content, "contained_labels": recipe.contained_labels}
+            "content": content, "contained_labels": recipe.contained_labels, "layouts": pool.layouts}
 
 
 def contained_labels_warning(dataset: str, pairs: list[list[str]]) -> str:
@@ -207,11 +207,15 @@ def _remove_leftovers(target: Path) -> None:
 
 
 def load_roots(path: str | Path) -> dict[str, Path]:
-    """A ROOTS.yaml mapping dataset name -> root folder (relative paths: to the YAML file)."""
+    """A ROOTS.yaml mapping dataset name -> root folder (relative paths: to the YAML file).
+
+    Keys are any accepted spelling of a dataset name (``EuroSAT``, ``terra_incognita``); the
+    result is keyed by the canonical names.
+    """
     path = Path(path)
     data = load_yaml(path)
     validate(data, "roots", path)
-    return {name: _relative_to(path.parent, value) for name, value in data.items()}
+    return {name: _relative_to(path.parent, value) for name, value in canonical_names(data, path).items()}
 
 
 def _relative_to(base: Path, value: str) -> Path:
@@ -232,8 +236,8 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
     """
     from isekai_gen.splits import get_adapter, ordered_names
 
-    roots = _by_canonical_name(roots, "roots")
-    per_dataset = _by_canonical_name(per_dataset or {}, "datasets")  # unknown names fail before anything is written
+    roots = canonical_names(roots, "roots")
+    per_dataset = canonical_names(per_dataset or {}, "datasets")  # unknown names fail before anything is written
     summaries, failures = {}, {}
     for name in ordered_names(roots):
         merged = {**(settings or {}), **per_dataset.get(name, {})}
@@ -252,15 +256,23 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
     return summaries, failures
 
 
-def _by_canonical_name(mapping: dict, what: str) -> dict:
+def canonical_names(mapping: dict, source) -> dict:
+    """``mapping`` keyed by canonical dataset names instead of any accepted spelling.
+
+    A key that names no dataset, or two keys naming one dataset (``EuroSAT`` and ``eurosat``), is
+    an error naming ``source`` (the file or section the mapping came from).
+    """
     from isekai_gen.splits import get_adapter
 
-    result = {}
-    for name, value in mapping.items():
-        canonical = get_adapter(name).name
+    result, keys = {}, {}
+    for key, value in mapping.items():
+        try:
+            canonical = get_adapter(key).name
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
         if canonical in result:
-            raise UserError(f"{what}: dataset {canonical!r} is listed twice")
-        result[canonical] = value
+            raise UserError(f"{source}: keys {keys[canonical]!r} and {key!r} both name dataset {canonical!r}")
+        result[canonical], keys[canonical] = value, key
     return result
 
 
@@ -280,7 +292,8 @@ def run_benchmarks(config: dict, out_dir: Path, *, progress: bool = False) -> di
     if isinstance(roots_value, str):
         roots = load_roots(resolve_path(config, roots_value))
     else:  # already checked as part of benchmarks_config
-        roots = {name: resolve_path(config, value) for name, value in roots_value.items()}
+        roots = {name: resolve_path(config, value)
+                 for name, value in canonical_names(roots_value, "config benchmarks.roots").items()}
     settings = {key: section[key] for key in BUILD_SETTINGS if key in section}
     # Drawn molecules go to the build's shared cache, so OUT/benchmarks/ holds only split folders.
     summaries, failures = build_all(roots, Path(out_dir) / "benchmarks", settings, section.get("datasets") or {},

@@ -68,8 +68,9 @@ class ContentRules:
         whole = isinstance(distance, int) and not isinstance(distance, bool)
         if distance is not None and not (whole and 0 <= distance <= 64):
             raise UserError(f"{dataset}: near_duplicate_distance must be a whole number 0-64 or null, got {distance!r}")
-        if not isinstance(rules.exclude_near_duplicates, bool):
-            raise UserError(f"{dataset}: exclude_near_duplicates must be true or false")
+        for key in ("exclude_near_duplicates", "verify_images"):
+            if not isinstance(settings.get(key, False), bool):
+                raise UserError(f"{dataset}: {key} must be true or false")
         if rules.exclude_near_duplicates and distance is None:
             raise UserError(f"{dataset}: exclude_near_duplicates needs a near_duplicate_distance")
         return rules
@@ -135,7 +136,7 @@ class ContentScreen:
         self._facts: dict[int, ImageFacts] = {}
         self._columns = {name: pool.frame[name].to_numpy() for name in pool.frame.columns}  # no copies
         self._listings: dict[PurePosixPath, frozenset[str]] = {}
-        self._sibling_sha: dict[str, str] = {}
+        self._sibling_sha: dict[str, str | None] = {}
         self._positions: dict[str, int] | None = None
         self.left_out: dict[int, str] = {}    # position -> reason
         self.multi_label_shas: set[str] = set()
@@ -171,7 +172,9 @@ class ContentScreen:
                 continue
             sibling = (folder / path.name).as_posix()
             if sibling not in self._sibling_sha:
-                self._sibling_sha[sibling] = sha256_bytes((self.root / sibling).read_bytes())
+                # A dangling link or a folder is no copy; a file is read contained, like every file read.
+                self._sibling_sha[sibling] = (sha256_bytes(self.adapter.source_file(self.root, sibling).read_bytes())
+                                              if (self.root / sibling).is_file() else None)
             if self._sibling_sha[sibling] == mine:
                 found = True
                 if (index := self._pool_positions().get(sibling)) is not None:

@@ -10,8 +10,9 @@ matches, one line names the dataset, the root and every layout looked for, plus 
 that does match if there is one — never a misleading error from reading the wrong folder.
 
 ``LayoutAdapter`` is the ``Adapter`` every dataset module subclasses: it finds the layout, hands
-it to ``read_layout``, declares the name aliases ``splits list`` shows, and keeps every file it
-opens inside the root (``isekai_gen.paths.contained``: symlinks included).
+it to ``read_layout``, records it in the pool (split.json ``layouts``) and declares the name
+aliases ``splits list`` shows; ``Adapter`` keeps every file it opens inside the root
+(``isekai_gen.paths.contained``: symlinks included).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..paths import contained
 from .recipe import Adapter, Pool, Recipe
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,11 @@ class Found:
 
     def folder(self, name: str) -> Path:
         return self.base / name
+
+    def to_json(self, part: str = "") -> dict:
+        """What split.json records: the layout, what defines it, the folder read (relative to the root)."""
+        record = {"name": self.layout.name, "source": self.layout.source, "folder": self.prefix.rstrip("/") or "."}
+        return {"part": part, **record} if part else record
 
 
 def _exists(folder: Path, marker: str) -> bool:
@@ -203,16 +208,13 @@ class LayoutAdapter(Adapter):
         return find_layout(self.title, Path(root), self.layouts)
 
     def read(self, root: Path, recipe: Recipe) -> Pool:
-        return self.read_layout(self.find_layout(root, recipe), recipe)
+        found = self.find_layout(root, recipe)
+        pool = self.read_layout(found, recipe)
+        pool.layouts.insert(0, found.to_json())
+        return pool
 
     def read_layout(self, found: Found, recipe: Recipe) -> Pool:
         raise NotImplementedError
-
-    def source_file(self, root: Path, source_path: str) -> Path:
-        return contained(root, source_path, what="source path", source=f"{self.name} root {root}")
-
-    def image_file(self, root: Path, row: dict, cache_dir: Path) -> Path:
-        return self.source_file(root, row["source_path"])
 
     def describe(self) -> dict:
         return {**super().describe(), "aliases": list(self.aliases),

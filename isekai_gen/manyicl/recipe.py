@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..paths import contained
 
 # Settings every dataset accepts; anything else must be one of the adapter's own options.
 COMMON_SETTINGS = ("seed", "demo_per_class", "test_per_class", "classes", "materialize", "verify_images",
@@ -26,13 +27,17 @@ MATERIALIZE_MODES = ("copy", "symlink", "none")
 class Option:
     """A dataset-specific setting: its default and why that default was chosen.
 
-    A value must have the default's type (``kind`` when the default is None) or be None.
+    A value must have the default's type (``kind`` when the default is None) or be None; with
+    ``choices`` it must be one of them; with ``subset_of`` (a list option) it must be a non-empty
+    list of those values (``what`` names them in the error).
     """
 
     default: Any
     help: str
     choices: tuple | None = None
     kind: type | None = None
+    subset_of: tuple | None = None
+    what: str = ""
 
     def check(self, dataset: str, key: str, value) -> None:
         kind = self.kind or type(self.default)
@@ -40,6 +45,11 @@ class Option:
             raise UserError(f"{dataset}: option {key}={value!r} must be a {_KIND_NAMES.get(kind, kind.__name__)}")
         if self.choices is not None and value not in self.choices:
             raise UserError(f"{dataset}: option {key}={value!r} is not one of {', '.join(map(str, self.choices))}")
+        # bool is an int to Python: `true` must not pass for hospital 1.
+        if self.subset_of is not None and (
+                not value or any(isinstance(v, bool) or v not in self.subset_of for v in value)):
+            allowed = ", ".join(map(str, self.subset_of))
+            raise UserError(f"{dataset}: {key} must be a non-empty list of {self.what} among {allowed}, got {value!r}")
 
 
 _KIND_NAMES = {str: "string", int: "whole number", list: "list", bool: "boolean"}
@@ -109,11 +119,13 @@ class Pool:
 
     ``frame`` has the columns ``file_name`` (output name, unique, path-safe), ``source_path``
     (relative to the root, POSIX), ``source_split`` and ``group``, plus the adapter's
-    ``extra_fields``; ``labels`` is (n, len(recipe.classes)) with 1.0 for each positive class.
+    ``extra_fields``; ``labels`` is (n, len(recipe.classes)) with 1.0 for each positive class;
+    ``layouts`` names the distribution layout each part was read from (``Found.to_json``).
     """
 
     frame: Any  # pandas.DataFrame (pandas is imported lazily)
     labels: np.ndarray
+    layouts: list[dict] = field(default_factory=list)  # the distribution layouts read (split.json ``layouts``)
 
     @classmethod
     def from_rows(cls, rows: list[dict], recipe: Recipe, extra_fields: tuple[str, ...] = ()) -> "Pool":
@@ -165,11 +177,12 @@ class Adapter:
 
     def image_file(self, root: Path, row: dict, cache_dir: Path) -> Path:
         """The image file behind a split row (DrugOOD draws it into ``cache_dir``)."""
-        return root / row["source_path"]
+        return self.source_file(root, row["source_path"])
 
     def source_file(self, root: Path, source_path: str) -> Path:
-        """The file on disk a row comes from (sized for the fingerprint)."""
-        return root / source_path
+        """The file on disk a row comes from (sized for the fingerprint), kept inside ``root``
+        (``isekai_gen.paths.contained``: symlinks included)."""
+        return contained(root, source_path, what="source path", source=f"{self.name} root {root}")
 
     def recipe(self, settings: dict | None = None) -> Recipe:
         """The recipe under the user's ``settings`` (common settings plus this dataset's options)."""

@@ -56,7 +56,7 @@ def counts(rows: list[dict], recipe: Recipe) -> dict:
 
 
 def split_meta(recipe: Recipe, rows: list[dict], seed: int, materialize: str, source_sizes: dict[str, int],
-               content: dict | None = None) -> dict:
+               content: dict | None = None, layouts: list[dict] | None = None) -> dict:
     meta = {
         "dataset": recipe.name,
         "recipe": recipe.to_json(),
@@ -69,6 +69,8 @@ def split_meta(recipe: Recipe, rows: list[dict], seed: int, materialize: str, so
         "fingerprint": fingerprint(rows, source_sizes),
         "contained_labels": recipe.contained_labels,
     }
+    if layouts is not None:
+        meta["layouts"] = layouts
     if content is not None:
         meta["content"] = content
     return meta
