@@ -64,9 +64,24 @@ class _TooDeep(Exception):
 
 class _BoundedLoader(yaml.SafeLoader):
     """``SafeLoader`` that stops composing at ``MAX_DEPTH`` levels, before Python's recursion limit
-    (reached only after seconds of scanning a few KB of ``[[[[...``)."""
+    (reached only after seconds of scanning a few KB of ``[[[[...``), and refuses a key written
+    twice in one mapping (PyYAML keeps the last silently: a ROOTS file listing ``eurosat:`` twice
+    would build from the second folder without a word)."""
 
     depth = 0
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent, index):
         self.depth += 1

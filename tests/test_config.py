@@ -197,3 +197,12 @@ def test_user_yaml_alias_bomb_fails_at_once_in_one_line(tmp_path, command):
     assert proc.stderr.splitlines() == [f"error: {bomb}: YAML document expands to more than 1,000,000 values "
                                         "(aliases repeating aliases?); write the values out instead"]
     assert not (tmp_path / "out").exists() and not (tmp_path / "splits").exists()
+
+
+def test_user_yaml_key_written_twice_is_refused_with_its_line(tmp_path):
+    from isekai_gen.yamlio import load_yaml
+
+    roots = tmp_path / "ROOTS.yaml"
+    roots.write_text("eurosat: /data/a\ndtd: /data/b\neurosat: /data/c\n")
+    with pytest.raises(UserError, match=r"ROOTS.yaml:3: invalid YAML \(key 'eurosat' appears twice in one mapping\)$"):
+        load_yaml(roots)

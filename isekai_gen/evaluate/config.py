@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..errors import UserError
 from ..yamlio import load_yaml
 from ..schema import validate
 
 DEFAULTS = {
-    "images": None, "endpoint": None, "batch_size": [1], "concurrency": 8, "seed": 0, "test_shuffle_seed": 66, "budget_usd": None,
-    "max_requests": None, "price_table": None, "temperature": 0.0, "tokens_per_query": 60, "lcl_max_tokens": 64,
-    "max_reasks": 2, "max_retries": 6, "retry_base_s": 1.0, "retry_max_s": 60.0, "request_timeout_s": 600.0,
-    "parse_failures": "wrong", "lcl_compat": False, "bootstrap": 1000, "batch": False, "submit": False, "retry_failed": False, "provider_options": {}, "limits": {},
+    "images": None, "endpoint": None, "batch_size": [1], "concurrency": 8, "seed": 0, "test_shuffle_seed": 66,
+    "budget_usd": None, "max_requests": None, "price_table": None, "temperature": 0.0, "tokens_per_query": 60,
+    "lcl_max_tokens": 64, "max_reasks": 2, "max_retries": 6, "retry_base_s": 1.0, "retry_max_s": 60.0,
+    "request_timeout_s": 600.0, "parse_failures": "wrong", "lcl_compat": False, "bootstrap": 1000,
+    "batch": False, "submit": False, "retry_failed": False, "provider_options": {}, "limits": {},
 }
 REQUIRED = ("truth", "model", "shots", "out")
 PATH_KEYS = ("truth", "images", "out", "price_table")
