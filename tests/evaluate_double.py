@@ -44,12 +44,12 @@ class OpenAIDouble:
 
     def __init__(self, truth: dict[str, str], wrong: dict[str, str] | None = None, *, latency_s: float = 0.0,
                  faults=(), timeout_sleep_s: float = 2.0, abstain: set[str] | None = None,
-                 usage: tuple[int, int] = (100, 10)):
+                 usage: tuple[int, int] | None = (100, 10)):
         self.truth, self.wrong = truth, dict(wrong or {})
         self.latency_s, self.timeout_sleep_s = latency_s, timeout_sleep_s
         self.faults = collections.deque(faults)
         self.abstain = set(abstain or ())     # query images answered without an Answer Choice line
-        self.usage = usage                    # (prompt_tokens, completion_tokens) reported per reply
+        self.usage = usage                    # (prompt_tokens, completion_tokens) per reply; None: no usage
         self.bodies: list[dict] = []
         self.counts: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
@@ -117,14 +117,16 @@ class OpenAIDouble:
                 if fault == "slow":
                     time.sleep(double.timeout_sleep_s / 4)
                 text = double.reply(body["messages"])
-                payload = json.dumps({
+                completion = {
                     "id": "chatcmpl-double", "object": "chat.completion", "created": int(time.time()),
                     "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": double.usage[0], "completion_tokens": double.usage[1],
-                              "total_tokens": sum(double.usage)},
-                }).encode()
+                }
+                if double.usage is not None:
+                    completion["usage"] = {"prompt_tokens": double.usage[0], "completion_tokens": double.usage[1],
+                                           "total_tokens": sum(double.usage)}
+                payload = json.dumps(completion).encode()
                 if fault == "truncated":
                     payload = payload[: len(payload) // 2]
                 self._send(200, payload)

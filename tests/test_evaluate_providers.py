@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -114,17 +115,27 @@ def test_anthropic_error_mapping(double, images, status, headers, error_type, ex
     assert "test-key-not-a-secret" not in str(caught.value)
 
 
+def wait_until_taken(double) -> None:
+    """Under load the handler of a call that timed out may take its scripted reply late: wait for it,
+    so the next call gets the next reply."""
+    deadline = time.monotonic() + 30
+    while double.script and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_anthropic_timeout_truncated_body_and_refusal(double, images):
     provider = get_provider("anthropic:claude-test", double.url, timeout_s=0.3)
     double.script.append((200, {}, CLAUDE_MESSAGE, 1.0))
     with pytest.raises(TransientError):
         run(provider.send(make_request(images)))
+    wait_until_taken(double)
+    patient = get_provider("anthropic:claude-test", double.url)   # no timeout can shift the script below
     double.script.append((200, {}, json.dumps(CLAUDE_MESSAGE).encode()[:40], 0.0))
     with pytest.raises(TransientError):
-        run(provider.send(make_request(images)))
+        run(patient.send(make_request(images)))
     double.script.append((200, {}, {**CLAUDE_MESSAGE, "stop_reason": "refusal", "content": []}, 0.0))
     with pytest.raises(PermanentError, match="refus"):
-        run(provider.send(make_request(images)))
+        run(patient.send(make_request(images)))
 
 
 @pytest.mark.parametrize("spec", ["anthropic:claude-test", "gemini:gemini-2.5-flash"])
@@ -204,6 +215,7 @@ def test_gemini_error_mapping(double, images):
     double.script.append((200, {}, GEMINI_RESPONSE, 1.0))
     with pytest.raises(TransientError):
         run(get_provider("gemini:gemini-2.5-flash", double.url, timeout_s=0.3).send(request))
+    wait_until_taken(double)
     assert len(double.received) == 5   # no SDK retries
 
 

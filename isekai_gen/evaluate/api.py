@@ -29,6 +29,8 @@ from ..fileio import read_json, write_json, write_jsonl
 from ..lock import build_lock
 from ..scoring.manyicl import extract_answer
 from ..scoring.matching import LabelMatcher
+from ..scoring.outcomes import check_options
+from ..scoring.truth import load_truth
 from .batchrun import import_results, run_batch
 from .images import ImageCache
 from .journal import Journal, request_state
@@ -62,7 +64,7 @@ def _cells(task, settings: dict) -> list[dict]:
 
 
 def _test_order(task: ManyICLTask, random_state: int) -> list[int]:
-    """run.py's `test_df.sample(frac=1, random_state=66)`: the permutation depends only on the length."""
+    """prompt.py `work()`'s `test_df.sample(frac=1, random_state=66)`: the permutation depends only on the length."""
     return pd.RangeIndex(len(task.test)).to_series().sample(frac=1, random_state=random_state).tolist()
 
 
@@ -115,13 +117,29 @@ def abstention_check(task):
     return lambda request, text: not matchers[request.ids[0]].find(text)
 
 
-def _check_run_folder(out: Path, task) -> None:
+# Settings that shape the requests (and the pickle names): a run folder whose journal holds replies
+# asked under other values is refused instead of being mixed into one report. The grid (shots,
+# batch sizes) may grow or shrink; the endpoint may move (a restarted local server).
+REQUEST_SETTINGS = ("model", "seed", "test_shuffle_seed", "temperature", "tokens_per_query", "lcl_max_tokens",
+                    "provider_options")
+
+
+def _check_run_folder(out: Path, task, settings: dict) -> None:
     path = out / "run.json"
-    if path.exists():
-        recorded = read_json(path).get("task", {})
-        if recorded.get("truth") != str(task.truth_path.resolve()):
-            raise UserError(f"{path}: this run folder evaluates {recorded.get('truth')}; use another --out for "
-                            f"{task.truth_path}")
+    if not path.exists():
+        return
+    recorded = read_json(path)
+    truth = (recorded.get("task") or {}).get("truth")
+    if truth != str(task.truth_path.resolve()):
+        raise UserError(f"{path}: this run folder evaluates {truth}; use another --out for {task.truth_path}")
+    journal = out / "journal.jsonl"
+    if not journal.exists() or journal.stat().st_size == 0:
+        return   # nothing asked yet (a dry run): the new settings replace the old
+    before = recorded.get("settings") or {}
+    for name in REQUEST_SETTINGS:
+        if before.get(name) != settings[name]:
+            raise UserError(f"{path}: the replies in this run folder were asked with {name} = {before.get(name)!r}, "
+                            f"not {settings[name]!r}; use another --out (or the same {name}) so runs do not mix")
 
 
 RUN_SETTINGS = ("concurrency", "max_retries", "retry_base_s", "retry_max_s", "max_reasks", "budget_usd", "max_requests")
@@ -156,6 +174,10 @@ def make_provider(settings: dict):
 def evaluate(settings: dict, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Run (or with ``dry_run`` only plan and price) the grid; returns the summary printed by the CLI."""
     task = load_task(settings["truth"], settings["images"])
+    # scoring options that cannot apply fail now, not after the calls were paid for
+    check_options(load_truth(task.truth_path), settings["parse_failures"], settings["lcl_compat"])
+    if settings["submit"] and not settings["batch"]:
+        raise UserError("--submit: submits batch-API files; give --batch too")
     provider = make_provider(settings)
     prefix, model = split_spec(settings["model"])
     table, table_source = load_price_table(settings["price_table"])
@@ -166,7 +188,7 @@ def evaluate(settings: dict, *, dry_run: bool = False, progress: bool = False) -
     out = Path(settings["out"])
     out.mkdir(parents=True, exist_ok=True)
     with build_lock(out, "evaluate", wait=False):
-        _check_run_folder(out, task)
+        _check_run_folder(out, task, settings)
         cells = _cells(task, settings)
         images = ImageCache(provider.limits)
         by_cell, plan = _plan(task, cells, provider, settings, images, price)

@@ -49,6 +49,7 @@ from pathlib import Path
 from ..errors import UserError, where
 from ..fileio import (TEMP_PREFIX, atomic_open, atomic_write_bytes, dumps_canonical, read_json, sha256_file,
                       write_json)
+from ..paths import check_file_name
 from .providers import get_provider
 from .providers.base import EvalRequest, PermanentError, Provider, Reply, TransientError
 
@@ -197,8 +198,12 @@ def result_files(folder: Path, provider_name: str) -> list[Path]:
 # --- live submission and polling -------------------------------------------------------------------
 
 def _read_state(folder: Path) -> dict:
+    """batch.json; the request file names in it must be bare names (they are uploaded and written)."""
     path = folder / STATE_NAME
-    return read_json(path) if path.exists() else {}
+    state = read_json(path) if path.exists() else {}
+    for name in [*state.get("files", []), *state.get("jobs", {})]:
+        check_file_name(name, what="request file", source=path)
+    return state
 
 
 def _shard(name: str) -> str:

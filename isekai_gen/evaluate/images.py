@@ -96,10 +96,11 @@ class ImageCache:
         encoded = self._cache.get(path)
         if encoded is None:
             encoded, resized = encode_image(path, self.limits)
-            with self._lock:
-                self._cache[path] = encoded
-                if resized is not None:
+            with self._lock:   # two threads may encode one image at once: the first one in is kept
+                kept = self._cache.setdefault(path, encoded)
+                if kept is encoded and resized is not None:
                     self.resized.append(resized)
+            encoded = kept
         return encoded
 
     def __len__(self) -> int:

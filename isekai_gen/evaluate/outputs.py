@@ -5,8 +5,9 @@
   request key and status. ManyICL rows hold the text after `Answer Choice i:` (null when the
   reply has no such line, as eval.py's "answer not found") and the stated confidence; LCL rows
   hold the whole reply (the ISEKAI metric reads the raw text).
-- `cells/<cell>/<dataset>_<N>shot_<model>_<B>.pkl`: ManyICL run.py's pickle (name and content):
-  `str(list_of_ids) -> reply` (`ERROR!!!! ...` for a permanent error, as run.py stores failures)
+- `cells/<cell>/<dataset>_<N>shot_<model>_<B>.pkl`: the pickle of ManyICL's `prompt.py` `work()`
+  (`EXP_NAME`, written for run.py's runs; name and content): `str(list_of_ids) -> reply`
+  (`ERROR!!!! ...` for a permanent error, as work() stores a failed call)
   and `token_usage = (completion, prompt, total)`; the released eval.py reads it unchanged.
 - Cost and latency per cell (ManyICL Table 3): per-batch latency = mean latency of the requests'
   final calls; per-example latency = their sum / the examples they answered (batch-API results

@@ -9,7 +9,8 @@ it becomes image, text, image, text, ... (a text segment is dropped when blank).
 
 then per query i (1-based) the same with `Question i:` / `Choices i:` and a blank line, then per
 query the format template (`Answer Choice i:` / `Confidence Score i:` lines). The choices are
-`str(list_of_classes)`. `max_tokens` = 60 x batch size (run.py), temperature 0 (LMM.py).
+`str(list_of_classes)`. `max_tokens` = 60 x batch size (prompt.py `work()`: `60*num_qns_per_round`,
+also for the shorter last batch), temperature 0 (LMM.py).
 
 Multi-label sets (CheXpert) use a variant of our own, since the released code is single-label:
 the question asks which choices are present, a demo answers with every positive finding joined
@@ -29,6 +30,7 @@ derived from the run seed, the cell and the request's position and recorded with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 
@@ -53,13 +55,20 @@ def request_seed(run_seed: int, cell: str, position: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _text_sha256(text: str) -> str:
+    """Cached per text: a demo's text recurs in every request of a cell (the str keeps its hash)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def request_key(provider: str, model: str, system, turns, max_tokens: int, temperature: float) -> str:
-    """sha256 of the canonical request: what is sent, with images by their encoded bytes' sha256."""
+    """sha256 of the canonical request: what is sent, texts and images by the sha256 of their bytes."""
     canonical = {
         "provider": provider, "model": model, "max_tokens": max_tokens, "temperature": temperature,
         "system": system,
-        "turns": [[turn.role, [p.text if p.image is None else {"image": p.image.sha256, "type": p.image.media_type}
-                                for p in turn.parts]] for turn in turns],
+        "turns": [[turn.role, [{"text": _text_sha256(p.text)} if p.image is None else
+                               {"image": p.image.sha256, "type": p.image.media_type} for p in turn.parts]]
+                  for turn in turns],
     }
     return hashlib.sha256(dumps_canonical(canonical).encode()).hexdigest()
 
@@ -77,54 +86,61 @@ def _question(multilabel: bool, number: str) -> str:
     return f"Question{number}: What is in the image above?\n"
 
 
-def manyicl_prompt(task: ManyICLTask, demos: list[Example], queries: list[Example]) -> str:
-    """The prompt string of prompt.py, image tokens included."""
-    choices = str(list(task.classes))
-    multi = task.multilabel
-    prompt = "".join(f"{IMG}{LEAD}{_question(multi, '')}Choices: {choices}\nAnswer Choice: {_answer(d, multi)}\n"
-                     for d in demos)
-    for number in range(1, len(queries) + 1):
-        prompt += f"{IMG}{LEAD}{_question(multi, f' {number}')}Choices {number}: {choices}\n\n"
+def _demo_text(example: Example, choices: str, multi: bool) -> str:
+    """The text after a demonstration's image token."""
+    return f"{LEAD}{_question(multi, '')}Choices: {choices}\nAnswer Choice: {_answer(example, multi)}\n"
+
+
+def _query_texts(count: int, choices: str, multi: bool) -> list[str]:
+    """The text after each query's image token; the last one carries every format template."""
+    texts = [f"{LEAD}{_question(multi, f' {n}')}Choices {n}: {choices}\n\n" for n in range(1, count + 1)]
     slot = "Answer Choices Here, separated by commas, or none," if multi else "Answer Choice Here"
-    for n in range(1, len(queries) + 1):
-        prompt += f"""
+    texts[-1] += "".join(f"""
 Please respond with the following format for each question:
 ---BEGIN FORMAT TEMPLATE FOR QUESTION {n}---
 Answer Choice {n}: [Your {slot} for Question {n}]
 Confidence Score {n}: [Your Numerical Prediction Confidence Score Here From 0 To 1 for Question {n}]
 ---END FORMAT TEMPLATE FOR QUESTION {n}---
 
-Do not deviate from the above format. Repeat the format template for the answer."""
-    return prompt
+Do not deviate from the above format. Repeat the format template for the answer.""" for n in range(1, count + 1))
+    return texts
 
 
-def split_at_images(prompt: str, images: list, token: str = IMG) -> tuple[Part, ...]:
-    """LMM.py's assembly: leading text if non-empty, then each image and the text after it unless blank."""
-    pieces = prompt.split(token)
-    assert len(pieces) == len(images) + 1, "one image per image token"
-    parts = [Part(text=pieces[0])] if pieces[0] != "" else []
-    for image, text in zip(images, pieces[1:]):
-        parts.append(Part(image=image))
-        if text.strip() != "":
-            parts.append(Part(text=text))
-    return tuple(parts)
+def manyicl_prompt(task: ManyICLTask, demos: list[Example], queries: list[Example]) -> str:
+    """The prompt string of prompt.py, image tokens included."""
+    choices, multi = str(list(task.classes)), task.multilabel
+    texts = [_demo_text(d, choices, multi) for d in demos] + _query_texts(len(queries), choices, multi)
+    return "".join(IMG + text for text in texts)
 
 
 def manyicl_requests(task: ManyICLTask, shots: int, batch_size: int, test_order: list[int], *, cell: str,
                      run_seed: int, provider: str, model: str, images: ImageCache, temperature: float = 0.0,
                      tokens_per_query: int = TOKENS_PER_QUERY) -> list[EvalRequest]:
-    """One request per consecutive batch of the shuffled test rows, demos reshuffled per request."""
+    """One request per consecutive batch of the shuffled test rows, demos reshuffled per request.
+
+    The parts are those of LMM.py's split of `manyicl_prompt` at the image tokens (the prompt
+    starts with an image and no text is blank, so every image is followed by its text), built
+    directly: each demonstration's image and text parts are made once and shared by every
+    request of the cell, so a 2,000-shot cell of 940 requests holds one copy of its demo texts,
+    not 940.
+    """
     demos = task.demos(shots)
+    choices, multi = str(list(task.classes)), task.multilabel
+    demo_parts = {e.id: (Part(image=images.get(e.image)), Part(text=_demo_text(e, choices, multi))) for e in demos}
+    query_parts: dict[int, list[Part]] = {}   # by batch length: the same texts for every full batch
     requests = []
     for position, start in enumerate(range(0, len(test_order), batch_size)):
         queries = [task.test[i] for i in test_order[start:start + batch_size]]
         seed = request_seed(run_seed, cell, str(position))
         order = list(demos)
         random.Random(seed).shuffle(order)
-        prompt = manyicl_prompt(task, order, queries)
-        parts = split_at_images(prompt, [images.get(e.image) for e in [*order, *queries]])
-        turns = (Turn("user", parts),)
-        max_tokens = tokens_per_query * len(queries)
+        if len(queries) not in query_parts:
+            query_parts[len(queries)] = [Part(text=t) for t in _query_texts(len(queries), choices, multi)]
+        parts = [part for e in order for part in demo_parts[e.id]]
+        for query, text in zip(queries, query_parts[len(queries)]):
+            parts += (Part(image=images.get(query.image)), text)
+        turns = (Turn("user", tuple(parts)),)
+        max_tokens = tokens_per_query * batch_size   # prompt.py: 60*num_qns_per_round, short last batch too
         key = request_key(provider, model, None, turns, max_tokens, temperature)
         requests.append(EvalRequest(key, cell, tuple(q.id for q in queries), seed, None, turns, max_tokens,
                                     temperature, model))

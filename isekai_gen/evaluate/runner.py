@@ -10,7 +10,10 @@
   every request shares is refused (say `temperature` by a reasoning model). A provider's
   `UserError` (bad key, unknown model) stops the whole run at once.
 - Abstentions (no parsable answer) are asked again, up to `max_reasks` times, as the ManyICL
-  paper did (its `prompt.py` retries a reply without the full answer template up to 3 times).
+  paper did: its `prompt.py` `work()` makes up to 3 calls per batch (`for retry in range(3)`),
+  calling again while the reply starts with `ERROR` or lacks the last question's `END FORMAT
+  TEMPLATE` line (default `max_reasks: 2` = 3 calls). Ours asks again when any query's
+  `Answer Choice i:` line is missing, which is what eval.py fails to parse.
 - Budget: before each call its estimated worst-case cost is reserved; when spent + reserved +
   this call would pass `budget_usd`, no further call starts, the calls in flight finish and are
   journaled, and the run reports `stopped: budget`.
@@ -136,12 +139,12 @@ class Runner:
                 await self._journal(self._row(request, attempt, PERMANENT, 0, error=str(result)))
                 return
             cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else None
+            self.spent += cost or 0.0   # before the await: its reservation is gone, other calls must see the spend
             abstained = self.is_abstention(request, result.text)
             await self._journal(self._row(
                 request, attempt, ABSTAINED if abstained else ANSWERED, 0, text=result.text,
                 input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                 latency_s=round(result.latency_s, 6), cost_usd=cost, raw=result.raw))
-            self.spent += cost or 0.0
             out = self.outcome
             out.input_tokens += result.input_tokens
             out.output_tokens += result.output_tokens

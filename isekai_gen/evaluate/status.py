@@ -15,7 +15,10 @@ def run_status(run_dir: str | Path) -> dict:
     if not (run_dir / "run.json").is_file() or not (run_dir / "plan.jsonl").is_file():
         raise UserError(f"{run_dir}: not an evaluate run folder (no run.json / plan.jsonl)")
     run = read_json(run_dir / "run.json")
-    max_reasks = run["settings"]["max_reasks"]
+    try:
+        max_reasks, model, truth = run["settings"]["max_reasks"], run["settings"]["model"], run["task"]["truth"]
+    except (KeyError, TypeError):
+        raise UserError(f"{run_dir / 'run.json'}: not written by isekai-gen evaluate (no settings / task)") from None
     journal = read_journal(run_dir / "journal.jsonl")
     cells: dict[str, dict] = {}
     seen = set()
@@ -31,7 +34,7 @@ def run_status(run_dir: str | Path) -> dict:
             seen.add(row["key"])
             cell["spent_usd"] += sum(r.get("cost_usd") or 0.0 for r in rows)
     totals = {key: sum(c[key] for c in cells.values()) for key in ("requests", "done", "pending", "failed", "spent_usd")}
-    return {"run_dir": str(run_dir), "model": run["settings"]["model"], "task": run["task"]["truth"],
+    return {"run_dir": str(run_dir), "model": model, "task": truth,
             "cells": list(cells.values()), **totals}
 
 

@@ -38,7 +38,7 @@ class ManyICLTask:
     kind: str = "manyicl"
 
     def demos(self, per_class: int) -> list[Example]:
-        """run.py's rule: for each class in column order, its first ``per_class`` rows of demo.csv.
+        """prompt.py `work()`'s rule: for each class in column order, its first ``per_class`` rows of demo.csv.
 
         Multi-label sets: a row positive for several classes is taken once (at its first class).
         """

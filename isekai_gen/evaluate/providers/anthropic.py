@@ -42,7 +42,6 @@ fail the whole run in one line: every request would fail the same way.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -132,15 +131,11 @@ def _status_error(exc: anthropic.APIStatusError) -> Exception:
 class AnthropicProvider:
     name = "anthropic"
 
-    def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0,
-                 limits: dict | None = None):
+    def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0):
         self.model = model
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        try:
-            self.limits = dataclasses.replace(LIMITS, **(limits or {}))   # e.g. a proxy's own limits
-        except TypeError as exc:
-            raise UserError(f"{self.name} provider: limits: {exc}") from None
+        self.limits = LIMITS   # the run config's `limits:` replaces fields (api.make_provider)
         self._client: anthropic.AsyncAnthropic | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._told_temperature = False

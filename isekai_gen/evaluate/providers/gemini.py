@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import math
 import time
 
@@ -135,15 +134,11 @@ def _api_error(exc: genai_errors.APIError) -> Exception:
 class GeminiProvider:
     name = "gemini"
 
-    def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0,
-                 limits: dict | None = None):
+    def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0):
         self.model = model
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        try:
-            self.limits = dataclasses.replace(LIMITS, **(limits or {}))   # e.g. a proxy's own limits
-        except TypeError as exc:
-            raise UserError(f"{self.name} provider: limits: {exc}") from None
+        self.limits = LIMITS   # the run config's `limits:` replaces fields (api.make_provider)
         self._client: genai.Client | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._image_bytes: dict[str, bytes] = {}   # sha256 -> decoded bytes: once per image per run

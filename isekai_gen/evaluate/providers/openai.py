@@ -164,8 +164,9 @@ class OpenAIProvider:
         text = (choice.get("message") or {}).get("content") or ""
         usage = raw.get("usage") or {}
         if "prompt_tokens" not in usage and request is not None:
-            estimate = self.estimate_tokens(request)   # some servers omit usage: count what was asked
-            usage = {"prompt_tokens": estimate[0], "completion_tokens": 0}
+            # some servers omit usage: estimate what was asked and what came back (~4 characters a token)
+            usage = {"prompt_tokens": self.estimate_tokens(request)[0],
+                     "completion_tokens": math.ceil(len(text) / 4)}
             raw = {**raw, "usage_estimated": True}
         return Reply(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), latency, raw)
 
