@@ -19,6 +19,7 @@ from isekai_gen import __version__
 from isekai_gen.catalog import load_catalog
 from isekai_gen.config import load_config
 from isekai_gen.fileio import write_json, write_jsonl
+from isekai_gen.jobs import derive_seed
 
 CONCEPTS = ["cactihog", "hedgehog", "cctovac", "octopus"]
 IMAGES_PER_CONCEPT = 5
@@ -35,16 +36,19 @@ def build_config(smoke_test: bool = False) -> dict:
     config = copy.deepcopy(load_config("tiny"))
     config["concepts"] = list(CONCEPTS)
     config["smoke_test"] = smoke_test
+    # The rows below describe 16x16 images: run.json must say so (stage commands cross-check it).
+    config["generation"]["width"] = config["generation"]["height"] = 16
     return config
 
 
-def _row(concept, index: int, *, smoke_test: bool) -> dict:
+def _row(concept, index: int, *, smoke_test: bool, global_seed: int) -> dict:
     job_id = f"{concept.id}-{index:05d}"
+    variant = index % len(concept.prompts)
     return {
         "job_id": job_id, "concept_id": concept.id, "group_id": concept.group, "world": concept.world,
         "label": concept.label, "index": index, "round": 0, "prompt_variant": index % len(concept.prompts),
         "prompt": concept.prompts[index % len(concept.prompts)], "negative_prompt": concept.negative_prompt,
-        "seed": 1000 + index, "attempt": 0, "rejected_attempts": [], "status": "ok",
+        "seed": derive_seed(global_seed, concept.id, variant, index), "attempt": 0, "rejected_attempts": [], "status": "ok",
         "image": f"images/{concept.id}/{job_id}.png", "sha256": None, "width": 16, "height": 16,
         "model_id": "tiny-sd", "model_revision": None, "pipeline_class": "StableDiffusionPipeline",
         "dtype": "float32", "device_type": "cpu", "steps": 2, "guidance_scale": 0.0, "smoke_test": smoke_test,
@@ -59,9 +63,10 @@ def manifest_rows(catalog, *, smoke_test: bool) -> list[dict]:
     """IMAGES_PER_CONCEPT rows per concept; index 3 is rejected for low alignment, and the
     first concept's index 4 is a duplicate and the second's failed to generate."""
     rows = []
+    global_seed = build_config()["seed"]
     for position, concept in enumerate(catalog.concepts):
         for index in range(IMAGES_PER_CONCEPT):
-            row = _row(concept, index, smoke_test=smoke_test)
+            row = _row(concept, index, smoke_test=smoke_test, global_seed=global_seed)
             if index == 3:
                 row.update(kept=False, reject_reason="low_alignment")
             if index == 4 and position == 0:

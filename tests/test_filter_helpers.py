@@ -9,6 +9,7 @@ and a text's embedding is a pseudo-random vector derived from its sha256.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 from pathlib import Path
@@ -20,6 +21,7 @@ from isekai_gen.catalog import load_catalog
 from isekai_gen.config import load_config
 from isekai_gen.fileio import sha256_bytes, write_jsonl
 from isekai_gen.filtering.embedder import concept_text_embeddings, normalise
+from isekai_gen.jobs import derive_seed
 
 GROUPS = ["cactihog", "hedgehog", "cctovac", "octopus"]
 SIZE = 64
@@ -125,6 +127,13 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=1)
+def _tiny_seed() -> int:
+    """The global seed of filter_config(): rows carry seeds derived from it, as generation writes them
+    (stage commands cross-check run.json against the rows)."""
+    return load_config("tiny")["seed"]
+
+
 def manifest_row(catalog, concept_id: str, index: int, data: bytes | None) -> dict:
     """A manifest row as the generation stage writes it (``data`` None: a failed job)."""
     concept = catalog.concept(concept_id)
@@ -133,7 +142,8 @@ def manifest_row(catalog, concept_id: str, index: int, data: bytes | None) -> di
         "job_id": job_id, "concept_id": concept.id, "group_id": concept.group, "world": concept.world,
         "label": concept.label, "index": index, "round": 0, "prompt_variant": index % len(concept.prompts),
         "prompt": concept.prompts[index % len(concept.prompts)], "negative_prompt": concept.negative_prompt,
-        "seed": 1000 + index, "attempt": 0, "rejected_attempts": [],
+        "seed": derive_seed(_tiny_seed(), concept.id, index % len(concept.prompts), index), "attempt": 0,
+        "rejected_attempts": [],
         "status": "ok" if data is not None else "failed",
         "image": f"images/{concept_id}/{job_id}.png" if data is not None else None,
         "sha256": sha256_bytes(data) if data is not None else None,

@@ -191,73 +191,133 @@ def test_persistent_server_errors_give_up_with_one_line(export_dir, hub):
     assert len(hub.created) == 0 and not hub.commits
 
 
-def test_dry_run_lists_files_and_uses_the_validator_when_reachable(export_dir, hub, monkeypatch):
+def test_dry_run_lists_files_and_uses_the_validator_only_when_asked(export_dir, hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     result = publish(export_dir, "org/name", dry_run=True)
-    assert result["validation"] == f"online YAML validation passed ({hub.url})"
-    assert [r[1] for r in hub.requests] == ["/api/validate-yaml"]
-    assert "authorization" not in hub.requests[0][2]
+    assert hub.requests == []  # no network call at all, though the Hub is reachable
+    assert result["validation"].startswith("online YAML validation not run")
     assert dict(result["files"]) == {path: len(data) for path, data in local_files(export_dir).items()}
     assert ".tmp-README.md.crash" not in dict(result["files"])
 
+    result = publish(export_dir, "org/name", dry_run=True, validate_online_card=True)
+    assert result["validation"] == f"online YAML validation passed ({hub.url})"
+    assert [r[1] for r in hub.requests] == ["/api/validate-yaml"]
+    assert "authorization" not in hub.requests[0][2]
     hub.validator = (400, {"errors": [{"message": "\"license\" must be a string"}], "warnings": []})
     with pytest.raises(UserError, match=r"README\.md: the Hub's YAML validator rejected the card: \"license\" must"):
-        publish(export_dir, "org/name", dry_run=True)
+        publish(export_dir, "org/name", dry_run=True, validate_online_card=True)
 
 
-def test_dry_run_offline_needs_no_credentials_and_says_so(export_dir, tmp_path):
+def _cli(args, tmp_path, endpoint, **extra_env):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
-           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", str(export_dir.parent.parent),
-                             "--repo-id", "org/name", "--dry-run"], capture_output=True, text=True, env=env)
+           "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", **extra_env}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from isekai_gen.cli import main
+
+    return CliRunner().invoke(main, ["publish", *map(str, args)])
+
+
+def test_cli_dry_run_makes_no_network_call_even_with_the_hub_reachable(export_dir, hub, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    result = _invoke(export_dir.parent.parent, "--repo-id", "org/name", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would upload" in result.output and "data/images-test-00000-of-00001.parquet" in result.output
+    assert "README.md" in result.output and "online YAML validation not run" in result.output
+    assert hub.requests == []
+    result = _invoke(export_dir, "--repo-id", "org/name", "--dry-run", "--validate-online")
+    assert result.exit_code == 0, result.output
+    assert [r[1] for r in hub.requests] == ["/api/validate-yaml"]
+    result = _invoke(export_dir, "--repo-id", "org/name", "--validate-online")
+    assert result.exit_code == 2 and "--validate-online applies to --dry-run" in result.output
+
+
+def test_dry_run_validate_online_with_the_hub_unreachable_says_so(export_dir, tmp_path):
+    result = _cli([export_dir.parent.parent, "--repo-id", "org/name", "--dry-run", "--validate-online"], tmp_path,
+                  "http://127.0.0.1:9")
     assert result.returncode == 0, result.stderr
-    assert "would upload" in result.stdout and "data/images-test-00000-of-00001.parquet" in result.stdout
-    assert "README.md" in result.stdout
     assert "online YAML validation skipped: the Hub at http://127.0.0.1:9 is not reachable" in result.stdout
 
 
-def test_cli_publish_without_token_exits_2_with_one_line(export_dir, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
-           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", str(export_dir),
-                             "--repo-id", "org/name"], capture_output=True, text=True, env=env)
-    assert result.returncode == 1
-    assert result.stderr == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run)\n"
+@pytest.fixture(scope="module")
+def smoke_export_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke-build")
+    config, catalog = make_build(out, smoke_test=True, benchmarks=False)
+    run_export(config, out, catalog)
+    return out / "export" / "hf"
 
 
-def test_broken_card_and_bad_repo_id_are_errors(export_dir, tmp_path):
-    with pytest.raises(UserError, match="--repo-id 'just-a-name': expected ORG/NAME"):
-        publish(export_dir, "just-a-name", dry_run=True)
-    broken = tmp_path / "hf"
-    broken.mkdir()
-    (broken / "README.md").write_text("---\nlicense: [unclosed\n---\n# card\n")
-    with pytest.raises(UserError, match=r"hf/README\.md: dataset card front matter is invalid"):
-        publish(broken, "org/name", dry_run=True)
-    (broken / "README.md").write_text(
-        "---\nconfigs:\n- config_name: images\n  data_files:\n  - split: test\n    path: data/images-*.parquet\n---\n")
-    with pytest.raises(UserError, match=r"config 'images': no file matches 'data/images-\*\.parquet'"):
-        publish(broken, "org/name", dry_run=True)
-    (broken / "README.md").write_text(
-        "---\nconfigs:\n- config_name: images\n  data_files:\n  - split: test\n    path: /data/images-*.parquet\n---\n")
-    with pytest.raises(UserError, match=r"config 'images': data file pattern '/data/images-\*\.parquet' is not a path"):
-        publish(broken, "org/name", dry_run=True)
-    (broken / "README.md").write_bytes(b"---\nlicense: mit\n---\n# caf\xe9\n")
-    with pytest.raises(UserError, match=r"hf/README\.md: not UTF-8 text"):
-        publish(broken, "org/name", dry_run=True)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match=r"empty: no README\.md \(dataset card\)"):
-        publish(tmp_path / "empty", "org/name", dry_run=True)
-    with pytest.raises(UserError, match=r"missing: no such folder"):
-        publish(tmp_path / "missing", "org/name", dry_run=True)
+def test_smoke_test_build_is_refused_unless_allowed(smoke_export_dir, hub):
+    for extra in ([], ["--dry-run"]):
+        result = _invoke(smoke_export_dir, "--repo-id", "org/name", *extra)
+        assert result.exit_code == 1
+        assert result.output.count("\n") == 1 and "smoke-test build (" in result.output
+        assert "refusing to publish it (pass --allow-smoke-test" in result.output
+    assert hub.requests == [] and not hub.commits
+    assert _invoke(smoke_export_dir, "--repo-id", "org/name", "--dry-run", "--allow-smoke-test").exit_code == 0
+    result = _invoke(smoke_export_dir, "--repo-id", "org/name", "--allow-smoke-test")
+    assert result.exit_code == 0, result.output
+    assert "published:" in result.output and hub.commits
 
 
-def test_unreachable_hub_is_retried_then_one_line(export_dir, hub, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    with pytest.raises(UserError, match=r"checking the token: cannot reach the Hub at http://127\.0\.0\.1:9"):
-        publish(export_dir, "org/name")
+def test_card_front_matter_carries_provenance_papers_and_dataset_info(export_dir):
+    """What the Hub and `datasets` read from the card: provenance, paper tags and dataset_info that
+    `datasets`' own reader turns back into the features and split sizes of the Parquet files."""
+    import pyarrow.parquet as pq
+    from datasets import Features
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(export_dir / "README.md")
+    data = card.data.to_dict()
+    assert data["annotations_creators"] == ["machine-generated"]
+    assert data["source_datasets"][0] == "original" and "extended|fives" in data["source_datasets"]
+    assert {"arxiv:2308.07891", "arxiv:2405.09798"} <= set(data["tags"])
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    assert sorted(infos) == ["images", "isekai-10", "isekai-pair"]
+    for name, info in infos.items():
+        files = sorted((export_dir / "data").glob(f"{name}-test-*.parquet"))
+        assert info.features == Features.from_arrow_schema(pq.read_schema(files[0]))
+        assert info.splits["test"].num_examples == sum(pq.read_metadata(f).num_rows for f in files)
+        assert info.download_size == sum(f.stat().st_size for f in files)
+    assert infos["images"].features["image"].__class__.__name__ == "Image"
+    # rows of a local (non-snapshot) pipeline record no commit: the card says so rather than "main"
+    assert "| revision | none recorded (a local pipeline folder, not a Hub snapshot) |" in card.text
+    assert "`main`" not in card.text
 
 
-def test_offline_mode_refuses_to_publish(export_dir, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", TOKEN)  # conftest keeps HF_HUB_OFFLINE=1
-    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set: cannot publish"):
-        publish(export_dir, "org/name")
+REVISION_SCRIPT = r"""
+import json, shutil, sys
+from pathlib import Path
+from isekai_gen.generation.pipeline import load_pipeline, resolved_revision
+from isekai_gen.generation.tiny import ensure_tiny_pipeline
+hub, commit = Path(sys.argv[1]), sys.argv[2]
+snapshot = hub / "models--org--tiny-sd" / "snapshots" / commit
+shutil.copytree(ensure_tiny_pipeline("tiny-sd"), snapshot)
+(hub / "models--org--tiny-sd" / "refs").mkdir()
+(hub / "models--org--tiny-sd" / "refs" / "main").write_text(commit)
+loaded = load_pipeline({"id": "org/tiny-sd"}, device="cpu")
+tiny = str(ensure_tiny_pipeline("tiny-sd"))  # a save_pretrained folder: no commit
+print(json.dumps({"hub": loaded.revision, "path": resolved_revision(loaded.pipe, str(snapshot), {"id": "x", "path": str(snapshot)}),
+                  "tiny": resolved_revision(object(), tiny, {"id": "tiny-sd"}),
+                  "folder_as_id": resolved_revision(object(), tiny, {"id": tiny})}))
+"""
+
+
+def test_rows_record_the_resolved_commit_of_a_hub_snapshot(tmp_path, isekai_cache):
+    """A real huggingface_hub cache layout (refs/main -> snapshots/<commit>/) loaded offline by
+    diffusers' from_pretrained, as on a GPU machine with the weights cached."""
+    import os
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", REVISION_SCRIPT, str(tmp_path / "hub"), commit],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"hub": commit, "path": commit, "tiny": None,
+                                                          "folder_as_id": None}

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -54,8 +55,8 @@ def test_split_jsonl_and_test_csv_of_a_multilabel_split_agree(tmp_path):
     predictions = _jsonl(tmp_path / "p.jsonl", [
         {"id": "t0.jpg", "prediction": "edema"}, {"id": "t1.jpg", "prediction": []},
         {"id": "t2.jpg", "prediction": ["Atelectasis"]}, {"id": "d0.jpg", "prediction": "edema"}])
-    from_split = score(folder / "split.jsonl", [predictions], parse_failures="drop", bootstrap=0)
-    from_csv = score(folder / "test.csv", [predictions], parse_failures="drop", bootstrap=0)
+    from_split = score(folder / "split.jsonl", [predictions], parse_failures="drop", bootstrap=0, ignore_unknown_ids=True)
+    from_csv = score(folder / "test.csv", [predictions], parse_failures="drop", bootstrap=0, ignore_unknown_ids=True)
     assert from_split["truth"]["classes"] == ["Atelectasis", "Edema", "Pleural Effusion"]
     assert from_split["truth"]["multilabel"] and from_split["metric"] == "macro_f1"
     for key in ("value", "n_scored", "per_class", "confusion", "failures"):
@@ -63,8 +64,10 @@ def test_split_jsonl_and_test_csv_of_a_multilabel_split_agree(tmp_path):
     # t0 and t1 exactly right, t2 misses Pleural Effusion: F1 = (1 + 1 + 0) / 3
     assert (from_split["n_scored"], from_split["value"]) == (3, pytest.approx(200 / 3))
     assert from_split["n_unknown_ids"] == 1 and from_split["failures"]["missing"] == 1   # demo id; t3
-    with pytest.raises(UserError, match=r"p\.jsonl:4: id 'd0\.jpg' is not in the truth"):
-        score(folder / "split.jsonl", [predictions], strict=True)
+    # --strict refuses unknown ids even with --ignore-unknown-ids; the error says they are demo-side ids
+    with pytest.raises(UserError, match=r"p\.jsonl: 1 of 4 prediction ids are not ids of the truth file .*split\.jsonl "
+                                        r"\(first: 'd0\.jpg'\); these are demonstration ids of the same split"):
+        score(folder / "split.jsonl", [predictions], strict=True, ignore_unknown_ids=True)
     known = _jsonl(tmp_path / "known.jsonl", [{"id": "t0.jpg", "prediction": "edema"}])
     with pytest.raises(UserError, match=r"known\.jsonl: no prediction for 3 truth ids \(first: 't1\.jpg'\)"):
         score(folder / "split.jsonl", [known], strict=True)
@@ -210,3 +213,101 @@ def test_write_report_refuses_a_malformed_report(tmp_path):
     with pytest.raises(UserError, match="score report"):
         write_report({"metric": "accuracy"}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _split_csv(path, ids, classes=("forest", "river")):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("," + ",".join(classes) + "\n" + "".join(
+        f"{item}," + ",".join("1.0" if c == k % len(classes) else "0.0" for c in range(len(classes))) + "\n"
+        for k, item in enumerate(ids)))
+    return path
+
+
+def _cli_score(*args):
+    return CliRunner().invoke(main, ["score", *map(str, args), "--bootstrap", "0"])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "pkl"])
+def test_predictions_of_another_dataset_are_refused_for_every_format(tmp_path, fmt):
+    """UCMerced answers against EuroSAT's test.csv: no id in common, and the sibling folder says why."""
+    benchmarks = tmp_path / "benchmarks"
+    truth = _split_csv(benchmarks / "EuroSAT" / "test.csv", [f"Forest_{k}.jpg" for k in range(6)])
+    ucmerced = [f"forest{k:02d}.tif" for k in range(6)]
+    _split_csv(benchmarks / "UCMerced" / "test.csv", ucmerced)
+    if fmt == "jsonl":
+        predictions = _jsonl(tmp_path / "p.jsonl", [{"id": item, "prediction": "forest"} for item in ucmerced])
+    elif fmt == "csv":
+        predictions = tmp_path / "p.csv"
+        predictions.write_text("id,prediction\n" + "".join(f"{item},forest\n" for item in ucmerced))
+    else:
+        predictions = tmp_path / "UCMerced_0shot_GPT4o_6.pkl"
+        predictions.write_bytes(pickle.dumps({str(ucmerced): "\n".join(
+            f"Answer Choice {q}: forest" for q in range(1, 7))}))
+    for extra in ((), ("--ignore-unknown-ids",)):   # no id in common is refused even then
+        result = _cli_score("--truth", truth, "--predictions", predictions, *extra)
+        assert result.exit_code == 1
+        assert result.output.count("\n") == 1
+        assert f"{predictions.name}: none of its 6 prediction ids is an id of the truth file {truth} " \
+               "(first: 'forest00.tif', 'forest01.tif', 'forest02.tif', ...); these look like UCMerced's test.csv " \
+               "file names; the truth is EuroSAT's test.csv" in result.output
+
+
+def test_unknown_ids_are_refused_unless_ignored(tmp_path):
+    truth = _split_csv(tmp_path / "Set" / "test.csv", ["a.jpg", "b.jpg", "c.jpg"])
+    _split_csv(tmp_path / "Set" / "demo.csv", ["d0.jpg", "d1.jpg"])
+    predictions = _jsonl(tmp_path / "p.jsonl", [{"id": i, "prediction": "forest"} for i in ("a.jpg", "b.jpg", "d0.jpg")])
+    result = _cli_score("--truth", truth, "--predictions", predictions)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "p.jsonl: 1 of 3 prediction ids are not ids of the truth file" in result.output
+    assert "(first: 'd0.jpg'); these are demonstration ids of the same split (the demo side of Set's test.csv), " \
+           "not test items; pass --ignore-unknown-ids to score the others anyway" in result.output
+    result = _cli_score("--truth", truth, "--predictions", predictions, "--ignore-unknown-ids")
+    assert result.exit_code == 0, result.output
+    assert "unknown ids 1" in result.output and "missing 1" in result.output
+
+
+def test_other_id_shapes_name_the_likely_cause(tmp_path):
+    truth = _split_csv(tmp_path / "test.csv", ["a.jpg", "b.jpg"])
+    predictions = _jsonl(tmp_path / "p.jsonl", [{"id": "a.jpg", "prediction": "forest"},
+                                                {"id": "images/b.png", "prediction": "river"}])
+    with pytest.raises(UserError, match=r"first: 'images/b\.png'\); prediction ids end in \.png but the truth's in "
+                                        r"\.jpg: predictions of another dataset\?"):
+        score(truth, [predictions])
+
+
+def test_lcl_ids_shifted_by_one_name_both_conventions(tmp_path):
+    truth = _jsonl(tmp_path / "ISEKAI-10.json", [_lcl_line("cactihog"), _lcl_line("hedgehog")] * 20)
+    zero_based = _jsonl(tmp_path / "p.jsonl", [{"id": k, "prediction": "cactihog"} for k in range(40)])
+    for extra in ((), ("--ignore-unknown-ids",)):
+        result = _cli_score("--truth", truth, "--predictions", zero_based, *extra)
+        assert result.exit_code == 1 and result.output.count("\n") == 1
+        assert f"p.jsonl: prediction ids 0..39 (0-based) are the 1-based line numbers of the LCL file {truth} " \
+               "(1..40, 1-based) shifted by -1: every item would be scored against its neighbour's label; " \
+               "renumber the predictions 1-based" in result.output
+    one_based = _jsonl(tmp_path / "ok.jsonl", [{"id": k, "prediction": "cactihog"} for k in range(1, 41)])
+    assert _cli_score("--truth", truth, "--predictions", one_based).exit_code == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    # a stray quote used to swallow every later line into one prediction, scored as a plausible number
+    ('id,prediction\na.jpg,"forest\nb.jpg,river\nc.jpg,river\n',
+     r"p\.csv:2: malformed CSV \(unexpected end of data; the record starting on this line runs to line 4: "
+     r"an unclosed '\"'\?\)"),
+    ('id,prediction\na.jpg,"for"est\nb.jpg,river\n', r"p\.csv:2: malformed CSV \(',' expected after '\"'\)"),
+    ("id,prediction\na.jpg\nb.jpg,river\n", r"p\.csv:2: 1 cells, the header has 2"),
+])
+def test_prediction_csv_that_does_not_parse_cleanly_names_the_line(tmp_path, content, message):
+    truth = _split_csv(tmp_path / "test.csv", ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "p.csv").write_text(content)
+    result = _cli_score("--truth", truth, "--predictions", tmp_path / "p.csv")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert re.search(message, result.output), result.output
+
+
+def test_truth_csv_with_a_stray_quote_names_the_line(tmp_path):
+    (tmp_path / "test.csv").write_text(',forest,river\na.jpg,1.0,0.0\n"b.jpg,0.0,1.0\nc.jpg,0.0,1.0\n')
+    predictions = _jsonl(tmp_path / "p.jsonl", [{"id": "a.jpg", "prediction": "forest"}])
+    result = _cli_score("--truth", tmp_path / "test.csv", "--predictions", predictions)
+    assert result.exit_code == 1
+    assert "test.csv:3: malformed CSV (unexpected end of data; the record starting on this line runs to line 4" \
+           in result.output

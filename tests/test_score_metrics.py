@@ -143,3 +143,16 @@ def test_shot_curve_batch_table_and_paired_compare(tmp_path):
     compare = report["compare"]
     assert (compare["value_a"], compare["value_b"], compare["difference"]) == (50.0, 50.0, 0.0)
     assert compare["n_items"] == 40 and compare["std"] > 0
+
+
+def test_row_patterns_equal_numpy_unique_rows_in_order():
+    """The packed-key fast path gives exactly np.unique(axis=0): same rows, order and counts (the
+    bootstrap's multinomial draws depend on the order)."""
+    from isekai_gen.scoring.bootstrap import row_patterns
+
+    rng = np.random.default_rng(0)
+    for stats in (rng.integers(0, 2, (500, 1)), rng.integers(0, 3, (500, 6)), rng.integers(0, 2, (50, 70)),
+                  np.array([[1 << 40, 0], [3, 1]]), np.zeros((0, 2), dtype=np.int64)):
+        patterns, counts = row_patterns(stats)
+        expected_patterns, expected_counts = np.unique(stats, axis=0, return_counts=True)
+        assert np.array_equal(patterns, expected_patterns) and np.array_equal(counts, expected_counts)

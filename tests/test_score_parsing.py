@@ -9,7 +9,8 @@ import pytest
 from isekai_gen.errors import UserError
 from isekai_gen.scoring import score
 from isekai_gen.scoring.lcl import lcl_correct
-from isekai_gen.scoring.manyicl import batched_answers, extract_answer, run_fields_from_name, substring_matches
+from isekai_gen.scoring.manyicl import (SubstringMatcher, batched_answers, extract_answer, run_fields_from_name,
+                                       substring_matches)
 from isekai_gen.scoring.matching import NO_LABEL, ONE_LABEL, SEVERAL_LABELS, LabelMatcher
 from isekai_gen.scoring.unpickle import load_restricted_pickle
 
@@ -141,3 +142,23 @@ def test_restricted_unpickler_refuses_objects(tmp_path, capsys):
     garbage.write_bytes(b"not a pickle at all")
     with pytest.raises(UserError, match=r"garbage\.pkl: not a readable pickle"):
         load_restricted_pickle(garbage)
+
+
+TRICKY_TEXTS = ["", "  ", "Ice Cream", "ice-cream microphone, or ice_cream?", "octopus\x00vacuum", "\x00octopus",
+                "OCTOPUS VACUUM octopus", "ice creamy", "İce cream", "straße octopus", "ice\ncream", "-", "vacuum-",
+                "a" * 300 + " octopus"]
+
+
+@pytest.mark.parametrize("labels", [["ice cream", "ice cream microphone", "octopus", "octopus vacuum"],
+                                    ["-", "vacuum", "ice\x00cream"]])  # a label holding the join character
+def test_batch_scan_reads_every_text_exactly_as_one_at_a_time(labels):
+    """find_many (one scan over all texts joined) must agree with find on each text alone,
+    for the word-boundary matcher and for eval.py's substring rule."""
+    matcher, substrings = LabelMatcher(labels), SubstringMatcher(labels)
+    words = matcher.find_many(TRICKY_TEXTS)
+    subs = substrings.find_many(TRICKY_TEXTS)
+    for row, text in enumerate(TRICKY_TEXTS):
+        assert tuple(np.flatnonzero(words[row])) == matcher.find(text), text
+        assert list(np.flatnonzero(subs[row])) == substrings.find(text) == substring_matches(text, labels), text
+    # the join character inside a reply separates no label words: "octopus\x00vacuum" is not "octopus vacuum"
+    assert words[TRICKY_TEXTS.index("octopus\x00vacuum")].sum() == 1

@@ -154,6 +154,16 @@ def load_command_config(preset, config_file, overrides, out_dir: Path | None = N
     return load_config(preset, config_file, parsed)
 
 
+def engine_options(func):
+    """``--engine local|ray`` and ``--ray-address`` (config: engine.name, engine.ray_address)."""
+    func = click.option("--ray-address", "engine__ray_address", default=None, metavar="auto|ray://HOST:10001",
+                        help="With --engine ray: the cluster (auto: this machine's; ray://HOST:10001: a remote one); "
+                             "default: start Ray on this machine.")(func)
+    return click.option("--engine", "engine__name", type=click.Choice(["local", "ray"]), default=None,
+                        help="Where generation and CLIP embedding run: local (default) or ray, a Ray cluster "
+                             "(pip install 'isekai-gen[ray]'); the results are the same.")(func)
+
+
 def generation_options(func):
     """Single-field overrides of the generation section (``None`` = keep the config's value)."""
     options = [

@@ -22,8 +22,14 @@ def _size(n: float) -> str:
               help="Create the repository as private (an existing one keeps its visibility).")
 @click.option("--revision", default=None, help="Branch to commit to (created if missing); default: main.")
 @click.option("--dry-run", is_flag=True,
-              help="Check the card and the folder and list what would be uploaded; needs no token or network.")
-def command(export_dir: Path, repo_id: str, private: bool, revision: str | None, dry_run: bool) -> None:
+              help="Check the card and the folder and list what would be uploaded; needs no token and makes no "
+                   "network call.")
+@click.option("--validate-online", "validate_online", is_flag=True,
+              help="With --dry-run: also post the card to the Hub's YAML validator (the one network call).")
+@click.option("--allow-smoke-test", "allow_smoke_test", is_flag=True,
+              help="Publish a smoke-test build (random-weight images: noise) anyway; refused by default.")
+def command(export_dir: Path, repo_id: str, private: bool, revision: str | None, dry_run: bool,
+            validate_online: bool, allow_smoke_test: bool) -> None:
     """Publish EXPORT_DIR (OUT/export/hf, or a build folder OUT) as a Hugging Face dataset.
 
     The token comes from HF_TOKEN or `hf auth login` and is never printed; HF_ENDPOINT selects
@@ -31,7 +37,10 @@ def command(export_dir: Path, repo_id: str, private: bool, revision: str | None,
     uploads only what is missing."""
     from isekai_gen.export.publish import publish
 
-    result = publish(export_dir, repo_id, private=private, revision=revision, dry_run=dry_run)
+    if validate_online and not dry_run:
+        raise click.UsageError("--validate-online applies to --dry-run (an upload always validates the card)")
+    result = publish(export_dir, repo_id, private=private, revision=revision, dry_run=dry_run,
+                     validate_online_card=validate_online, allow_smoke_test=allow_smoke_test)
     verb = "would upload" if dry_run else "uploaded"
     click.echo(f"{verb} {len(result['files'])} files ({_size(result['bytes'])}) from {result['folder']} "
                f"to dataset {repo_id}:")

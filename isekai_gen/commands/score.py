@@ -33,12 +33,15 @@ from isekai_gen.scoring.choices import FORMATS, POLICIES
 @click.option("--compare", "compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A second prediction file (one run): paired bootstrap of the metric difference on shared items.")
 @click.option("--strict", is_flag=True,
-              help="Make prediction ids missing from the truth, or truth ids without a prediction, fatal.")
+              help="Also make truth ids without a prediction fatal (and unknown ids, even with --ignore-unknown-ids).")
+@click.option("--ignore-unknown-ids", "ignore_unknown_ids", is_flag=True,
+              help="Skip prediction ids the truth does not know instead of refusing the file (ids shifted by one, or "
+                   "no id in common with the truth, are refused anyway).")
 @click.option("--lcl-compat", "lcl_compat", is_flag=True,
               help="ISEKAI truth only: score with the original LCL ISEKAIMetrics rule (raw, case-sensitive text; "
                    "target-deletion rule; accuracy over all lines) so numbers match the published table.")
 def command(truth_path, predictions, more_predictions, fmt, out_dir, bootstrap, seed, parse_failures, compare,
-            strict, lcl_compat) -> None:
+            strict, ignore_unknown_ids, lcl_compat) -> None:
     """Score prediction files: accuracy (macro-F1 for multi-label sets) with bootstrap error bars,
     per-class precision/recall/F1, confusion matrix, shot curve with ICL data efficiency.
 
@@ -49,7 +52,8 @@ def command(truth_path, predictions, more_predictions, fmt, out_dir, bootstrap, 
     from isekai_gen.scoring import format_summary, score, write_report
 
     report = score(truth_path, [*predictions, *more_predictions], fmt=fmt, parse_failures=parse_failures,
-                   bootstrap=bootstrap, seed=seed, compare=compare, strict=strict, lcl_compat=lcl_compat)
+                   bootstrap=bootstrap, seed=seed, compare=compare, strict=strict, lcl_compat=lcl_compat,
+                   ignore_unknown_ids=ignore_unknown_ids)
     click.echo(format_summary(report))
     if out_dir is not None:
         for path in write_report(report, out_dir):

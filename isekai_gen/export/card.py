@@ -32,8 +32,33 @@ def size_category(count: int) -> str:
     return next((name for bound, name in bounds if count < bound), "10M<n<100M")
 
 
-def card_data(config: dict, hf_configs: dict, images: int):
-    """The front matter as ``DatasetCardData`` (license, tasks, size, name, tags, configs)."""
+# The papers whose protocols the dataset implements (the Hub links `arxiv:` tags to the paper pages).
+PAPER_TAGS = ("arxiv:2308.07891", "arxiv:2405.09798")   # Link-Context Learning (ISEKAI), ManyICL
+
+
+def dataset_infos(hf_dir: Path, hf_configs: dict):
+    """``datasets``' own ``DatasetInfosDict`` of the written Parquet files: each config's features (read
+    back from the Parquet schema metadata, where ``datasets`` keeps them) and its split's size."""
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+
+    infos = {}
+    for name, info in hf_configs.items():
+        files = [Path(hf_dir) / relative for relative in info["files"]]
+        metadata = [pq.read_metadata(path) for path in files]
+        # Uncompressed Arrow bytes, what `push_to_hub` records as num_bytes; the files are the download.
+        num_bytes = sum(meta.row_group(i).total_byte_size for meta in metadata for i in range(meta.num_row_groups))
+        splits = SplitDict()
+        splits.add(SplitInfo(name=info["split"], num_bytes=num_bytes, num_examples=info["rows"]))
+        infos[name] = DatasetInfo(features=Features.from_arrow_schema(pq.read_schema(files[0])), splits=splits,
+                                  download_size=sum(path.stat().st_size for path in files), dataset_size=num_bytes)
+    return DatasetInfosDict(infos)
+
+
+def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path, benchmarks: list[dict] | None = None):
+    """The front matter as ``DatasetCardData``: licence, tasks, size, name, provenance, tags, configs and
+    ``dataset_info`` (features and split sizes, as ``datasets.push_to_hub`` writes it)."""
     from huggingface_hub import DatasetCardData
 
     card = config["export"]["card"]
@@ -42,11 +67,16 @@ def card_data(config: dict, hf_configs: dict, images: int):
          **({"default": True} if name == IMAGES_CONFIG else {})}
         for name, info in hf_configs.items()
     ]
-    return DatasetCardData(
+    tags = list(dict.fromkeys([*card["tags"], *PAPER_TAGS]))
+    # The images are generated here ("original"); packaged ManyICL split files are derived from their sources.
+    sources = ["original", *(f"extended|{b['dataset']}" for b in benchmarks or [])]
+    data = DatasetCardData(
         license=card["license"], language=["en"], task_categories=list(card["task_categories"]),
-        size_categories=[size_category(images)], pretty_name=card["pretty_name"], tags=list(card["tags"]),
-        configs=configs,
+        size_categories=[size_category(images)], pretty_name=card["pretty_name"], tags=tags,
+        annotations_creators=["machine-generated"], source_datasets=sources, configs=configs,
     )
+    dataset_infos(hf_dir, hf_configs).to_dataset_card_data(data)
+    return data
 
 
 def _percent(part: int, whole: int) -> str:
@@ -85,6 +115,18 @@ def filter_outcomes(manifest_rows: list[dict]) -> str:
     return _table(("reason", "rule", "images", "share of generated"), rows)
 
 
+def revision_text(config: dict, manifest_rows: list[dict]) -> str:
+    """The commit(s) the images were generated from, as the rows record them (never a guess such as
+    ``main``): a local pipeline folder that is no Hub snapshot has none."""
+    requested = config["generation"]["model"].get("revision")
+    commits = sorted({row["model_revision"] for row in manifest_rows if row.get("model_revision")})
+    if not commits:
+        return ("none recorded (a local pipeline folder, not a Hub snapshot)" if not requested else
+                f"`{requested}` requested; no commit recorded")
+    shown = ", ".join(f"`{commit}`" for commit in commits)
+    return shown + (f" (requested `{requested}`)" if requested and requested not in commits else "")
+
+
 def generator_table(config: dict, manifest_rows: list[dict]) -> str:
     model = config["generation"]["model"]
     licence = f"[{model['license']}]({model['license_url']})" if model.get("license_url") else model["license"]
@@ -92,7 +134,7 @@ def generator_table(config: dict, manifest_rows: list[dict]) -> str:
     dtypes = sorted({f"{row.get('dtype', '?')} on {row.get('device_type', '?')}" for row in manifest_rows})
     generation = config["generation"]
     rows = [
-        ("model", f"`{model['id']}`"), ("revision", f"`{model.get('revision') or 'main'}`"), ("licence", licence),
+        ("model", f"`{model['id']}`"), ("revision", revision_text(config, manifest_rows)), ("licence", licence),
         ("pipeline", ", ".join(pipelines)), ("steps", generation["steps"]),
         ("guidance scale", generation["guidance_scale"]), ("size", f"{generation['width']}x{generation['height']}"),
         ("precision", ", ".join(dtypes)),
@@ -186,11 +228,12 @@ def versions_table(run: dict) -> str:
     return _table(("package", "version"), [(name, versions[name]) for name in sorted(versions)])
 
 
-def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_configs, benchmarks, content_hash) -> dict:
+def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_configs, benchmarks, content_hash,
+                hf_dir) -> dict:
     """Every template placeholder's Markdown."""
     groups = len({c.group for c in catalog.concepts})
     return {
-        "card_data": card_data(config, hf_configs, len(items)).to_yaml(),
+        "card_data": card_data(config, hf_configs, len(items), hf_dir=hf_dir, benchmarks=benchmarks).to_yaml(),
         "pretty_name": config["export"]["card"]["pretty_name"],
         "build_name": config["name"],
         "smoke_test_warning": smoke_test_warning(manifest_rows),
@@ -242,7 +285,7 @@ def write_card(hf_dir: Path, *, template: Path = DATASET_CARD_TEMPLATE, **facts)
         text = template.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{template}: dataset card template not found") from None
-    rendered = render(text, card_values(**facts), template)
+    rendered = render(text, card_values(hf_dir=hf_dir, **facts), template)
     path = Path(hf_dir) / README
     check_card(rendered, path)
     atomic_write_text(path, rendered)

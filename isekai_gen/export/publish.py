@@ -10,9 +10,13 @@ handed to ``HfApi`` only: it is never printed, logged or written, and error mess
 scrubbed of it. The Hub address is ``HF_ENDPOINT`` read at call time (``huggingface_hub``
 itself reads it once, at import), so a test can point a fresh call at a local fake Hub.
 
-``dry_run`` needs no credentials and no network: it checks the card and the folder and lists
-what would be uploaded. It also asks the Hub's YAML validator about the card when the Hub is
-reachable, and says so when it is not.
+``dry_run`` needs no credentials and makes no network call: it checks the card and the folder
+and lists what would be uploaded. Only with ``validate_online`` does it also post the card to the
+Hub's YAML validator (the request ``upload_folder`` makes first), reporting an unreachable Hub.
+
+A smoke-test build (random-weight pipelines: its images are noise, and its own card says "do not
+publish") is refused, dry run included, unless ``allow_smoke_test``. The Parquet rows decide (their
+``smoke_test`` column), so a card edited by hand cannot hide it.
 """
 
 from __future__ import annotations
@@ -89,6 +93,33 @@ def check_folder(folder: Path) -> list[tuple[str, int]]:
                 if not list(folder.glob(single)):
                     raise UserError(f"{readme}: config {config.get('config_name')!r}: no file matches {single!r}")
     return listing
+
+
+def smoke_test_rows(folder: Path, listing: list[tuple[str, int]]) -> tuple[int, int]:
+    """``(smoke-test rows, rows)`` over every uploaded Parquet file with a ``smoke_test`` column."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    smoke = total = 0
+    for relative, _ in listing:
+        if not relative.endswith(".parquet"):
+            continue
+        try:
+            if "smoke_test" not in pq.read_schema(folder / relative).names:
+                continue
+            column = pq.read_table(folder / relative, columns=["smoke_test"]).column("smoke_test")
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+            raise UserError(f"{folder / relative}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+        smoke += pc.sum(column).as_py() or 0
+        total += len(column)
+    return smoke, total
+
+
+def refuse_smoke_test(folder: Path, listing: list[tuple[str, int]]) -> None:
+    smoke, total = smoke_test_rows(folder, listing)
+    if smoke:
+        raise UserError(f"{folder}: smoke-test build ({smoke} of {total} images made with random-weight pipelines: "
+                        "they are noise); refusing to publish it (pass --allow-smoke-test to upload it anyway)")
 
 
 def validate_online(readme: Path, endpoint: str) -> str:
@@ -179,7 +210,7 @@ def _require_token() -> str:
 
 
 def publish(export_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-            dry_run: bool = False) -> dict:
+            dry_run: bool = False, validate_online_card: bool = False, allow_smoke_test: bool = False) -> dict:
     """Upload the export's Hugging Face folder to dataset repo ``repo_id`` (or only check it).
 
     Returns ``{"folder", "repo_id", "files": [(path, bytes)], "bytes", "dry_run", "validation",
@@ -189,11 +220,14 @@ def publish(export_dir: Path, repo_id: str, *, private: bool = False, revision: 
         raise UserError(f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '.', '_', '-')")
     folder = resolve_folder(export_dir)
     listing = check_folder(folder)
+    if not allow_smoke_test:
+        refuse_smoke_test(folder, listing)
     endpoint = hub_endpoint()
     result = {"folder": str(folder), "repo_id": repo_id, "files": listing, "bytes": sum(s for _, s in listing),
               "dry_run": dry_run, "validation": None, "url": None, "commit": None}
     if dry_run:
-        result["validation"] = validate_online(folder / README, endpoint)
+        result["validation"] = (validate_online(folder / README, endpoint) if validate_online_card else
+                                "online YAML validation not run (offline dry run; --validate-online asks the Hub)")
         return result
 
     from huggingface_hub import HfApi, constants

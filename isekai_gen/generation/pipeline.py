@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,43 @@ def _source(model_cfg: dict, cache_dir: Path | None) -> str:
     return model_id
 
 
+_SNAPSHOT = re.compile(r"(?:^|/)snapshots/([0-9a-f]{40})(?:/|$)")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolved_revision(pipe, source: str, model_cfg: dict) -> str | None:
+    """The commit hash of the weights that were loaded, or None when they are no Hub snapshot.
+
+    ``from_pretrained`` loads a Hub model from its cache folder ``.../snapshots/<commit>/`` (the
+    huggingface_hub cache layout), and diffusers and transformers record that folder as each
+    component's ``_name_or_path``; a ``--model-path`` into a snapshot names it too. Failing that, a
+    Hub id is resolved offline through the cache's refs (``try_to_load_from_cache``). A
+    ``save_pretrained`` folder (the tiny models) has no commit.
+    """
+    components = getattr(pipe, "components", None) or {}
+    names = [source, getattr(pipe, "name_or_path", None)]
+    names += [getattr(getattr(c, "config", None), "_name_or_path", None) or getattr(c, "name_or_path", None)
+              for c in components.values()]
+    for name in names:
+        if isinstance(name, (str, os.PathLike)):
+            path = os.path.realpath(name) if os.path.isdir(name) else str(name)
+            match = _SNAPSHOT.search(Path(path).as_posix()) or _SNAPSHOT.search(Path(name).as_posix())
+            if match:
+                return match[1]
+    requested = model_cfg.get("revision")
+    if source == model_cfg["id"] and not os.path.isdir(source):  # a Hub id, not a local folder
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(model_cfg["id"], "model_index.json", revision=requested)
+        except ValueError:  # not a valid repo id (HFValidationError)
+            cached = None
+        match = _SNAPSHOT.search(Path(cached).as_posix()) if isinstance(cached, str) else None
+        if match:
+            return match[1]
+    return requested if isinstance(requested, str) and _COMMIT.match(requested) else None
+
+
 def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto", cache_dir: Path | None = None,
                   vae_fp32_decode: bool = False, compile: bool = False) -> LoadedPipeline:
     import diffusers
@@ -134,7 +172,7 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
         # SDXL's VAE overflows in fp16 (NaN / black images); the pipeline upcasts when asked.
         pipe.vae.register_to_config(force_upcast=True)
     return LoadedPipeline(
-        pipe=pipe, model_id=model_cfg["id"], revision=model_cfg.get("revision"),
+        pipe=pipe, model_id=model_cfg["id"], revision=resolved_revision(pipe, source, model_cfg),
         pipeline_class=type(pipe).__name__, dtype=dtype, device=device,
     )
 

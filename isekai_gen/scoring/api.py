@@ -63,9 +63,11 @@ def _class_tables(truth: Truth, outcome: Outcome) -> tuple[dict, dict | None]:
 
 
 def score_run(truth: Truth, run: PredictionRun, *, parse_failures: str = "wrong", bootstrap: int = 1000,
-              seed: int = 0, strict: bool = False, lcl_compat: bool = False) -> tuple[dict, Outcome]:
+              seed: int = 0, strict: bool = False, lcl_compat: bool = False,
+              ignore_unknown_ids: bool = False) -> tuple[dict, Outcome]:
     """Result dict of one run and its per-item outcome."""
-    outcome = judge(truth, run, parse_failures, strict=strict, lcl_compat=lcl_compat)
+    outcome = judge(truth, run, parse_failures, strict=strict, lcl_compat=lcl_compat,
+                    ignore_unknown=ignore_unknown_ids)
     metric = _metric(truth, lcl_compat)
     summary = bootstrap_summary(_item_stats(truth, outcome, metric, outcome.scored),
                                 lambda sums, n: metric_from_sums(metric, sums, n), bootstrap, seed)
@@ -116,12 +118,14 @@ TOP_LEVEL_FROM_RUN = ("metric", "value", "std", "ci95", "n_total", "n_scored", "
 
 def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: str = "wrong",
           bootstrap: int = 1000, seed: int = 0, compare=None, strict: bool = False,
-          lcl_compat: bool = False) -> dict:
+          lcl_compat: bool = False, ignore_unknown_ids: bool = False) -> dict:
     """Score prediction files against a truth file; the report's top-level metrics are the first run's.
 
     A run is one (model, shots, batch_size) of one prediction file; several runs give ``runs``,
     a ``curve`` with ``data_efficiency`` (when shot counts differ) and ``by_batch_size``.
     ``compare`` (a prediction file holding one run) adds a paired bootstrap against the first run.
+    Prediction ids the truth does not know are an error (see ``alignment``) unless
+    ``ignore_unknown_ids``; a file with no id in common, or ids shifted by one, always is.
     """
     if bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {bootstrap}")
@@ -130,7 +134,8 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
     truth = load_truth(truth_path)
     check_options(truth, parse_failures, lcl_compat)
     runs = [run for path in _as_paths(prediction_paths) for run in load_predictions(path, truth, fmt)]
-    options = dict(parse_failures=parse_failures, bootstrap=bootstrap, seed=seed, strict=strict, lcl_compat=lcl_compat)
+    options = dict(parse_failures=parse_failures, bootstrap=bootstrap, seed=seed, strict=strict, lcl_compat=lcl_compat,
+                   ignore_unknown_ids=ignore_unknown_ids)
     scored = [score_run(truth, run, **options) for run in runs]
     results = [result for result, _ in scored]
     first = results[0]
@@ -138,7 +143,8 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
         "truth": {"source": truth.source, "kind": truth.kind, "n_items": len(truth.ids),
                   "classes": list(truth.classes), "multilabel": truth.multilabel},
         "settings": {"parse_failures": parse_failures, "bootstrap": bootstrap, "seed": seed,
-                     "strict": strict, "lcl_compat": lcl_compat, "unit": "percent"},
+                     "strict": strict, "lcl_compat": lcl_compat, "ignore_unknown_ids": ignore_unknown_ids,
+                     "unit": "percent"},
         **{key: first[key] for key in TOP_LEVEL_FROM_RUN},
         "runs": [{k: v for k, v in result.items() if k not in ("per_class", "confusion")} for result in results],
     }
@@ -153,7 +159,8 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
         if len(other) != 1:
             raise UserError(f"{compare}: holds {len(other)} runs (model/shots/batch_size); --compare needs exactly one")
         # Only the per-item outcome is compared: no bootstrap or class tables for the other run.
-        other_outcome = judge(truth, other[0], parse_failures, strict=strict, lcl_compat=lcl_compat)
+        other_outcome = judge(truth, other[0], parse_failures, strict=strict, lcl_compat=lcl_compat,
+                              ignore_unknown=ignore_unknown_ids)
         report["compare"] = {"a": first["source"], "b": other[0].source, "metric": first["metric"],
                              **compare_runs(truth, scored[0][1], other_outcome, first["metric"],
                                             bootstrap=bootstrap, seed=seed)}

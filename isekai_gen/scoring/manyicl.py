@@ -12,7 +12,10 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
+from .matching import hits_matrix, match_starts
 
 ANSWER_PREFIX = "Answer Choice "
 # run.py names its pickles f"{dataset}_{num_demos}shot_{model}_{num_qns_per_round}".
@@ -53,10 +56,38 @@ def batched_answers(raw, source) -> list[tuple[str, str | None, int, str]]:
     return answers
 
 
+class SubstringMatcher:
+    """eval.py's test ``name.lower() in text.lower()`` per class, with the names lowered once."""
+
+    def __init__(self, classes):
+        self._lowered = [(index, name.lower()) for index, name in enumerate(classes)]
+
+    def find(self, text: str) -> list[int]:
+        return self._find_lowered(text.lower())
+
+    def _find_lowered(self, lowered: str) -> list[int]:
+        return [index for index, name in self._lowered if name in lowered]
+
+    def find_many(self, texts: list[str]) -> np.ndarray:
+        """``find`` of every text at once, as a ``(len(texts), len(classes))`` bool matrix."""
+        names = [name for _, name in self._lowered]
+        searches = [(index, re.compile(re.escape(name))) for index, name in self._lowered if name]
+
+        def scan(joined):
+            found = [(index, list(search.finditer(joined))) for index, search in searches]
+            positions = np.concatenate([match_starts(matches) for _, matches in found] or [np.zeros(0, np.int64)])
+            labels = np.concatenate([np.full(len(matches), index, dtype=np.intp) for index, matches in found]
+                                    or [np.zeros(0, np.intp)])
+            return positions, labels
+
+        hits = hits_matrix([text.lower() for text in texts], names, scan, self._find_lowered)
+        hits[:, [index for index, name in self._lowered if not name]] = True  # "" is in every text
+        return hits
+
+
 def substring_matches(text: str, classes) -> list[int]:
     """Indices of the classes whose name occurs in ``text`` as a case-insensitive substring."""
-    lowered = text.lower()
-    return [index for index, name in enumerate(classes) if name.lower() in lowered]
+    return SubstringMatcher(classes).find(text)
 
 
 def run_fields_from_name(path: str | Path) -> dict:

@@ -11,10 +11,44 @@ from __future__ import annotations
 
 import json
 import re
+from operator import attrgetter
+from typing import Callable, Iterable
+
+import numpy as np
 
 NO_LABEL, ONE_LABEL, SEVERAL_LABELS = "no_label", "one_label", "several_labels"
 _SEPARATORS = re.compile(r"[\s_-]+")
 _LIST_SEPARATORS = re.compile(r"[,;\n]")
+# Joins the texts of one batch scan; a label containing it is matched text by text instead.
+TEXT_SEPARATOR = "\x00"
+_LAST_INDEX = attrgetter("lastindex")
+
+
+def hits_matrix(texts: list[str], labels, scan: Callable[[str], tuple[np.ndarray, np.ndarray]],
+                find: Callable[[str], Iterable[int]]) -> np.ndarray:
+    """``(len(texts), len(labels))`` bool: the labels each text names, from ONE scan over all texts.
+
+    ``scan(joined)`` returns the start positions and label indices of every match in the texts
+    joined by ``TEXT_SEPARATOR``; no match spans a separator (no label contains it), so each
+    position falls in exactly one text. One C-level scan replaces a Python call per text. Should a
+    label contain the separator, each text is read alone with ``find`` instead.
+    """
+    hits = np.zeros((len(texts), len(labels)), dtype=bool)
+    if any(TEXT_SEPARATOR in label for label in labels):
+        for row, text in enumerate(texts):
+            hits[row, list(find(text))] = True
+        return hits
+    if not texts:
+        return hits
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1)))
+    positions, found = scan(TEXT_SEPARATOR.join(texts))
+    hits[np.searchsorted(starts, positions, side="right") - 1, found] = True
+    return hits
+
+
+def match_starts(matches: list[re.Match]) -> np.ndarray:
+    return np.fromiter(map(re.Match.start, matches), dtype=np.int64, count=len(matches))
 
 
 def _label_pattern(label: str) -> str:
@@ -24,17 +58,30 @@ def _label_pattern(label: str) -> str:
 
 
 class LabelMatcher:
-    """Finds which of a fixed list of labels a text names."""
+    """Finds which of a fixed list of labels a text names; build it once per label list."""
 
     def __init__(self, labels):
         self.labels = tuple(labels)
         order = sorted(range(len(self.labels)), key=lambda i: (-len(self.labels[i]), i))
-        alternatives = "|".join(f"(?P<l{i}>{_label_pattern(self.labels[i])})" for i in order)
+        alternatives = "|".join(f"({_label_pattern(self.labels[i])})" for i in order)
         self._regex = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        # Group k + 1 is the k-th alternative: a match's ``lastindex`` names its label directly.
+        self._label_of_group = (None, *order)
 
     def find(self, text: str) -> tuple[int, ...]:
         """Sorted indices of the distinct labels named in ``text``."""
-        return tuple(sorted({int(m.lastgroup[1:]) for m in self._regex.finditer(text)}))
+        label_of = self._label_of_group
+        return tuple(sorted({label_of[m.lastindex] for m in self._regex.finditer(text)}))
+
+    def find_many(self, texts: list[str]) -> np.ndarray:
+        """``find`` of every text at once, as a ``(len(texts), len(labels))`` bool matrix."""
+        def scan(joined):
+            matches = list(self._regex.finditer(joined))
+            labels = np.array(self._label_of_group[1:], dtype=np.intp)  # group k + 1 -> label
+            groups = np.fromiter(map(_LAST_INDEX, matches), dtype=np.intp, count=len(matches))
+            return match_starts(matches), labels[groups - 1]
+
+        return hits_matrix(texts, self.labels, scan, self.find)
 
     def single(self, text: str) -> tuple[str, int | None]:
         """``(outcome, label index)``: the index only when exactly one label is named."""

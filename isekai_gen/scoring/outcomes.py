@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter
 
 import numpy as np
 
 from ..errors import UserError
+from .alignment import check_ids
 from .choices import POLICIES
 from .lcl import lcl_correct
-from .manyicl import substring_matches
+from .manyicl import SubstringMatcher
 from .matching import NO_LABEL, ONE_LABEL, SEVERAL_LABELS, LabelMatcher
 from .predictions import PredictionRun
 from .truth import Truth
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("ok", NO_LABEL, SEVERAL_LABELS, "no_answer", "missing")
 OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING = range(len(STATUSES))
 _CODE = {ONE_LABEL: OK, NO_LABEL: NONE_NAMED, SEVERAL_LABELS: SEVERAL}
-MISSING_VALUE = object()  # marks a truth item without a prediction (None means "no answer")
+_VALUE = attrgetter("value")
 _SCORED = {"drop": (OK,), "wrong": (OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING), "manyicl": (OK, NONE_NAMED)}
 
 
@@ -49,70 +52,122 @@ class Outcome:
         return int((self.status == status).sum())
 
 
-def _align(truth: Truth, run: PredictionRun, strict: bool) -> tuple[list, tuple[str, ...]]:
-    """Prediction value per truth item (``MISSING`` sentinel when absent) and the unknown ids."""
-    position = {item_id: i for i, item_id in enumerate(truth.ids)}
-    values: list = [MISSING_VALUE] * len(truth.ids)
-    unknown = []
-    for prediction in run.rows:
-        index = position.get(prediction.id)
-        if index is None:
-            if strict:
-                raise UserError(f"{prediction.location}: id {prediction.id!r} is not in the truth file {truth.source}")
-            unknown.append(prediction.id)
-        else:
-            values[index] = prediction.value
-    if strict and MISSING_VALUE in values:
-        first = truth.ids[values.index(MISSING_VALUE)]
-        missing = sum(value is MISSING_VALUE for value in values)
-        raise UserError(f"{run.source}: no prediction for {missing} truth ids (first: {first!r}); --strict needs all")
-    if unknown:
-        log.warning("%s: %d ids not in the truth (ignored), e.g. %r", run.source, len(unknown), unknown[0])
-    return values, tuple(unknown)
+def _align(truth: Truth, run: PredictionRun, strict: bool, ignore_unknown: bool) -> tuple[np.ndarray, list, tuple]:
+    """``(truth position of each known prediction, their values, the unknown ids)``, in file order."""
+    positions = check_ids(truth, run, ignore_unknown=ignore_unknown and not strict)
+    values = list(map(_VALUE, run.rows))
+    unknown: tuple[str, ...] = ()
+    if None in positions:  # only with ignore_unknown: check_ids refuses them otherwise
+        unknown = tuple(p.id for p, position in zip(run.rows, positions) if position is None)
+        values = [value for value, position in zip(values, positions) if position is not None]
+        positions = [position for position in positions if position is not None]
+        log.warning("%s: %d ids not in the truth (ignored, --ignore-unknown-ids), e.g. %r", run.source, len(unknown),
+                    unknown[0])
+    index = np.fromiter(positions, dtype=np.intp, count=len(positions))
+    if strict and len(index) < len(truth.ids):  # ids are unique within a run
+        absent = np.ones(len(truth.ids), dtype=bool)
+        absent[index] = False
+        first = truth.ids[int(np.argmax(absent))]
+        raise UserError(f"{run.source}: no prediction for {int(absent.sum())} truth ids (first: {first!r}); "
+                        "--strict needs all")
+    return index, values, unknown
 
 
 class _Reader:
-    """Reads replies into (status, class indices); each distinct reply text is parsed once."""
+    """Reads replies into (status, class indices), with one matcher built per candidate label list."""
 
     def __init__(self, truth: Truth, policy: str):
         self.truth, self.policy = truth, policy
         self._class_index = {name: i for i, name in enumerate(truth.classes)}
-        self._memos: dict[tuple[str, ...], dict] = {}      # candidates -> {reply: result}
-        self._matchers: dict[tuple[str, ...], LabelMatcher] = {}
+        self._matchers: dict[tuple[str, ...], LabelMatcher | SubstringMatcher] = {}
 
     def read(self, value, candidates: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
-        if value is MISSING_VALUE:
-            return MISSING, ()
         # An empty reply is "no answer", except under eval.py's rule, where only a missing
         # "Answer Choice" line is; an empty answer there names no class and counts wrong.
         if value is None or (self.policy != "manyicl" and isinstance(value, str) and not value.strip()):
             return NO_ANSWER, ()
-        memo = self._memos.setdefault(candidates, {})
-        key = value if isinstance(value, str) else tuple(value)
-        if key not in memo:
-            memo[key] = self._parse(value, candidates)
-        return memo[key]
+        return self._parse(value, candidates)
 
-    def _matcher(self, candidates: tuple[str, ...]) -> LabelMatcher:
+    def _matcher(self, candidates: tuple[str, ...]):
         if candidates not in self._matchers:
-            self._matchers[candidates] = LabelMatcher(candidates)
+            kind = SubstringMatcher if self.policy == "manyicl" else LabelMatcher
+            self._matchers[candidates] = kind(candidates)
         return self._matchers[candidates]
 
     def _parse(self, value, candidates: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
+        matcher = self._matcher(candidates)
         if self.policy == "manyicl":
-            text = value if isinstance(value, str) else ", ".join(value)
-            found = tuple(substring_matches(text, candidates))
+            found = tuple(matcher.find(value if isinstance(value, str) else ", ".join(value)))
             outcome = ONE_LABEL if len(found) == 1 else (NO_LABEL if not found else SEVERAL_LABELS)
         elif self.truth.multilabel or isinstance(value, list):
-            outcome, found = self._matcher(candidates).label_set(value)
+            outcome, found = matcher.label_set(value)
             if not self.truth.multilabel and found is not None and len(found) != 1:
                 outcome, found = (SEVERAL_LABELS if found else NO_LABEL), None
         else:
-            outcome, index = self._matcher(candidates).single(value)
+            outcome, index = matcher.single(value)
             found = (index,) if index is not None else None
         if outcome != ONE_LABEL:
             return _CODE[outcome], ()
         return OK, tuple(self._class_index[candidates[i]] for i in found)
+
+    def _batchable(self, values: list) -> list[bool]:
+        """Which replies one matcher scan over many texts (``find_many``) reads, rather than ``read``."""
+        if self.policy == "manyicl":
+            return [value is not None for value in values]
+        if self.truth.multilabel:
+            return [False] * len(values)
+        return [type(value) is str and value != "" and not value.isspace() for value in values]
+
+    def _read_group(self, candidates: tuple[str, ...], slots: list[int], values: list, status: np.ndarray,
+                    predicted: np.ndarray) -> None:
+        """Fill ``status``/``predicted`` rows ``slots`` for distinct replies sharing one candidate list."""
+        batchable = self._batchable(values)
+        for slot, value, batched in zip(slots, values, batchable):
+            if not batched:
+                status[slot], indices = self.read(list(value) if type(value) is tuple else value, candidates)
+                predicted[slot, list(indices)] = True
+        rows = np.fromiter(compress(slots, batchable), dtype=np.intp)
+        if not len(rows):
+            return
+        texts = [value if type(value) is str else ", ".join(value) for value in compress(values, batchable)]
+        hits = self._matcher(candidates).find_many(texts)
+        named = hits.sum(axis=1)
+        status[rows] = np.where(named == 1, OK, np.where(named == 0, NONE_NAMED, SEVERAL))
+        ok = named == 1
+        columns = np.array([self._class_index[name] for name in candidates], dtype=np.intp)
+        predicted[np.ix_(rows[ok], columns)] = hits[ok]
+
+    def read_all(self, index: np.ndarray, values: list) -> tuple[np.ndarray, np.ndarray]:
+        """``(status (n,), predicted (n, C))`` of every truth item, given its prediction ``values[k]``
+        for item ``index[k]``.
+
+        Each distinct (candidates, reply) is read once, in one matcher scan per candidate list,
+        and every item takes its row of that small table by index; the last row is "missing".
+        (Lists become tuples here, to be hashable, and are read back as lists.)
+        """
+        slot_of: dict = {}
+        slot_for = slot_of.setdefault
+        if self.truth.pairs is None:  # one pass, one hash lookup per item
+            slots = [slot_for(tuple(value) if type(value) is list else value, len(slot_of)) for value in values]
+        else:
+            slots = [slot_for((pair, tuple(value) if type(value) is list else value), len(slot_of))
+                     for pair, value in zip(map(self.truth.pairs.__getitem__, index.tolist()), values)]
+        distinct = list(slot_of)
+        item_slot = np.full(len(self.truth.ids), len(distinct), dtype=np.intp)  # "missing" unless predicted
+        item_slot[index] = slots
+        if self.truth.pairs is None:
+            groups = {self.truth.classes: (range(len(distinct)), distinct)}
+        else:
+            groups = {}
+            for slot, (candidates, value) in enumerate(distinct):
+                members = groups.setdefault(candidates, ([], []))
+                members[0].append(slot)
+                members[1].append(value)
+        status = np.full(len(distinct) + 1, MISSING, dtype=np.int8)
+        predicted = np.zeros((len(distinct) + 1, len(self.truth.classes)), dtype=bool)
+        for candidates, (slots, group_values) in groups.items():
+            self._read_group(candidates, slots, group_values, status, predicted)
+        return status[item_slot], predicted[item_slot]
 
 
 def check_options(truth: Truth, policy: str, lcl_compat: bool) -> None:
@@ -126,26 +181,16 @@ def check_options(truth: Truth, policy: str, lcl_compat: bool) -> None:
 
 
 def judge(truth: Truth, run: PredictionRun, policy: str = "wrong", *, strict: bool = False,
-          lcl_compat: bool = False) -> Outcome:
+          lcl_compat: bool = False, ignore_unknown: bool = False) -> Outcome:
     """Parse every reply of ``run`` and decide, per truth item, its status and whether it is scored."""
     check_options(truth, policy, lcl_compat)
-    values, unknown = _align(truth, run, strict)
-    n, n_classes = truth.targets.shape
-    reader = _Reader(truth, policy)
-    codes, rows, columns = [], [], []
-    for item, value in enumerate(values):
-        code, indices = reader.read(value, truth.candidates(item))
-        codes.append(code)
-        rows.extend([item] * len(indices))
-        columns.extend(indices)
-    status = np.array(codes, dtype=np.int8)
-    predicted = np.zeros((n, n_classes), dtype=bool)
-    predicted[rows, columns] = True
+    index, values, unknown = _align(truth, run, strict, ignore_unknown)
+    n = len(truth.ids)
+    status, predicted = _Reader(truth, policy).read_all(index, values)
     if lcl_compat:
-        correct = np.array([
-            isinstance(value, str) and lcl_correct(value, truth.pairs[item], truth.answers[item])
-            for item, value in enumerate(values)
-        ], dtype=bool)
+        correct = np.zeros(n, dtype=bool)  # a missing reply is wrong
+        for item, value in zip(index.tolist(), values):
+            correct[item] = isinstance(value, str) and lcl_correct(value, truth.pairs[item], truth.answers[item])
         return Outcome(status, predicted, np.ones(n, dtype=bool), correct, unknown)
     scored = np.isin(status, _SCORED[policy])
     return Outcome(status, predicted, scored, None, unknown)

@@ -6,8 +6,6 @@ batch_size), so one file may hold a whole shot curve. Within a run an id may app
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from ..schema import validate
 from .choices import FORMATS
 from .lcl import clean_answer, target_sentence
 from .manyicl import batched_answers, run_fields_from_name
-from .textio import csv_records, first_json_object, json_lines, read_text
+from .textio import csv_rows, first_json_object, json_lines
 from .truth import Truth
 from .unpickle import load_restricted_pickle
 
@@ -105,16 +103,23 @@ def _csv_value(name: str, text: str, location: str):
 
 
 def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
-    """CSV with ``id,prediction`` columns (and optionally model, shots, batch_size, confidence)."""
-    reader = csv.DictReader(io.StringIO(read_text(path)))
-    missing = {"id", "prediction"} - set(reader.fieldnames or ())
+    """CSV with ``id,prediction`` columns (and optionally model, shots, batch_size, confidence).
+
+    Every record must have exactly the header's cells: a short row would otherwise read as "no answer".
+    """
+    records = csv_rows(path)
+    _, header = next(records)
+    missing = {"id", "prediction"} - set(header)
     if missing:
         raise UserError(f"{where(path, 1)}: missing column {sorted(missing)[0]!r} (need id,prediction)")
     rows = []
-    for cells in csv_records(reader, path):
-        location = where(path, reader.line_num)
-        if None in cells:
-            raise UserError(f"{location}: more cells than header columns")
+    for line, record in records:
+        if not record:
+            continue  # a blank line
+        location = where(path, line)
+        if len(record) != len(header):
+            raise UserError(f"{location}: {len(record)} cells, the header has {len(header)}")
+        cells = dict(zip(header, record))
         row = {"id": cells["id"], "prediction": cells["prediction"] or None}
         if cells.get("model"):
             row["model"] = cells["model"]
@@ -123,7 +128,7 @@ def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
             if value is not None:
                 row[name] = value
         validate(row, "predictions_row", location)
-        rows.append(_row(row, str(path), reader.line_num))
+        rows.append(_row(row, str(path), line))
     return rows
 
 

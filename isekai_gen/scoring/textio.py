@@ -7,6 +7,7 @@ empty file and a file saved in some legacy encoding. All three become a ``UserEr
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -27,13 +28,26 @@ def read_bytes(path: str | Path) -> bytes:
     return data
 
 
-def csv_records(reader, path):
-    """The records of a ``csv`` reader; a malformed file (a stray quote, an overlong field) is one
-    ``UserError`` naming the line."""
-    try:
-        yield from reader
-    except csv.Error as exc:
-        raise UserError(f"{where(path, reader.line_num)}: malformed CSV ({exc})") from None
+def csv_rows(path: str | Path):
+    """``(line, cells)`` of every CSV record, ``line`` being where the record starts.
+
+    The reader is strict, so a stray quote is an error rather than a field that silently swallows
+    the following lines; a malformed file (an unclosed quote, an overlong field) is one ``UserError``
+    naming the line the broken record starts on.
+    """
+    reader = csv.reader(io.StringIO(read_text(path)), strict=True)
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            spans = f"; the record starting on this line runs to line {reader.line_num}: an unclosed '\"'?" \
+                if reader.line_num > start else ""
+            raise UserError(f"{where(path, start)}: malformed CSV ({exc}{spans})") from None
+        yield start, cells
+        start = reader.line_num + 1
 
 
 def read_text(path: str | Path) -> str:

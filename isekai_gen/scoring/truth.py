@@ -7,10 +7,9 @@ candidate labels a prediction is matched against and the raw label strings the L
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import UserError, where
 from ..fileio import read_json
 from ..schema import validate
-from .textio import csv_records, first_json_object, json_lines, read_text
+from .textio import csv_rows, first_json_object, json_lines
 
 TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
 LCL_FIELDS = ("image_name", "positive_promt", "negative_promt", "label_name")
@@ -41,6 +40,11 @@ class Truth:
     def target_index(self) -> np.ndarray:
         """(n,) class index of each item (single-label sets)."""
         return self.targets.argmax(axis=1)
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Item index of each id (computed once per truth, shared by every run scored against it)."""
+        return {item_id: i for i, item_id in enumerate(self.ids)}
 
     def candidates(self, item: int) -> tuple[str, ...]:
         """The labels a prediction for ``item`` is matched against."""
@@ -106,22 +110,21 @@ def _zero_one(path: Path, rows: list[list[str]], lines: list[int]) -> np.ndarray
 def read_manyicl_csv(path: str | Path) -> Truth:
     """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class."""
     path = Path(path)
-    reader = csv.reader(io.StringIO(read_text(path)))
-    records = csv_records(reader, path)
-    header = next(records)
+    records = csv_rows(path)
+    _, header = next(records)
     classes = tuple(name.strip() for name in header[1:])
     if not classes or any(not name for name in classes):
         raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
     if len(set(classes)) != len(classes):
         raise UserError(f"{where(path, 1)}: duplicate class names in the header")
     ids, lines, rows = [], [], []
-    for cells in records:
+    for line, cells in records:
         if not any(cells):
             continue
         if len(cells) != len(header):
-            raise UserError(f"{where(path, reader.line_num)}: {len(cells)} cells, the header has {len(header)}")
+            raise UserError(f"{where(path, line)}: {len(cells)} cells, the header has {len(header)}")
         ids.append(cells[0].strip())
-        lines.append(reader.line_num)
+        lines.append(line)
         rows.append(cells[1:])
     if not ids:
         raise UserError(f"{path}: no data rows under the header")

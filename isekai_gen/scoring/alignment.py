@@ -1,0 +1,156 @@
+"""Do the prediction ids belong to this truth file? One check for every prediction format.
+
+Scoring answers against the wrong truth file gives a plausible number (accuracy 0.00, or a
+shot-by-one alignment where 39 of 40 items are compared with their neighbour's label), so
+prediction ids the truth does not know are refused, with the likely cause:
+
+* no id in common: always an error (even with ``--ignore-unknown-ids``);
+* every id is a truth id shifted by one (0-based indices against LCL's 1-based line numbers):
+  an error naming both conventions;
+* some unknown ids: an error naming the first few and, where it can be found, where they come
+  from (the demo side of the same split, a sibling dataset's ``test.csv``/``demo.csv``, another
+  id shape), unless ``ignore_unknown`` is set.
+
+Every reader (JSON Lines, CSV, ManyICL pickle, LCL lines) produces a ``PredictionRun`` and every
+run goes through ``check_ids`` before it is judged.
+"""
+
+from __future__ import annotations
+
+import csv
+from operator import attrgetter
+from pathlib import Path, PurePosixPath
+
+from ..errors import UserError
+from .predictions import PredictionRun
+from .truth import Truth
+
+SHOWN_IDS = 3
+_ID = attrgetter("id")
+# Split folders written by `isekai-gen splits build` (and ManyICL's own layout): <dataset>/{demo,test}.csv.
+SPLIT_CSV_FILES = ("demo.csv", "test.csv")
+
+
+def _first(ids) -> str:
+    shown = ", ".join(repr(item) for item in list(ids)[:SHOWN_IDS])
+    return shown + (", ..." if len(ids) > SHOWN_IDS else "")
+
+
+def truth_name(truth: Truth) -> str:
+    """``EuroSAT's test.csv``: the truth file named by its dataset folder."""
+    path = Path(truth.source)
+    return f"{path.parent.name}'s {path.name}" if path.parent.name else path.name
+
+
+def _integers(ids) -> list[int] | None:
+    """The ids as integers when every one is a plain decimal number, else None."""
+    if not all(item.isdigit() and item.isascii() for item in ids):
+        return None
+    return [int(item) for item in ids]
+
+
+def _base(numbers) -> str:
+    low = min(numbers)
+    return {0: "0-based", 1: "1-based"}.get(low, f"starting at {low}")
+
+
+def _shift_error(truth: Truth, run: PredictionRun, ids: list[str]) -> UserError | None:
+    """The ids are exactly truth ids shifted by +1 or -1 (and not all truth ids as they are)."""
+    mine, theirs = _integers(ids), _integers(truth.ids)
+    if mine is None or theirs is None:
+        return None
+    known = set(theirs)
+    for shift in (1, -1):
+        if all(number + shift in known for number in mine):
+            what = ("the 1-based line numbers of the LCL file" if truth.kind == "lcl" else "the truth's ids")
+            return UserError(
+                f"{run.source}: prediction ids {min(mine)}..{max(mine)} ({_base(mine)}) are {what} {truth.source} "
+                f"({min(theirs)}..{max(theirs)}, {_base(theirs)}) shifted by {-shift:+d}: every item would be "
+                f"scored against its neighbour's label; renumber the predictions {_base(theirs)}"
+            )
+    return None
+
+
+def _csv_ids(path: Path) -> set[str]:
+    """First-column cells of a split CSV (best effort: only used to explain an error)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return {row[0].strip() for row in csv.reader(handle) if row}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
+def _demo_side_ids(truth: Truth) -> set[str]:
+    """Ids on the demonstration side of the truth's own split (split.jsonl rows or demo.csv)."""
+    path = Path(truth.source)
+    if truth.kind == "split":
+        from .textio import json_lines
+
+        return {row.get("file_name") for _, row in json_lines(path) if row.get("side") == "demo"}
+    if truth.kind == "manyicl-csv" and (path.parent / "demo.csv").is_file():
+        return _csv_ids(path.parent / "demo.csv")
+    return set()
+
+
+def _sibling_source(truth: Truth, unknown: list[str]) -> str | None:
+    """``UCMerced's test.csv`` when a sibling dataset folder's split file holds the unknown ids."""
+    path = Path(truth.source)
+    if truth.kind not in ("manyicl-csv", "split") or not path.parent.parent.is_dir():
+        return None
+    sample = set(unknown[:100])
+    best, best_hits = None, 0
+    for folder in sorted(p for p in path.parent.parent.iterdir() if p.is_dir() and p != path.parent):
+        for name in SPLIT_CSV_FILES:
+            hits = len(sample & _csv_ids(folder / name)) if (folder / name).is_file() else 0
+            if hits > best_hits:
+                best, best_hits = f"{folder.name}'s {name}", hits
+    return best if best_hits * 2 >= len(sample) else None
+
+
+def _suffixes(ids) -> set[str]:
+    return {PurePosixPath(item).suffix.lower() for item in ids}
+
+
+def likely_cause(truth: Truth, unknown: list[str]) -> str:
+    """A short guess at where ids the truth does not know come from."""
+    sample = unknown[:100]
+    demo = _demo_side_ids(truth)
+    if demo and sum(item in demo for item in sample) * 2 >= len(sample):
+        return f"these are demonstration ids of the same split (the demo side of {truth_name(truth)}), not test items"
+    sibling = _sibling_source(truth, sample)
+    if sibling:
+        return f"these look like {sibling} file names; the truth is {truth_name(truth)}"
+    if truth.kind == "lcl" and _integers(sample) is None:
+        return ("LCL truth ids are the 1-based line numbers of the ISEKAI-*.json file (LCL prediction lines "
+                "{pred, target} need no id); were these predictions made for episodes.jsonl?")
+    if truth.kind == "episodes" and _integers(sample) is not None:
+        return "episodes.jsonl ids are episode_id strings; line numbers are ids of the LCL ISEKAI-*.json files"
+    ours, theirs = _suffixes(sample), _suffixes(truth.ids[:100])
+    if ours and theirs and not ours & theirs:
+        return (f"prediction ids end in {', '.join(sorted(s or '(no extension)' for s in ours))} but the truth's "
+                f"in {', '.join(sorted(s or '(no extension)' for s in theirs))}: predictions of another dataset?")
+    if any("/" in item for item in sample) and not any("/" in item for item in truth.ids[:100]):
+        return "prediction ids are paths but the truth's ids are bare file names"
+    return f"the predictions were made for another truth file than {truth_name(truth)}"
+
+
+def check_ids(truth: Truth, run: PredictionRun, *, ignore_unknown: bool = False) -> list[int | None]:
+    """Truth position of each prediction of ``run`` (None = unknown id), after refusing misfits."""
+    ids = list(map(_ID, run.rows))
+    positions = list(map(truth.positions.get, ids))
+    if None not in positions:
+        return positions
+    unknown = [item for item, position in zip(ids, positions) if position is None]
+    shifted = _shift_error(truth, run, ids)
+    if shifted is not None:
+        raise shifted
+    if len(unknown) == len(ids):
+        raise UserError(f"{run.source}: none of its {len(ids)} prediction ids is an id of the truth file "
+                        f"{truth.source} (first: {_first(unknown)}); {likely_cause(truth, unknown)}")
+    if not ignore_unknown:
+        raise UserError(
+            f"{run.source}: {len(unknown)} of {len(ids)} prediction ids are not ids of the truth file "
+            f"{truth.source} (first: {_first(unknown)}); {likely_cause(truth, unknown)}; "
+            "pass --ignore-unknown-ids to score the others anyway"
+        )
+    return positions
