@@ -4,7 +4,9 @@ Generation checkpoints its rows per shard in ``OUT/manifest.parts/``: a journal 
 per committed batch (``{"rows": [...]}``), appended and fsynced. A line is committed once its
 newline is on disk, so a torn last line (process killed mid-write) is ignored and cut off on
 resume, and a batch is never half-committed. Once every planned job has a row, the journals are
-merged into ``manifest.jsonl``.
+merged into ``manifest.jsonl``. ``generate --regenerate`` appends a line marked
+``"regenerated": true`` whose rows supersede that journal's earlier rows for the same jobs
+(only when a re-rendered image's bytes changed); its rows are no batch of the plan.
 Later stages rewrite ``manifest.jsonl`` atomically, adding their own columns.
 """
 
@@ -106,8 +108,9 @@ def generation_view(row: dict) -> dict:
 
 
 def read_journal(path: Path) -> tuple[list[dict], int]:
-    """Committed rows of one shard journal and the byte length of its committed prefix."""
-    rows: list[dict] = []
+    """Committed lines of one shard journal (``{"rows": [...]}``, one per batch, plus any
+    ``"regenerated": true`` lines) and the byte length of its committed prefix."""
+    lines: list[dict] = []
     committed = 0
     with open(path, "rb") as handle:
         data = handle.read()
@@ -123,9 +126,18 @@ def read_journal(path: Path) -> tuple[list[dict], int]:
                     or not all(isinstance(row, dict) and isinstance(row.get("job_id"), str) for row in batch["rows"]):
                 raise UserError(f"{path}: corrupt checkpoint line at byte {committed}; "
                                 "delete the file to regenerate its jobs")
-            rows.extend(batch["rows"])
+            lines.append(batch)
             committed += len(line)
-    return rows, committed
+    return lines, committed
+
+
+def journal_rows(path: Path) -> dict[str, dict]:
+    """One journal's rows by job id; a later line for a job (``generate --regenerate``) supersedes."""
+    return {row["job_id"]: row for line in read_journal(path)[0] for row in line["rows"]}
+
+
+def journal_paths(out_dir: Path) -> list[Path]:
+    return sorted((Path(out_dir) / PARTS).glob("part-*.jsonl"))
 
 
 def open_journal(path: Path):
@@ -137,8 +149,9 @@ def open_journal(path: Path):
     return handle
 
 
-def append_batch(handle, rows: list[dict]) -> None:
-    handle.write((dumps_canonical({"rows": rows}) + "\n").encode())
+def append_batch(handle, rows: list[dict], *, regenerated: bool = False) -> None:
+    line = {"rows": rows, "regenerated": True} if regenerated else {"rows": rows}
+    handle.write((dumps_canonical(line) + "\n").encode())
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -146,8 +159,8 @@ def append_batch(handle, rows: list[dict]) -> None:
 def read_parts(out_dir: Path) -> dict[str, dict]:
     """Committed rows of every shard's journal, by job id (shards of different runs may overlap)."""
     rows: dict[str, dict] = {}
-    for path in sorted((Path(out_dir) / PARTS).glob("part-*.jsonl")):
-        for row in read_journal(path)[0]:
+    for path in journal_paths(out_dir):
+        for row in journal_rows(path).values():
             previous = rows.get(row["job_id"])
             if previous is not None and generation_view(previous) != generation_view(row):
                 raise UserError(f"{path}: job {row['job_id']!r} conflicts with another shard's row for it")

@@ -165,6 +165,40 @@ def test_resume_after_sigkill_gives_identical_dataset(tmp_path, isekai_cache):
         assert not list(out_dir.rglob(".tmp-*"))
 
 
+@pytest.mark.parametrize("use_syncfs", [True, False])
+def test_each_batch_is_flushed_once_before_its_journal_line(tmp_path, tiny_sd, monkeypatch, use_syncfs):
+    """One flush per batch (syncfs, or the per-file fallback of systems without it), always before
+    the batch's journal line names its images."""
+    import isekai_gen.generation.durable as durable
+    import isekai_gen.generation.stage as stage
+
+    events = []
+    real_commit, real_append, real_fsync = durable.DurableFolder.commit, stage.append_batch, os.fsync
+    if not use_syncfs:
+        monkeypatch.setattr(durable, "_syncfs", None)
+
+    def commit(self, paths):
+        real_commit(self, paths)
+        events.append(("durable", sorted(p.name for p in paths)))
+
+    def append(journal, rows):
+        events.append(("journal", sorted(Path(r["image"]).name for r in rows)))
+        real_append(journal, rows)
+
+    fsynced = []
+    monkeypatch.setattr(durable.DurableFolder, "commit", commit)
+    monkeypatch.setattr(stage, "append_batch", append)
+    monkeypatch.setattr(durable.os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd)))
+    config = tiny_config(images_per_concept=3, batch_size=4)
+    run_generation(config, tmp_path, tiny_catalog(config), loaded=tiny_sd)
+    # 12 jobs in 3 batches: each batch's images made durable, then its journal line, in order.
+    assert [kind for kind, _ in events] == ["durable", "journal"] * 3
+    assert all(events[i][1] == events[i + 1][1] and len(events[i][1]) == 4 for i in range(0, 6, 2))
+    # Besides the journal's fsync per batch (3) and the merged manifest's (1), with syncfs no
+    # fsync at all; the fallback fsyncs each file (12) and per batch its two concept folders and images/.
+    assert len(fsynced) == 3 + 1 + (0 if use_syncfs else 12 + 3 * 3)
+
+
 def test_torn_checkpoint_tail_and_orphan_image_are_recovered(tmp_path, tiny_sd):
     config = tiny_config(images_per_concept=2, batch_size=2)
     catalog = tiny_catalog(config)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, generation_options, load_command_config, progress_option, wait_option, writer_lock
+from ._options import (config_options, engine_options, generation_options, load_command_config, progress_option,
+                       wait_option, writer_lock)
 
 
 @click.command("build")
@@ -14,6 +15,7 @@ from ._options import config_options, generation_options, load_command_config, p
               help="Build folder; rerunning into it resumes and recomputes nothing already done.")
 @config_options
 @generation_options
+@engine_options
 @progress_option
 @wait_option
 def command(out_dir, preset, config_file, overrides, progress, wait, **fields):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, load_command_config, progress_option, wait_option, writer_lock
+from ._options import config_options, engine_options, load_command_config, progress_option, wait_option, writer_lock
 
 
 def _print_calibration(result: dict) -> None:
@@ -25,10 +25,11 @@ def _print_calibration(result: dict) -> None:
 @config_options
 @click.option("--calibrate", is_flag=True,
               help="Print per-concept score quantiles to choose thresholds; the manifest is not changed.")
+@engine_options
 @progress_option
 @wait_option
 def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
-            calibrate: bool, progress: bool, wait: bool) -> None:
+            calibrate: bool, progress: bool, wait: bool, **engine) -> None:
     """Score generated images with CLIP, reject weak ones and near-duplicates, rewrite the manifest.
 
     Without --preset or --config the config recorded in OUT/run.json is used (--set still applies),
@@ -41,7 +42,7 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
 
     # --calibrate too: it fills OUT/cache/embeddings.
     with writer_lock(out_dir, wait):
-        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
+        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True, **engine)
         catalog, _ = build_catalog(config)
         if calibrate:
             _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))

@@ -59,32 +59,50 @@ def embed_missing(
     batch_size: int,
     num_workers: int,
     progress: bool = False,
+    engine: dict | None = None,
 ) -> int:
-    """Embed the images (sha256 -> path) missing from ``cache`` into it; returns how many."""
-    import torch
+    """Embed the images (sha256 -> path) missing from ``cache`` into it; returns how many.
+
+    With ``engine.name: ray`` the same batches are embedded by Ray actors (``engine.ray_embedding``).
+    """
     from tqdm import tqdm
 
     todo = sorted(sha for sha in images if sha not in cache)
     if not todo:
         return 0
     log.info("embedding %d new images (%d cached)", len(todo), len(images) - len(todo))
-    # One loader for all images (workers stay up, decoding runs ahead across part boundaries);
-    # the cache takes a part file whenever CACHE_PART_SIZE new embeddings have accumulated.
-    loader = torch.utils.data.DataLoader(
-        ImageDataset([images[sha] for sha in todo], embedder.preprocess),
-        batch_size=batch_size, num_workers=min(num_workers, len(todo)), collate_fn=_collate,
-        # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
-        pin_memory=torch.device(embedder.device).type == "cuda",
-    )
     stored, vectors, facts = 0, [], []
     with tqdm(total=len(todo), desc="embed images", unit="img", disable=not progress) as bar:
-        for batch, batch_facts in loader:
-            if batch is None:
-                raise UserError(batch_facts)
-            vectors.extend(embedder.encode_images(batch))
+        for batch_vectors, batch_facts in _embedded_batches(embedder, [images[sha] for sha in todo], batch_size,
+                                                            num_workers, engine):
+            vectors.extend(batch_vectors)
             facts.extend(batch_facts)
             bar.update(len(batch_facts))
             if len(facts) >= CACHE_PART_SIZE or stored + len(facts) == len(todo):
                 cache.add(todo[stored:stored + len(facts)], vectors, facts)
                 stored, vectors, facts = stored + len(facts), [], []
     return len(todo)
+
+
+def _embedded_batches(embedder: Embedder, paths: list[Path], batch_size: int, num_workers: int, engine: dict | None):
+    """(vectors, facts) per batch of ``batch_size`` consecutive paths, here or on Ray."""
+    import torch
+
+    if (engine or {}).get("name") == "ray":
+        from ..engine.ray_embedding import embed_on_ray
+
+        yield from embed_on_ray(embedder, engine, [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)],
+                                str(embedder.device))
+        return
+    # One loader for all images (workers stay up, decoding runs ahead across part boundaries);
+    # the cache takes a part file whenever CACHE_PART_SIZE new embeddings have accumulated.
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(paths, embedder.preprocess),
+        batch_size=batch_size, num_workers=min(num_workers, len(paths)), collate_fn=_collate,
+        # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
+        pin_memory=torch.device(embedder.device).type == "cuda",
+    )
+    for batch, batch_facts in loader:
+        if batch is None:
+            raise UserError(batch_facts)
+        yield embedder.encode_images(batch), batch_facts

@@ -76,7 +76,7 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
     cache = EmbeddingCache(*cache_args)
     embedded = embed_missing(
         embedder, cache, images, batch_size=settings["batch_size"], num_workers=settings["num_workers"],
-        progress=progress,
+        progress=progress, engine=config.get("engine"),
     )
     concept_ids = catalog.ids
     position = {cid: k for k, cid in enumerate(concept_ids)}

@@ -1,9 +1,10 @@
 """The generation stage: jobs -> PNG images + manifest rows, resumable and shardable.
 
-Resume unit is the batch. A batch's PNGs are written atomically first, then its rows are
-committed as one line of this shard's journal (see ``manifest``), so a process killed at any moment
-leaves only complete images and rows that point at complete images. A rerun skips committed
-jobs and regenerates the rest in the same batches, which reproduces the same bytes.
+Resume unit is the batch. A batch's PNGs are written atomically (temporary file + rename) and
+made durable together (``durable.DurableFolder.commit``: one flush per batch, not per image), then
+its rows are committed as one line of this shard's journal (see ``manifest``), so a process killed
+at any moment leaves only complete images and rows that point at complete images. A rerun skips
+committed jobs and regenerates the rest in the same batches, which reproduces the same bytes.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..fileio import atomic_write_bytes, sha256_bytes
+from ..engine import engine_name, require_ray
+from ..fileio import sha256_bytes
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
 from .checks import broken_reason, encode_png, to_uint8
+from .durable import DurableFolder, write_deferred
 from .pipeline import LoadedPipeline, generate_batch, load_pipeline
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ def image_relpath(job: Job) -> str:
     return f"images/{job.concept_id}/{job.job_id}.png"
 
 
-class _Generator:
+class BatchGenerator:
     """Runs batches of jobs through one loaded pipeline with fresh-seed retries."""
 
     def __init__(self, config: dict, catalog: Catalog, loaded: LoadedPipeline):
@@ -102,10 +105,23 @@ class _Generator:
         }
 
 
-def _write_image(out_dir: Path, row: dict, pixels) -> dict:
+def write_image(out_dir: Path, row: dict, pixels) -> dict:
+    """Encode and write one image (not yet durable: see ``make_durable``); the row with its sha256."""
     data = encode_png(pixels)
-    atomic_write_bytes(out_dir / row["image"], data)
+    write_deferred(out_dir / row["image"], data)
     return {**row, "sha256": sha256_bytes(data)}
+
+
+def make_durable(images: DurableFolder, out_dir: Path, rows: list[dict]) -> list[dict]:
+    """Flush a batch's written images to disk at once; its rows may be committed after this."""
+    images.commit([out_dir / row["image"] for row in rows if row["image"] is not None])
+    return rows
+
+
+def render_batch(generator: BatchGenerator, images: DurableFolder, out_dir: Path, batch: list[Job]) -> list[dict]:
+    """Render, encode, write and flush one batch in this thread (a cluster worker's unit of work)."""
+    rows = [write_image(out_dir, row, pixels) if pixels is not None else row for row, pixels in generator.run(batch)]
+    return make_durable(images, out_dir, rows)
 
 
 def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: list[dict[str, int]] | None = None,
@@ -114,10 +130,10 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     """Generate this shard's pending jobs, then merge the manifest if every shard is done.
 
     ``rounds`` lists the image counts per concept of each round (default: one round of
-    ``generation.images_per_concept``); the filter stage's top-ups append rounds.
+    ``generation.images_per_concept``); the filter stage's top-ups append rounds. With
+    ``engine.name: ray`` the pending batches are rendered on a Ray cluster (``isekai_gen.engine``);
+    this process alone still commits them to the journal and merges the manifest.
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     settings = config["generation"]
     jobs = plan_jobs(catalog, rounds or [initial_round(config, catalog)])
@@ -130,31 +146,58 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     pending = [batch for batch in pending if batch]
     skipped = sum(len(b) for b in mine) - sum(len(b) for b in pending)
     _remove_partial_files(out_dir, [job for batch in pending for job in batch], shard)
-    generated = failed = 0
+    failed = 0
+    engine = engine_name(config)
+    if pending and engine == "ray":
+        require_ray()  # before anything is written
     if pending:
-        loaded = loaded or load_pipeline(
-            settings["model"], dtype=settings["dtype"], device=settings["device"], cache_dir=cache_dir,
-            vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
-        )
-        generator = _Generator(config, catalog, loaded)
-        bar = tqdm(total=sum(len(b) for b in pending), desc=f"generate {shard}", unit="img", disable=not progress)
-        # PNG encoding and writing of batch k overlaps the pipeline call of batch k+1.
-        with ThreadPoolExecutor(max_workers=2) as writer, open_journal(part_path(out_dir, shard.index, shard.count)) as journal:
-            in_flight: list[Future] = []
-            for batch in pending:
-                results = generator.run(batch)
-                _commit(in_flight, journal, generated_rows)
-                in_flight = [writer.submit(_write_image, out_dir, row, pixels) if pixels is not None
-                             else _done_future(row) for row, pixels in results]
-                generated += len(batch)
-                failed += sum(1 for row, pixels in results if pixels is None)
-                bar.update(len(batch))
-            _commit(in_flight, journal, generated_rows)
-        bar.close()
+        with open_journal(part_path(out_dir, shard.index, shard.count)) as journal:
+            def commit(rows: list[dict]) -> None:
+                nonlocal failed
+                append_batch(journal, rows)
+                generated_rows.update((row["job_id"], row) for row in rows)
+                failed += sum(1 for row in rows if row["status"] != "ok")
+
+            if engine == "ray" and loaded is None:
+                from ..engine.ray_generation import render_on_ray
+
+                render_on_ray(config, out_dir, catalog, pending, commit, progress=progress, cache_dir=cache_dir)
+            else:
+                loaded = loaded or load_pipeline(
+                    settings["model"], dtype=settings["dtype"], device=settings["device"], cache_dir=cache_dir,
+                    vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
+                )
+                _render_locally(BatchGenerator(config, catalog, loaded), out_dir, pending, commit, f"generate {shard}",
+                                progress)
     if shard.count > 1:  # other shards may have committed rows meanwhile: their journals tell
         generated_rows = read_parts(out_dir)
     merged = merge_manifest(out_dir, jobs, existing, generated_rows)
-    return GenerationResult(len(jobs), generated, skipped, failed, merged)
+    return GenerationResult(len(jobs), sum(len(b) for b in pending), skipped, failed, merged)
+
+
+def _render_locally(generator: BatchGenerator, out_dir: Path, pending: list[list[Job]], commit, desc: str,
+                    progress: bool) -> None:
+    """Render the batches in this process; ``commit(rows)`` each once its images are durable.
+
+    PNG encoding, writing and flushing of batch k overlap the pipeline call of batch k+1; the
+    flush waits in its own thread so that the encoders keep going.
+    """
+    from tqdm.auto import tqdm
+
+    with tqdm(total=sum(len(b) for b in pending), desc=desc, unit="img", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=2) as encoders, ThreadPoolExecutor(max_workers=1) as flusher, \
+            DurableFolder(out_dir / "images") as images:
+        in_flight: Future | None = None
+        for batch in pending:
+            results = generator.run(batch)
+            if in_flight is not None:
+                commit(in_flight.result())
+            written = [encoders.submit(write_image, out_dir, row, pixels) if pixels is not None
+                       else _done_future(row) for row, pixels in results]
+            in_flight = flusher.submit(_durable_when_written, images, out_dir, written)
+            bar.update(len(batch))
+        if in_flight is not None:
+            commit(in_flight.result())
 
 
 def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> None:
@@ -175,18 +218,14 @@ def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> No
         path.unlink(missing_ok=True)
 
 
+def _durable_when_written(images: DurableFolder, out_dir: Path, written: list[Future]) -> list[dict]:
+    return make_durable(images, out_dir, [future.result() for future in written])
+
+
 def _done_future(row: dict) -> Future:
     future: Future = Future()
     future.set_result(row)
     return future
-
-
-def _commit(in_flight: list[Future], journal, generated_rows: dict[str, dict]) -> None:
-    """Wait for a batch's images, then commit its rows as one journal line (and to ``generated_rows``)."""
-    if in_flight:
-        rows = [future.result() for future in in_flight]
-        append_batch(journal, rows)
-        generated_rows.update((row["job_id"], row) for row in rows)
 
 
 def merge_manifest(out_dir: Path, jobs: list[Job], existing: dict[str, dict], generated: dict[str, dict]) -> bool:
