@@ -1,8 +1,9 @@
 """Benchmark: reading free-text predictions (the scorer's judge step) at three sizes.
 
 Ours: ``isekai_gen.scoring.outcomes.judge``: each distinct reply once, in ONE matcher scan per
-label list (the label regex or ManyICL's substring test over all distinct replies joined), items
-mapped to that table by index. Baseline: a copy of the previous implementation kept below
+label list (the label regex or ManyICL's substring test over all distinct replies joined; replies
+that differ only in their numbers, such as a confidence score, scanned once per shape when no
+label holds a digit), items mapped to that table by index. Baseline: a copy of the previous implementation kept below
 (``Baseline*``: a per-item Python loop with a memo per distinct reply, one regex ``finditer`` with a
 named group per label, and ``name.lower()`` recomputed for every reply x class; measured within ~15%
 of the original module, and slightly faster than it). Both run in the same process on the same data
@@ -123,7 +124,7 @@ def baseline_judge(truth: Truth, run: PredictionRun, policy: str = "wrong", **_)
     reader = BaselineReader(truth, policy)
     codes, rows, columns = [], [], []
     for item, value in enumerate(values):
-        code, indices = reader.read(value, truth.candidates(item))
+        code, indices = reader.read(value, truth.pairs[item] if truth.pairs is not None else truth.classes)
         codes.append(code)
         rows.extend([item] * len(indices))
         columns.extend(indices)

@@ -74,10 +74,13 @@ class DiskFullError(UserError, OSError):
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", *, size: int | None = None, **kwargs) -> Iterator[Any]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, size: int | None = None, durable: bool = True,
+                **kwargs) -> Iterator[Any]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
 
     ``size``: the bytes to be written when known, named when the disk is full.
+    ``durable=False`` skips the fsync: for files flushed later in one go (generation batches, one
+    ``syncfs``) or caches whose reader checks they are whole (thumbnails).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +91,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, size: int | None =
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         written = os.stat(tmp).st_size if os.path.exists(tmp) else 0
@@ -134,8 +138,8 @@ def remove_temp_files(root: str | os.PathLike) -> int:
     return removed
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb", size=len(data)) as handle:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
+    with atomic_open(path, "wb", size=len(data), durable=durable) as handle:
         handle.write(data)
 
 

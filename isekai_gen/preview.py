@@ -28,7 +28,8 @@ from tqdm import tqdm
 from .errors import UserError, where
 from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
 from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
-from .manifest import read_manifest
+from .manifest import manifest_path, read_manifest
+from .paths import contained
 from .review.data import BuildView, alignment
 from .review.decisions import update_manual_rejects
 from .review.thumbs import THUMB, load_thumbnail
@@ -100,7 +101,8 @@ def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
         verdict, colour = "kept", KEPT
     else:
         verdict, colour = "not scored", UNSCORED
-    return Tile(row["job_id"], out_dir / row["image"], row["sha256"], caption, verdict, colour)
+    image = contained(out_dir, row["image"], what="image", source=manifest_path(out_dir))
+    return Tile(row["job_id"], image, row["sha256"], caption, verdict, colour)
 
 
 def sheet_order(rows: list[dict]) -> list[dict]:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from isekai_gen import preview
 from isekai_gen.errors import UserError
+from isekai_gen.filtering.manifest import FILTER_FIELDS
 from isekai_gen.preview import CAPTION, COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, UNSCORED, write_preview
 from isekai_gen.review import thumbs
 from test_episodes import make_catalog, set_manifest_field, write_build
@@ -170,3 +171,31 @@ def test_listed_broken_image_stays_broken(build, tmp_path):
     rejects.write_text("iso0-00001\n")
     html = write_preview(build, reject_file=rejects).read_text()
     assert "broken: 1" in html and "manual_reject" not in html
+
+
+def test_images_outside_the_build_are_refused(build, tmp_path):
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    linked = build / "images/iso0/iso0-00001.png"   # the manifest reader checks names and folders, not each file
+    linked.unlink()
+    linked.symlink_to(outside)
+    with pytest.raises(UserError, match=r"manifest.jsonl: image 'images/iso0/iso0-00001.png' points outside"):
+        write_preview(build)
+    assert not (build / "preview").exists() and not (build / "cache").exists()
+
+
+def unfilter(build) -> None:
+    """Turn the synthetic filtered build into what `generate` alone leaves: no scores, no verdicts."""
+    rows = [json.loads(line) for line in (build / "manifest.jsonl").read_text().splitlines()]
+    for row in rows:
+        for field in FILTER_FIELDS:
+            row.pop(field)
+    (build / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_unfiltered_build_sheets_are_grey(build):
+    unfilter(build)
+    html = write_preview(build).read_text()
+    assert "kept 0 / 8 generated (0%); failed: 1" in html
+    sheet = Image.open(build / "preview" / "iso0-01.jpg")
+    assert frame_colours(sheet, 8) == [UNSCORED] * 7 + [REJECTED]

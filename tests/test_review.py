@@ -28,6 +28,7 @@ from isekai_gen.review.app import create_app, make_server
 from isekai_gen.review.data import BuildData
 from isekai_gen.review.thumbs import THUMB, thumbnail_path
 from test_episodes import make_catalog, set_manifest_field, write_build
+from test_preview import unfilter
 
 
 @pytest.fixture
@@ -233,3 +234,38 @@ def test_cli_review_one_line_errors(tmp_path, build):
     result = CliRunner().invoke(main, ["review", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output == f"error: {tmp_path / 'manifest.jsonl'}: not found; run `isekai-gen generate --out {tmp_path}` first\n"
+
+
+def test_unfiltered_build_pages_show_not_scored(build):
+    unfilter(build)
+    with running(make_server(build, port=0)[0]) as address:
+        status, _, body = request(address, "GET", "/api/overview")
+        overview = json.loads(body)
+        assert status == 200 and overview["kept"] == 0
+        assert overview["groups"][0]["concepts"][0]["rejects"] == {"failed": 1, "not scored": 7}
+        status, _, body = request(address, "GET", "/api/concept/iso0")
+        items = json.loads(body)["items"]
+        assert status == 200 and {i["verdict"] for i in items} == {"not scored", "failed"}
+        assert all(value is None for i in items for value in i["scores"].values())
+
+
+def test_cross_origin_decisions_are_refused(server, build):
+    decision = {"job_id": "iso0-00001", "action": "reject", "client": "t"}
+    port = server[1]
+    for origin in ("http://attacker.example", "null", f"http://127.0.0.1:{port + 1}"):
+        status, _, body = request(server, "POST", "/api/decide", decision, headers={"Origin": origin})
+        assert status == 403 and b"own pages" in body, origin
+    assert not (build / "manual_rejects.txt").exists()
+    status, _, _ = request(server, "POST", "/api/decide", decision, headers={"Origin": f"http://127.0.0.1:{port}"})
+    assert status == 200 and (build / "manual_rejects.txt").read_text() == "iso0-00001\n"
+
+
+def test_torn_cached_thumbnail_is_made_again(server, build):
+    row = BuildData(build).view().rows["iso0-00001"]
+    status, _, whole = request(server, "GET", "/thumb/iso0-00001")
+    cached = thumbnail_path(build, row["sha256"])
+    assert status == 200 and cached.read_bytes() == whole
+    for torn in (b"", whole[: len(whole) // 2]):     # what a power cut can leave of an unsynced file
+        cached.write_bytes(torn)
+        status, _, body = request(server, "GET", "/thumb/iso0-00001")
+        assert status == 200 and body == whole and cached.read_bytes() == whole

@@ -284,6 +284,12 @@ def test_lcl_ids_shifted_by_one_name_both_conventions(tmp_path):
         assert f"p.jsonl: prediction ids 0..39 (0-based) are the 1-based line numbers of the LCL file {truth} " \
                "(1..40, 1-based) shifted by -1: every item would be scored against its neighbour's label; " \
                "renumber the predictions 1-based" in result.output
+    padded = _jsonl(tmp_path / "padded.jsonl", [{"id": f"{k:02d}", "prediction": "cactihog"} for k in range(1, 41)])
+    result = _cli_score("--truth", truth, "--predictions", padded)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "padded.jsonl: 9 of 40 prediction ids are not ids of the truth file" in result.output
+    assert "(first: '01', '02', '03', ...); the prediction ids are the truth's numbers written another way ('01' for " \
+           "'1', leading zeros?): write them as the truth does" in result.output
     one_based = _jsonl(tmp_path / "ok.jsonl", [{"id": k, "prediction": "cactihog"} for k in range(1, 41)])
     assert _cli_score("--truth", truth, "--predictions", one_based).exit_code == 0
 
@@ -311,3 +317,40 @@ def test_truth_csv_with_a_stray_quote_names_the_line(tmp_path):
     assert result.exit_code == 1
     assert "test.csv:3: malformed CSV (unexpected end of data; the record starting on this line runs to line 4" \
            in result.output
+
+
+def test_replies_of_another_dataset_with_the_same_file_names_are_refused(tmp_path):
+    """Every id fits (both datasets call their images 0000.jpg ...), but no reply names a class of this truth."""
+    ids = [f"{k:04d}.jpg" for k in range(25)]
+    truth = _split_csv(tmp_path / "EuroSAT" / "test.csv", ids, classes=("Forest", "River", "SeaLake"))
+    other = _jsonl(tmp_path / "p.jsonl", [{"id": item, "prediction": f"Answer: {('airplane', 'beach')[k % 2]}"}
+                                          for k, item in enumerate(ids)])
+    result = _cli_score("--truth", truth, "--predictions", other)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert f"p.jsonl: none of its 25 replies names a class of the truth file {truth} (Forest, River, " \
+           "SeaLake; first reply 'Answer: airplane'): predictions for another dataset with the same file names?" \
+           in result.output
+    # one reply naming a class of the truth, or too few replies to tell, is a (bad) score, not a refusal
+    one_fits = _jsonl(tmp_path / "one.jsonl", [{"id": ids[0], "prediction": "river"}] + [
+        {"id": item, "prediction": "airplane"} for item in ids[1:]])
+    assert _cli_score("--truth", truth, "--predictions", one_fits).exit_code == 0
+    few = _jsonl(tmp_path / "few.jsonl", [{"id": item, "prediction": "airplane"} for item in ids[:19]])
+    assert _cli_score("--truth", truth, "--predictions", few).exit_code == 0
+    # eval.py's rule reads an empty answer as "no label": a run of empty answers is scored, not called foreign
+    empty = _jsonl(tmp_path / "empty.jsonl", [{"id": item, "prediction": " "} for item in ids])
+    assert _cli_score("--truth", truth, "--predictions", empty, "--parse-failures", "manyicl").exit_code == 0
+
+
+@pytest.mark.parametrize("truth_kind", ["csv", "episodes"])
+def test_lcl_prediction_lines_are_refused_against_a_truth_without_their_order(tmp_path, truth_kind):
+    if truth_kind == "csv":
+        truth = _split_csv(tmp_path / "test.csv", ["a.jpg", "b.jpg"])
+    else:
+        truth = _jsonl(tmp_path / "episodes.jsonl", [_episode("e-0", "cactihog", "cactihog", "hedgehog"),
+                                                     _episode("e-1", "hedgehog", "cactihog", "hedgehog")])
+    lines = _jsonl(tmp_path / "predict_extra_prediction.jsonl", [{"pred": "forest"}, {"pred": "river"}])
+    result = _cli_score("--truth", truth, "--predictions", lines)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "predict_extra_prediction.jsonl: LCL prediction lines carry no id and are matched by order, so they can " \
+           f"only be scored against the LCL ISEKAI-*.json file they were made for, not the " \
+           f"{'manyicl-csv' if truth_kind == 'csv' else 'episodes'} truth {truth}" in result.output

@@ -9,8 +9,7 @@ import pytest
 from isekai_gen.errors import UserError
 from isekai_gen.scoring import score
 from isekai_gen.scoring.lcl import lcl_correct
-from isekai_gen.scoring.manyicl import (SubstringMatcher, batched_answers, extract_answer, run_fields_from_name,
-                                       substring_matches)
+from isekai_gen.scoring.manyicl import SubstringMatcher, batched_answers, extract_answer, run_fields_from_name
 from isekai_gen.scoring.matching import NO_LABEL, ONE_LABEL, SEVERAL_LABELS, LabelMatcher
 from isekai_gen.scoring.unpickle import load_restricted_pickle
 
@@ -51,7 +50,7 @@ def test_manyicl_answer_extraction_follows_eval_py():
     assert extract_answer(reply, 10) == "forest"          # "Answer Choice 1:" is not a prefix of "... 10:"
     assert extract_answer(reply, 2) is None               # indented line: no match, like eval.py
     assert extract_answer("Answer Choice 1: ERROR (blocked)", 1) is None
-    assert substring_matches("A Dense Residential area", ["residential", "dense", "forest"]) == [0, 1]
+    assert SubstringMatcher(["residential", "dense", "forest"]).find("A Dense Residential area") == [0, 1]
     answers = batched_answers({"['a.jpg', 'b.jpg']": "Answer Choice 2: beach", "token_usage": (1, 2)}, "f.pkl")
     assert answers == [("a.jpg", None, 2, "['a.jpg', 'b.jpg']"), ("b.jpg", "beach", 2, "['a.jpg', 'b.jpg']")]
     assert run_fields_from_name("out/UCMerced_210shot_Gemini1.5_50.pkl") == {
@@ -147,18 +146,28 @@ def test_restricted_unpickler_refuses_objects(tmp_path, capsys):
 TRICKY_TEXTS = ["", "  ", "Ice Cream", "ice-cream microphone, or ice_cream?", "octopus\x00vacuum", "\x00octopus",
                 "OCTOPUS VACUUM octopus", "ice creamy", "İce cream", "straße octopus", "ice\ncream", "-", "vacuum-",
                 "a" * 300 + " octopus"]
+# No join character: replies differing only in their numbers are read once per shape (digit runs -> "0").
+NUMBERED_TEXTS = ["octopus 12", "octopus 345", "octopus7", "7octopus", "12 octopus", "ice 1 cream", "ice 22 cream",
+                  "ice cream 0.93", "ice cream 0.5", "b2 octopus", "b22", "B2", "ice cream ٣", "ice cream 3",
+                  "İce cream 9", "İce cream 99", "10 ice-cream microphone 10", "ice cream 10 microphone"]
 
 
+@pytest.mark.parametrize("texts", [TRICKY_TEXTS, NUMBERED_TEXTS])
 @pytest.mark.parametrize("labels", [["ice cream", "ice cream microphone", "octopus", "octopus vacuum"],
-                                    ["-", "vacuum", "ice\x00cream"]])  # a label holding the join character
-def test_batch_scan_reads_every_text_exactly_as_one_at_a_time(labels):
-    """find_many (one scan over all texts joined) must agree with find on each text alone,
-    for the word-boundary matcher and for eval.py's substring rule."""
+                                    ["-", "vacuum", "ice\x00cream"],  # a label holding the join character
+                                    ["ice cream", "b2", "octopus"]])  # a label holding a digit
+def test_batch_scan_reads_every_text_exactly_as_one_at_a_time(labels, texts):
+    """find_many (one scan over all texts joined, numbers blanked where no label has one) must
+    agree with find on each text alone, for the word-boundary matcher and for eval.py's substring rule."""
     matcher, substrings = LabelMatcher(labels), SubstringMatcher(labels)
-    words = matcher.find_many(TRICKY_TEXTS)
-    subs = substrings.find_many(TRICKY_TEXTS)
-    for row, text in enumerate(TRICKY_TEXTS):
+    words = matcher.find_many(texts)
+    subs = substrings.find_many(texts)
+    for row, text in enumerate(texts):
         assert tuple(np.flatnonzero(words[row])) == matcher.find(text), text
-        assert list(np.flatnonzero(subs[row])) == substrings.find(text) == substring_matches(text, labels), text
+        eval_py = [index for index, name in enumerate(labels) if name.lower() in text.lower()]
+        assert list(np.flatnonzero(subs[row])) == substrings.find(text) == eval_py, text
+    if texts is NUMBERED_TEXTS:
+        assert words[texts.index("ice 1 cream")].sum() == 0 and words[texts.index("7octopus")].sum() == 0
+        return
     # the join character inside a reply separates no label words: "octopus\x00vacuum" is not "octopus vacuum"
     assert words[TRICKY_TEXTS.index("octopus\x00vacuum")].sum() == 1

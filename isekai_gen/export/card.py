@@ -56,7 +56,7 @@ def dataset_infos(hf_dir: Path, hf_configs: dict):
     return DatasetInfosDict(infos)
 
 
-def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path, benchmarks: list[dict] | None = None):
+def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path):
     """The front matter as ``DatasetCardData``: licence, tasks, size, name, provenance, tags, configs and
     ``dataset_info`` (features and split sizes, as ``datasets.push_to_hub`` writes it)."""
     from huggingface_hub import DatasetCardData
@@ -68,8 +68,11 @@ def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path, benc
         for name, info in hf_configs.items()
     ]
     tags = list(dict.fromkeys([*card["tags"], *PAPER_TAGS]))
-    # The images are generated here ("original"); packaged ManyICL split files are derived from their sources.
-    sources = ["original", *(f"extended|{b['dataset']}" for b in benchmarks or [])]
+    # Every image and episode is made here: "original" (the Hub's spec, hub-docs datasetcard.md). Its other
+    # values name Hub datasets ("laion/laion-2b", legacy "extended|imagenet-1k"); the packaged benchmark
+    # splits are only ids and labels of datasets known here by a folder name, not a Hub id, so the card's
+    # benchmark table names them instead of a `source_datasets` entry that would link nowhere.
+    sources = ["original"]
     data = DatasetCardData(
         license=card["license"], language=["en"], task_categories=list(card["task_categories"]),
         size_categories=[size_category(images)], pretty_name=card["pretty_name"], tags=tags,
@@ -233,7 +236,7 @@ def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_conf
     """Every template placeholder's Markdown."""
     groups = len({c.group for c in catalog.concepts})
     return {
-        "card_data": card_data(config, hf_configs, len(items), hf_dir=hf_dir, benchmarks=benchmarks).to_yaml(),
+        "card_data": card_data(config, hf_configs, len(items), hf_dir=hf_dir).to_yaml(),
         "pretty_name": config["export"]["card"]["pretty_name"],
         "build_name": config["name"],
         "smoke_test_warning": smoke_test_warning(manifest_rows),

@@ -20,10 +20,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import tempfile
 from pathlib import Path
 
-from ..fileio import DISK_FULL, TEMP_PREFIX, UMASK, DiskFullError
+from ..fileio import atomic_write_bytes
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
@@ -31,19 +30,7 @@ _syncfs = getattr(_libc, "syncfs", None)
 
 def write_deferred(path: Path, data: bytes) -> None:
     """Write ``path`` atomically (temporary sibling, then rename) without flushing it to disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~UMASK)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise DiskFullError(path, 0, len(data)) from exc
-        raise
+    atomic_write_bytes(path, data, durable=False)
 
 
 def _fsync_path(path: Path) -> None:

@@ -15,8 +15,9 @@ no CDN, works offline). Routes:
 Security: bound to 127.0.0.1 by default. A non-loopback ``--host`` requires a random token
 (``secrets.token_urlsafe``) given once in the printed URL and kept in an HttpOnly cookie; every
 request without it gets 403. POSTs must be ``application/json`` (a cross-site form cannot send
-that without a CORS preflight this server never grants) and the Host header must be the bound
-host on loopback (DNS-rebinding pages cannot reach the API).
+that without a CORS preflight this server never grants), their Origin, when sent, must be this
+server (Host), and the Host header must be a loopback name on loopback (DNS-rebinding pages cannot
+reach the API).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,7 +42,7 @@ from ..errors import UserError
 from ..paths import contained
 from . import decisions
 from .data import BuildData, BuildView, pending
-from .thumbs import ensure_thumbnail, thumbnail_path
+from .thumbs import thumbnail_bytes
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "isekai_review_token"
@@ -72,6 +74,14 @@ def rebuild_command(out_dir: Path) -> str:
     return f"isekai-gen build --out {out_dir} --config YOUR_CONFIG"
 
 
+class Refused(Exception):
+    """An image request answered with ``status`` and a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
 class TokenGate:
     """ASGI middleware: every request needs the access token, as ``?token=`` once, then the cookie."""
 
@@ -87,7 +97,7 @@ class TokenGate:
         request = Request(scope)
         if self._matches(request.query_params.get("token")):
             # Drop the token from the address bar (history, Referer) once it is in the cookie.
-            query = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
+            query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
             response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
             response.set_cookie(TOKEN_COOKIE, self.token.decode(), httponly=True, samesite="strict")
             return await response(scope, receive, send)
@@ -111,15 +121,15 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
         return {"manual": sorted(manual), "pending": waiting,
                 "pending_count": len(waiting["reject"]) + len(waiting["restore"]), "rebuild": command}
 
-    def row_of(request: Request) -> tuple[BuildView, dict]:
-        view = data.view()
-        row = view.rows.get(request.path_params["job_id"])
+    def image_of(request: Request) -> tuple[dict, Path]:
+        """The manifest row and contained image path the URL's job id names; a 403/404 ``Refused`` if none."""
+        row = data.view().rows.get(request.path_params["job_id"])
         if row is None or row.get("status") != "ok" or not row.get("image"):
-            raise KeyError(request.path_params["job_id"])
-        return view, row
-
-    def image_path(row: dict) -> Path:
-        return contained(out_dir, row["image"], what="image", source=out_dir / "manifest.jsonl")
+            raise Refused(404, "no such image in the manifest")
+        try:
+            return row, contained(out_dir, row["image"], what="image", source=out_dir / "manifest.jsonl")
+        except UserError as exc:
+            raise Refused(403, str(exc)) from None
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / ("concept.html" if "concept_id" in request.path_params else "overview.html"))
@@ -144,6 +154,9 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
     async def decide(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "decisions are JSON requests"}, status_code=415)
+        origin = request.headers.get("origin")  # browsers send it with every POST
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            return JSONResponse({"error": f"decisions come from this server's own pages, not {origin}"}, status_code=403)
         try:
             body = json.loads(await request.body())
             client = str(body.get("client", ""))[:64] or "anonymous"
@@ -163,33 +176,18 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
         return JSONResponse({"record": record, **state(view, data.manual(view))})
 
     async def thumb(request: Request) -> Response:
-        try:
-            _, row = row_of(request)
-            source = image_path(row)
-        except KeyError:
-            return PlainTextResponse("404: no such image in the manifest", status_code=404)
-        except UserError as exc:
-            return PlainTextResponse(f"403: {exc}", status_code=403)
-        cached = thumbnail_path(out_dir, row["sha256"])
-        try:
-            if not cached.exists():  # decoding takes milliseconds: off the event loop
-                await run_in_threadpool(ensure_thumbnail, out_dir, source, row["sha256"])
-            jpeg = cached.read_bytes()  # ~5 kB: cheaper read here than streamed by FileResponse
+        row, source = image_of(request)
+        try:  # decoding a missing thumbnail takes milliseconds: off the event loop
+            jpeg = await run_in_threadpool(thumbnail_bytes, out_dir, source, row["sha256"])
         except UserError as exc:  # an undecodable image
-            return PlainTextResponse(f"422: {exc}", status_code=422)
+            raise Refused(422, str(exc)) from None
         # The page asks for /thumb/<job>?v=<sha>: a new image is a new URL, so caching is safe.
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=604800"})
 
     async def image(request: Request) -> Response:
-        try:
-            _, row = row_of(request)
-            path = image_path(row)
-        except KeyError:
-            return PlainTextResponse("404: no such image in the manifest", status_code=404)
-        except UserError as exc:
-            return PlainTextResponse(f"403: {exc}", status_code=403)
+        _, path = image_of(request)
         if not path.is_file():
-            return PlainTextResponse("404: image file missing", status_code=404)
+            raise Refused(404, "image file missing")
         return FileResponse(path)
 
     routes = [
@@ -209,7 +207,10 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
     async def user_error(request: Request, exc: UserError) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=409)
 
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={UserError: user_error})
+    async def refused(request: Request, exc: Refused) -> Response:
+        return PlainTextResponse(f"{exc.status}: {exc}", status_code=exc.status)
+
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={UserError: user_error, Refused: refused})
 
 
 def make_server(out_dir: Path, *, host: str = "127.0.0.1", port: int = 8765):

@@ -125,6 +125,10 @@ def likely_cause(truth: Truth, unknown: list[str]) -> str:
                 "{pred, target} need no id); were these predictions made for episodes.jsonl?")
     if truth.kind == "episodes" and _integers(sample) is not None:
         return "episodes.jsonl ids are episode_id strings; line numbers are ids of the LCL ISEKAI-*.json files"
+    numbers, truth_numbers = _integers(sample), _integers(truth.ids)
+    if numbers is not None and truth_numbers is not None and set(numbers) <= set(truth_numbers):
+        return (f"the prediction ids are the truth's numbers written another way ({sample[0]!r} for "
+                f"{str(numbers[0])!r}, leading zeros?): write them as the truth does")
     ours, theirs = _suffixes(sample), _suffixes(truth.ids[:100])
     if ours and theirs and not ours & theirs:
         return (f"prediction ids end in {', '.join(sorted(s or '(no extension)' for s in ours))} but the truth's "

@@ -63,9 +63,7 @@ class SubstringMatcher:
         self._lowered = [(index, name.lower()) for index, name in enumerate(classes)]
 
     def find(self, text: str) -> list[int]:
-        return self._find_lowered(text.lower())
-
-    def _find_lowered(self, lowered: str) -> list[int]:
+        lowered = text.lower()
         return [index for index, name in self._lowered if name in lowered]
 
     def find_many(self, texts: list[str]) -> np.ndarray:
@@ -80,14 +78,9 @@ class SubstringMatcher:
                                     or [np.zeros(0, np.intp)])
             return positions, labels
 
-        hits = hits_matrix([text.lower() for text in texts], names, scan, self._find_lowered)
+        hits = hits_matrix(texts, names, scan, self.find, fold=str.lower)
         hits[:, [index for index, name in self._lowered if not name]] = True  # "" is in every text
         return hits
-
-
-def substring_matches(text: str, classes) -> list[int]:
-    """Indices of the classes whose name occurs in ``text`` as a case-insensitive substring."""
-    return SubstringMatcher(classes).find(text)
 
 
 def run_fields_from_name(path: str | Path) -> dict:

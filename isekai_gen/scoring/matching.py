@@ -21,28 +21,51 @@ _SEPARATORS = re.compile(r"[\s_-]+")
 _LIST_SEPARATORS = re.compile(r"[,;\n]")
 # Joins the texts of one batch scan; a label containing it is matched text by text instead.
 TEXT_SEPARATOR = "\x00"
+_ASCII_DIGIT = re.compile("[0-9]")
+_DIGITS_TO_ZERO = str.maketrans("123456789", "0" * 9)
+_ZERO_RUNS = re.compile("00+")
 _LAST_INDEX = attrgetter("lastindex")
 
 
 def hits_matrix(texts: list[str], labels, scan: Callable[[str], tuple[np.ndarray, np.ndarray]],
-                find: Callable[[str], Iterable[int]]) -> np.ndarray:
+                find: Callable[[str], Iterable[int]], fold: Callable[[str], str] | None = None) -> np.ndarray:
     """``(len(texts), len(labels))`` bool: the labels each text names, from ONE scan over all texts.
 
     ``scan(joined)`` returns the start positions and label indices of every match in the texts
     joined by ``TEXT_SEPARATOR``; no match spans a separator (no label contains it), so each
     position falls in exactly one text. One C-level scan replaces a Python call per text. Should a
-    label contain the separator, each text is read alone with ``find`` instead.
+    label contain the separator, each text is read alone with ``find`` instead. ``fold`` (say
+    ``str.lower``) is applied to each text scanned (``find`` gets the texts as given).
+
+    When no label holds an ASCII digit, texts that differ only in their numbers (a confidence
+    score, a reference number) name the same labels: every digit run becomes one ``0`` (still a
+    word character, so word boundaries are unchanged, and no label can match inside it), and each
+    distinct shape is scanned once.
     """
-    hits = np.zeros((len(texts), len(labels)), dtype=bool)
-    if any(TEXT_SEPARATOR in label for label in labels):
+    if not texts or any(TEXT_SEPARATOR in label for label in labels):
+        hits = np.zeros((len(texts), len(labels)), dtype=bool)
         for row, text in enumerate(texts):
             hits[row, list(find(text))] = True
         return hits
-    if not texts:
-        return hits
+    joined = TEXT_SEPARATOR.join(texts)
+    if not any(_ASCII_DIGIT.search(label) for label in labels) and joined.count(TEXT_SEPARATOR) == len(texts) - 1:
+        shapes = _ZERO_RUNS.sub("0", joined.translate(_DIGITS_TO_ZERO)).split(TEXT_SEPARATOR)
+        slot_of = dict(zip(dict.fromkeys(shapes), range(len(shapes))))
+        if len(slot_of) < len(texts):
+            rows = np.fromiter(map(slot_of.__getitem__, shapes), dtype=np.intp, count=len(shapes))
+            # fold (lower-casing) neither makes nor changes ASCII digits: folding the shapes is exact.
+            return _scanned(list(slot_of), len(labels), scan, fold)[rows]
+    return _scanned(texts, len(labels), scan, fold)
+
+
+def _scanned(texts: list[str], n_labels: int, scan, fold) -> np.ndarray:
+    if fold is not None:
+        texts = list(map(fold, texts))
+    joined = TEXT_SEPARATOR.join(texts)
+    hits = np.zeros((len(texts), n_labels), dtype=bool)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1)))
-    positions, found = scan(TEXT_SEPARATOR.join(texts))
+    positions, found = scan(joined)
     hits[np.searchsorted(starts, positions, side="right") - 1, found] = True
     return hits
 

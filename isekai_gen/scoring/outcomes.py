@@ -145,16 +145,15 @@ class _Reader:
         and every item takes its row of that small table by index; the last row is "missing".
         (Lists become tuples here, to be hashable, and are read back as lists.)
         """
-        slot_of: dict = {}
-        slot_for = slot_of.setdefault
-        if self.truth.pairs is None:  # one pass, one hash lookup per item
-            slots = [slot_for(tuple(value) if type(value) is list else value, len(slot_of)) for value in values]
-        else:
-            slots = [slot_for((pair, tuple(value) if type(value) is list else value), len(slot_of))
-                     for pair, value in zip(map(self.truth.pairs.__getitem__, index.tolist()), values)]
+        if list in map(type, values):
+            values = [tuple(value) if type(value) is list else value for value in values]
+        keys = values if self.truth.pairs is None else list(zip(map(self.truth.pairs.__getitem__, index.tolist()),
+                                                                 values))
+        # C-level loops only (dict.fromkeys, zip, map): no Python call per item.
+        slot_of = dict(zip(dict.fromkeys(keys), range(len(keys))))
         distinct = list(slot_of)
         item_slot = np.full(len(self.truth.ids), len(distinct), dtype=np.intp)  # "missing" unless predicted
-        item_slot[index] = slots
+        item_slot[index] = np.fromiter(map(slot_of.__getitem__, keys), dtype=np.intp, count=len(keys))
         if self.truth.pairs is None:
             groups = {self.truth.classes: (range(len(distinct)), distinct)}
         else:
@@ -168,6 +167,31 @@ class _Reader:
         for candidates, (slots, group_values) in groups.items():
             self._read_group(candidates, slots, group_values, status, predicted)
         return status[item_slot], predicted[item_slot]
+
+
+# Fewer answered replies than this may all miss the classes by chance (a weak model, a tiny test).
+FOREIGN_REPLIES_MIN = 20
+
+
+def _refuse_foreign_replies(truth: Truth, run: PredictionRun, status: np.ndarray) -> None:
+    """Refuse a run whose ids all fit but whose many replies never name a class of the truth: the ids
+    are shared file names (``0001.jpg``) of another dataset, scored as "all wrong" otherwise.
+    Empty replies say nothing about the dataset (eval.py's rule reads them as "no label"): not counted."""
+    answered = np.isin(status, (OK, NONE_NAMED, SEVERAL))
+    if answered.sum() < FOREIGN_REPLIES_MIN or not (status[answered] == NONE_NAMED).all():
+        return
+    replies = [row.value for row in run.rows if row.id in truth.positions
+               and status[truth.positions[row.id]] == NONE_NAMED and not _blank(row.value)]
+    if len(replies) < FOREIGN_REPLIES_MIN:
+        return
+    classes = ", ".join(truth.classes[:6]) + (", ..." if len(truth.classes) > 6 else "")
+    raise UserError(f"{run.source}: none of its {len(replies)} replies names a class of the truth file {truth.source} "
+                    f"({classes}; first reply {str(replies[0])[:80]!r}): predictions for another dataset with the "
+                    "same file names?")
+
+
+def _blank(value) -> bool:
+    return not (value.strip() if isinstance(value, str) else any(part.strip() for part in value))
 
 
 def check_options(truth: Truth, policy: str, lcl_compat: bool) -> None:
@@ -187,6 +211,7 @@ def judge(truth: Truth, run: PredictionRun, policy: str = "wrong", *, strict: bo
     index, values, unknown = _align(truth, run, strict, ignore_unknown)
     n = len(truth.ids)
     status, predicted = _Reader(truth, policy).read_all(index, values)
+    _refuse_foreign_replies(truth, run, status)
     if lcl_compat:
         correct = np.zeros(n, dtype=bool)  # a missing reply is wrong
         for item, value in zip(index.tolist(), values):

@@ -142,7 +142,17 @@ def _read_pickle(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
 
 
 def _read_lcl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
-    """LCL ``*_extra_prediction.jsonl``: ``{"pred", "target"}`` lines aligned by order with the truth."""
+    """LCL ``*_extra_prediction.jsonl``: ``{"pred", "target"}`` lines aligned by order with the truth.
+
+    Only an LCL ``ISEKAI-*.json`` truth has the order these lines follow; against any other truth
+    file, matching by order would pair each reply with an unrelated item.
+    """
+    if truth.kind != "lcl":
+        raise UserError(
+            f"{path}: LCL prediction lines carry no id and are matched by order, so they can only be scored "
+            f"against the LCL ISEKAI-*.json file they were made for, not the {truth.kind} truth {truth.source}; "
+            "give id,prediction rows (JSON Lines or CSV) for this truth"
+        )
     lines = json_lines(path)
     if len(lines) != len(truth.ids):
         raise UserError(

@@ -46,10 +46,6 @@ class Truth:
         """Item index of each id (computed once per truth, shared by every run scored against it)."""
         return {item_id: i for i, item_id in enumerate(self.ids)}
 
-    def candidates(self, item: int) -> tuple[str, ...]:
-        """The labels a prediction for ``item`` is matched against."""
-        return self.pairs[item] if self.pairs is not None else self.classes
-
 
 def load_truth(path: str | Path) -> Truth:
     """Read a truth file, recognising its format from the extension and the first line."""

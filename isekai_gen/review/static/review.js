@@ -173,6 +173,9 @@ function renderGrid() {
   writeHash();
 }
 
+// The survivor is a candidate of the same concept; its sha keys the cached thumbnail's URL.
+const survivorSha = (jobId) => (view.data.items.find((other) => other.job_id === jobId) || {}).sha || "";
+
 function renderDetails() {
   const item = pageItems()[view.current];
   const box = document.getElementById("details");
@@ -190,7 +193,7 @@ function renderDetails() {
        ["top-1", fmt(s.top1)], ["size", `${item.width}×${item.height}`]].map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v)))),
     item.duplicate_of ? el("p", { id: "detail-duplicate" }, "near-duplicate of survivor ",
       el("a", { href: `/image/${encodeURIComponent(item.duplicate_of)}`, target: "_blank" }, item.duplicate_of),
-      el("br"), el("img", { src: `/thumb/${encodeURIComponent(item.duplicate_of)}`, alt: item.duplicate_of })) : null,
+      el("br"), el("img", { src: thumb(item.duplicate_of, survivorSha(item.duplicate_of)), alt: item.duplicate_of })) : null,
     survivors.length ? el("p", {}, `survivor of ${survivors.length} near-duplicate(s): ${survivors.join(", ")}`) : null,
     item.image ? el("a", { href: `/image/${encodeURIComponent(item.job_id)}`, target: "_blank", id: "detail-full" },
       el("img", { class: "full", src: `/image/${encodeURIComponent(item.job_id)}`, alt: `${item.job_id} full size` })) : null,
