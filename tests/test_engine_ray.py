@@ -148,8 +148,9 @@ def test_engine_ray_without_ray_installed_names_the_extra(tmp_path, monkeypatch)
     result = CliRunner().invoke(main, ["generate", "--preset", "tiny", "--out", str(tmp_path), "--engine", "ray",
                                        "--images-per-concept", "1", "--no-progress"])
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [
-        "error: engine ray: Ray Data is not installed; install it with pip install 'isekai-gen[ray]'"]
+    # A Ray instance of another test in this process may still log its own "(raylet) ..." lines.
+    ours = [line for line in result.stderr.strip().splitlines() if "(raylet)" not in line]
+    assert ours == ["error: engine ray: Ray Data is not installed; install it with pip install 'isekai-gen[ray]'"]
     assert not (tmp_path / "manifest.parts").exists()
 
 
