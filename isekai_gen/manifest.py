@@ -20,7 +20,7 @@ from typing import Iterator
 import orjson
 
 from .errors import UserError, where
-from .fileio import collection_paused, dumps_canonical, write_jsonl
+from .fileio import collection_paused, dumps_canonical, parse_json_object, write_jsonl
 from .paths import contained
 from .schema import first_error
 
@@ -69,12 +69,7 @@ def iter_manifest(out_dir: Path, *, required: bool = True) -> Iterator[dict]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise UserError(f"{where(path, number)}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where(path, number)}: expected a JSON object, got {type(row).__name__}")
+            row = parse_json_object(line, path, number, loads=orjson.loads)
             problem = first_error("manifest_row", row)
             if problem:
                 raise UserError(f"{path}: row {number} ({row.get('job_id', '?')}): {problem}")

@@ -9,6 +9,9 @@ from typing import Callable
 
 import numpy as np
 
+# Unchanged since: the pair gathering and scanning the old search called.
+from isekai_gen.filtering.dedup import _gathered_pairs, _scanned_pairs
+
 BLOCK = 2048
 CENTRE_SAMPLE = 256
 
@@ -51,37 +54,6 @@ def cosine_pairs_before(emb: np.ndarray, threshold: float, groups: np.ndarray | 
     """Exact: every pair with cosine >= ``threshold`` (rows of ``emb`` are unit vectors)."""
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     return blocked_pairs_before(len(emb), lambda r, c: emb[r] @ emb[c].T, lambda s: s >= threshold, groups, block)
-
-
-def _ordered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
-
-
-def _gathered_pairs(emb: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float):
-    """(pairs, cosines) of ``rows`` x ``cols`` items with cosine >= ``threshold``."""
-    found = []
-    for c0 in range(0, len(cols), BLOCK):
-        col_items = cols[c0:c0 + BLOCK]
-        sims = emb[rows] @ emb[col_items].T
-        ii, jj = np.nonzero(sims >= threshold)
-        found.append((_ordered(rows[ii], col_items[jj]), sims[ii, jj]))
-    return found
-
-
-def _scanned_pairs(emb: np.ndarray, rows: np.ndarray, position: np.ndarray, threshold: float):
-    """Like ``_gathered_pairs`` against every item of a later group, scanning ``emb`` in
-    contiguous slices: gathering most rows of a large matrix costs more than multiplying."""
-    found = []
-    step = 8 * BLOCK
-    for r0 in range(0, len(rows), BLOCK):
-        row_items = rows[r0:r0 + BLOCK]
-        row_emb = emb[row_items]
-        for c0 in range(0, len(emb), step):
-            sims = row_emb @ emb[c0:c0 + step].T
-            later = position[c0:c0 + step][None, :] > position[row_items][:, None]
-            ii, jj = np.nonzero((sims >= threshold) & later)
-            found.append((_ordered(row_items[ii], jj + c0), sims[ii, jj]))
-    return found
 
 
 def cross_group_cosine_pairs_before(emb: np.ndarray, threshold: float, groups: np.ndarray):
