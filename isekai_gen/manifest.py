@@ -141,14 +141,19 @@ def open_journal(path: Path):
     committed = read_journal(path)[1] if path.exists() else 0
     handle = open(path, "ab")
     handle.truncate(committed)
+    handle.seek(0, os.SEEK_END)  # tell() then gives each appended line's offset
     return handle
 
 
-def append_batch(handle, rows: list[dict], *, regenerated: bool = False) -> None:
+def append_batch(handle, rows: list[dict], *, regenerated: bool = False) -> tuple[int, bytes]:
+    """Commit one line to an open journal; its byte offset and bytes (a remote build PUTs them too)."""
     line = {"rows": rows, "regenerated": True} if regenerated else {"rows": rows}
-    handle.write((dumps_canonical(line) + "\n").encode())
+    data = (dumps_canonical(line) + "\n").encode()
+    offset = handle.tell()
+    handle.write(data)
     handle.flush()
     os.fsync(handle.fileno())
+    return offset, data
 
 
 def read_parts(out_dir: Path) -> dict[str, dict]:

@@ -33,6 +33,7 @@ from .paths import contained
 from .review.data import BuildView, alignment
 from .review.decisions import update_manual_rejects
 from .review.thumbs import THUMB, load_thumbnail
+from .storage import fetch_images
 
 PREVIEW_DIR = "preview"
 STRIPS_DIR = "strips"
@@ -200,6 +201,7 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
     """Merge ``reject_file`` into the manual rejects (if given), draw the sheets; return index.html."""
     out_dir = Path(out_dir)
     rows = read_manifest(out_dir)
+    fetch_images(out_dir, rows)  # a remote build's images, into its mirror (no-op for a local build)
     known = {r["job_id"] for r in rows}
     if reject_file is not None:
         manual = set(merge_manual_rejects(out_dir, reject_file, known))

@@ -183,7 +183,7 @@ def test_each_batch_is_flushed_once_before_its_journal_line(tmp_path, tiny_sd, m
 
     def append(journal, rows):
         events.append(("journal", sorted(Path(r["image"]).name for r in rows)))
-        real_append(journal, rows)
+        return real_append(journal, rows)
 
     fsynced = []
     monkeypatch.setattr(durable.DurableFolder, "commit", commit)

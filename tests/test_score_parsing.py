@@ -123,14 +123,14 @@ def test_lcl_metric_quirks():
     assert lcl_correct("there is mr mushroom", ("Mr. Mushroom", "mushroom house"), "Mr. Mushroom")
 
 
-class _Boom:
-    def __reduce__(self):
-        return (print, ("pickle ran code",))
+# A pickle that calls builtins.print when loaded, written opcode by opcode: pickling the print
+# function itself would name whatever replaced it (Ray, once imported, patches builtins.print).
+_EVIL_PICKLE = b"(dV['a']\ncbuiltins\nprint\n(Vpickle ran code\ntRs."
 
 
 def test_restricted_unpickler_refuses_objects(tmp_path, capsys):
     path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps({"['a']": _Boom()}))
+    path.write_bytes(_EVIL_PICKLE)
     with pytest.raises(UserError, match=r"evil\.pkl: refusing to load .*builtins\.print"):
         load_restricted_pickle(path)
     assert "pickle ran code" not in capsys.readouterr().out

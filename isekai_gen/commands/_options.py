@@ -9,12 +9,14 @@ with one default: on only when stderr is a terminal, off under ``-q`` or ``TQDM_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -117,6 +119,48 @@ def writer_lock(out_dir: Path, wait: bool, shard=None):
 
     return build_lock(out_dir, command_line(), wait=wait,
                       shard=None if shard is None else (shard.index, shard.count))
+
+
+class BuildFolder(click.ParamType):
+    """OUT: a local folder (``Path``), or an fsspec URL such as ``s3://bucket/prefix`` (``str``)."""
+
+    name = "DIR|URL"
+
+    def convert(self, value, param, ctx):
+        from ..storage import is_url, local_path
+
+        if isinstance(value, (Path, str)) and is_url(value):
+            return str(value).rstrip("/")
+        path = local_path(value)
+        if path.exists() and not path.is_dir():
+            self.fail(f"{path}: is a file, not a folder", param, ctx)
+        return path
+
+
+BUILD_FOLDER = BuildFolder()
+
+
+@contextlib.contextmanager
+def build_folder(out: Path | str, wait: bool, shard=None) -> Iterator[Path]:
+    """The local folder a writing command works in, under its writer lock: OUT itself, or for a
+    remote OUT (``s3://...``) its mirror, brought up to date first and uploaded after success
+    (``storage.remote``)."""
+    if isinstance(out, Path):
+        with writer_lock(out, wait, shard):
+            yield out
+        return
+    from ..storage import mirror_path, opened
+
+    with writer_lock(mirror_path(out), wait, shard), opened(out) as session:
+        yield session.mirror
+
+
+def shown(out: Path | str, work_dir: Path, path: Path | str) -> str:
+    """``path`` (inside the command's working folder) as the user knows it: under OUT's URL for a
+    remote build, else as it is."""
+    if isinstance(out, Path):
+        return str(path)
+    return f"{out}/{Path(path).relative_to(work_dir).as_posix()}" if Path(path).is_absolute() else f"{out}/{path}"
 
 
 def config_options(func):

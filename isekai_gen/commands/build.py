@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from ._options import (config_options, engine_options, generation_options, load_command_config, progress_option,
-                       wait_option, writer_lock)
+from ._options import (BUILD_FOLDER, build_folder, config_options, engine_options, generation_options,
+                       load_command_config, progress_option, shown, wait_option)
 
 
 @click.command("build")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/isekai"),
-              help="Build folder; rerunning into it resumes and recomputes nothing already done.")
+@click.option("--out", "out_dir", type=BUILD_FOLDER, default=Path("out/isekai"),
+              help="Build folder, or a bucket URL (s3://bucket/prefix, any fsspec URL); rerunning into it resumes "
+                   "and recomputes nothing already done.")
 @config_options
 @generation_options
 @engine_options
@@ -27,14 +28,14 @@ def command(out_dir, preset, config_file, overrides, progress, wait, **fields):
     """
     from ..build import run_build
 
-    with writer_lock(out_dir, wait):
+    with build_folder(out_dir, wait) as work_dir:
         config = load_command_config(preset, config_file, overrides, None, **fields)
-        summary = run_build(config, out_dir, progress=progress)
+        summary = run_build(config, work_dir, progress=progress)
     kept = summary.kept_per_concept
     click.echo(f"built {summary.images} images ({summary.topup_rounds} top-up rounds); kept per concept "
                f"min {min(kept.values())} / max {max(kept.values())}")
     if config.get("smoke_test"):
         click.echo("note: smoke-test build (random weights): the images are noise")
-    click.echo(f"results: {out_dir.resolve()}")
+    click.echo(f"results: {out_dir.resolve() if isinstance(out_dir, Path) else out_dir}")
     for name in ("manifest.jsonl", "episodes/episodes.jsonl", "export/lcl", "export/webdataset", "export/hf"):
-        click.echo(f"  {out_dir / name}")
+        click.echo(f"  {shown(out_dir, work_dir, work_dir / name)}")

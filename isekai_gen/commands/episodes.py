@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, load_command_config, progress_option, wait_option, writer_lock
+from ._options import BUILD_FOLDER, build_folder, config_options, load_command_config, progress_option, shown, wait_option
 
 
 @click.command("episodes")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Build folder holding manifest.jsonl and filter/embeddings.npz (a filtered build).")
+@click.option("--out", "out_dir", required=True, type=BUILD_FOLDER,
+              help="Build folder (or its bucket URL) holding manifest.jsonl and filter/embeddings.npz (a filtered build).")
 @config_options
 @progress_option
 @wait_option
-def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
+def command(out_dir: Path | str, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
             progress: bool, wait: bool) -> None:
     """Cut ISEKAI-10 and ISEKAI-pair episodes from the kept images of OUT and write the LCL files.
 
@@ -26,11 +26,11 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..episodes import run_episodes
     from ..export.lcl import export_lcl
 
-    with writer_lock(out_dir, wait):
-        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True)
+    with build_folder(out_dir, wait) as work_dir:
+        config = load_command_config(preset, config_file, overrides, work_dir, require_run=True)
         catalog, _ = build_catalog(config)
-        episodes = run_episodes(config, out_dir, catalog, progress=progress)
-        lcl = export_lcl(config, out_dir, catalog, progress=progress)
+        episodes = run_episodes(config, work_dir, catalog, progress=progress)
+        lcl = export_lcl(config, work_dir, catalog, progress=progress)
     sets = ", ".join(f"{name} {count}" for name, count in episodes["sets"].items())
-    click.echo(f"episodes: {sets} lines -> {episodes['path']}")
-    click.echo(f"lcl: {lcl['images']} images ({lcl['linked']} linked, {lcl['copied']} copied) -> {lcl['path']}")
+    click.echo(f"episodes: {sets} lines -> {shown(out_dir, work_dir, episodes['path'])}")
+    click.echo(f"lcl: {lcl['images']} images ({lcl['linked']} linked, {lcl['copied']} copied) -> {shown(out_dir, work_dir, lcl['path'])}")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._options import config_options, engine_options, load_command_config, progress_option, wait_option, writer_lock
+from ._options import (BUILD_FOLDER, build_folder, config_options, engine_options, load_command_config,
+                       progress_option, shown, wait_option)
 
 
 def _print_calibration(result: dict) -> None:
@@ -20,15 +21,15 @@ def _print_calibration(result: dict) -> None:
 
 
 @click.command("filter")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Generation folder holding manifest.jsonl and images/ (a build's OUT).")
+@click.option("--out", "out_dir", required=True, type=BUILD_FOLDER,
+              help="Generation folder holding manifest.jsonl and images/ (a build's OUT, or its bucket URL).")
 @config_options
 @click.option("--calibrate", is_flag=True,
               help="Print per-concept score quantiles to choose thresholds; the manifest is not changed.")
 @engine_options
 @progress_option
 @wait_option
-def command(out_dir: Path, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
+def command(out_dir: Path | str, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
             calibrate: bool, progress: bool, wait: bool, **engine) -> None:
     """Score generated images with CLIP, reject weak ones and near-duplicates, rewrite the manifest.
 
@@ -41,16 +42,16 @@ def command(out_dir: Path, preset: str | None, config_file: Path | None, overrid
     from ..filtering import run_filter
 
     # --calibrate too: it fills OUT/cache/embeddings.
-    with writer_lock(out_dir, wait):
-        config = load_command_config(preset, config_file, overrides, out_dir, require_run=True, **engine)
+    with build_folder(out_dir, wait) as work_dir:
+        config = load_command_config(preset, config_file, overrides, work_dir, require_run=True, **engine)
         catalog, _ = build_catalog(config)
         if calibrate:
-            _print_calibration(calibrate_scores(config, out_dir, catalog, progress=progress))
+            _print_calibration(calibrate_scores(config, work_dir, catalog, progress=progress))
             return
-        result = run_filter(config, out_dir, catalog, progress=progress)
+        result = run_filter(config, work_dir, catalog, progress=progress)
     reasons = ", ".join(f"{name} {count}" for name, count in result.reasons.items() if count) or "none"
     click.echo(f"kept {result.kept} of {result.rows} images; rejected: {reasons}")
-    click.echo(f"report: {out_dir / 'filter' / 'report.md'}")
+    click.echo(f"report: {shown(out_dir, work_dir, work_dir / 'filter' / 'report.md')}")
     if result.starved:
         starved = ", ".join(f"{cid} ({n})" for cid, n in sorted(result.starved.items()))
         click.echo(f"starved (below filter.min_per_concept={config['filter']['min_per_concept']}): {starved}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click import UsageError
 
-from ._options import (config_options, engine_options, generation_options, load_command_config, progress_option,
-                       wait_option, writer_lock)
+from ._options import (BUILD_FOLDER, build_folder, config_options, engine_options, generation_options,
+                       load_command_config, progress_option, shown, wait_option, writer_lock)
 
 
 @click.command("generate")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Build folder: images/, manifest.jsonl and run.json go here; rerunning resumes.")
+@click.option("--out", "out_dir", type=BUILD_FOLDER, required=True,
+              help="Build folder, or a bucket URL (s3://bucket/prefix): images/, manifest.jsonl and run.json go "
+                   "here; rerunning resumes.")
 @config_options
 @generation_options
 @engine_options
@@ -46,19 +48,22 @@ def command(out_dir, preset, config_file, overrides, shard, progress, wait, veri
     from ..jobs import parse_shard
 
     if verify or regenerate or job_ids:
+        if not isinstance(out_dir, Path):
+            raise UsageError(f"{out_dir}: --verify and --regenerate work on a local build folder; copy the build "
+                             "down first (e.g. with `aws s3 sync`)")
         _repair(out_dir, preset, config_file, overrides, wait, verify, regenerate, allow_drift, job_ids, fields)
         return
     if allow_drift:
         raise click.UsageError("--allow-drift only applies to --regenerate")
     shard = parse_shard(shard)
-    with writer_lock(out_dir, wait, shard):
-        config = load_command_config(preset, config_file, overrides, out_dir, **fields)
-        catalog = prepare(config, out_dir)
-        result = run_generation(config, out_dir, catalog, shard=shard, progress=progress)
+    with build_folder(out_dir, wait, shard) as work_dir:
+        config = load_command_config(preset, config_file, overrides, work_dir, **fields)
+        catalog = prepare(config, work_dir)
+        result = run_generation(config, work_dir, catalog, shard=shard, progress=progress)
     click.echo(f"generated {result.generated}, already done {result.skipped}, failed {result.failed} "
                f"(of {result.planned} planned jobs)")
     if result.merged:
-        click.echo(f"manifest: {out_dir / 'manifest.jsonl'}")
+        click.echo(f"manifest: {shown(out_dir, work_dir, work_dir / 'manifest.jsonl')}")
     else:
         click.echo("this shard is done; the manifest is merged when every shard has finished")
 

@@ -4,10 +4,12 @@ One Ray Dataset row per embedding batch, cut exactly as the local pass cuts them
 sha256s in sorted order, ``filter.batch_size`` each), so every vector has the same bits as a
 local run's on the same kind of device. An actor (``num_gpus=1`` on GPU clusters) holds the
 embedder, which the driver ships unloaded (``LazyOpenClip`` loads its weights on first use, in
-the actor); per row it reads, decodes and preprocesses the images (``embedding_pass.ImageDataset``,
-what the local DataLoader workers run) and encodes them. Vectors and the model-independent facts
+the actor); per row it reads (from the bucket, for a remote build), decodes and preprocesses
+the images (``embedding_pass.ImageDataset``, what the local DataLoader workers run) and encodes
+them. Vectors and the model-independent facts
 come back to the driver, which alone writes the cache parts.
-Same Ray Data calls as ``ray_generation`` (``map_batches`` with an ``ActorPoolStrategy``).
+Same Ray Data calls as ``ray_generation`` (``map_batches`` with an ``ActorPoolStrategy``, a killed
+actor restarted and its task retried by Ray Data's defaults), checked against the same Ray 2.60 sources.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
+from ..storage import RemoteFile
 from .ray_generation import _actor_resources, connect
 
 log = logging.getLogger(__name__)
@@ -50,13 +53,17 @@ class BatchEmbedder:
     retry it); the one-line problem goes back as the row's ``error`` for the driver to raise.
     """
 
-    def __init__(self, embedder, torch_threads: int | None):
+    def __init__(self, embedder, torch_threads: int | None, remote=None):
         import torch
 
         if torch_threads:
             torch.set_num_threads(torch_threads)  # as the driver would run the model
         _register_architecture(embedder)
         self.embedder = embedder
+        self.remote = remote  # a remote build's bucket: rows then name objects in it, not paths
+
+    def _source(self, name: str):
+        return RemoteFile(self.remote, name) if self.remote is not None else Path(name)
 
     def __call__(self, rows: dict) -> dict:
         from ..filtering.embedding_pass import ImageDataset, _collate
@@ -65,7 +72,7 @@ class BatchEmbedder:
         for text in rows["paths"]:
             result, problem = b"", ""
             try:
-                dataset = ImageDataset([Path(p) for p in json.loads(text)], self.embedder.preprocess)
+                dataset = ImageDataset([self._source(p) for p in json.loads(text)], self.embedder.preprocess)
                 batch, facts = _collate([dataset[i] for i in range(len(dataset))])
                 if batch is None:
                     problem = facts
@@ -78,17 +85,20 @@ class BatchEmbedder:
         return {"index": rows["index"], "result": np.array(out, dtype=object), "error": np.array(errors, dtype=object)}
 
 
-def embed_on_ray(embedder, engine: dict, batches: list[list[Path]], device: str) -> Iterator[tuple[np.ndarray, list]]:
-    """(vectors, facts) of each batch of image paths, in batch order."""
+def embed_on_ray(embedder, engine: dict, batches: list[list[Path | RemoteFile]],
+                 device: str) -> Iterator[tuple[np.ndarray, list]]:
+    """(vectors, facts) of each batch of images (paths, or a remote build's objects), in batch order."""
     import torch
 
     ray = connect(engine)
     per_actor, (low, high) = _actor_resources(ray, engine, {"device": device})
     pool = ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=high, max_tasks_in_flight_per_actor=2)
-    items = [{"index": k, "paths": json.dumps([str(p) for p in batch])} for k, batch in enumerate(batches)]
+    remote = next((item.remote for batch in batches for item in batch if isinstance(item, RemoteFile)), None)
+    items = [{"index": k, "paths": json.dumps([item.relpath if isinstance(item, RemoteFile) else str(item)
+                                               for item in batch])} for k, batch in enumerate(batches)]
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        BatchEmbedder, batch_size=1, compute=pool, max_restarts=-1, max_task_retries=-1,
-        fn_constructor_kwargs={"embedder": embedder,
+        BatchEmbedder, batch_size=1, compute=pool,
+        fn_constructor_kwargs={"embedder": embedder, "remote": remote,
                                "torch_threads": None if "num_gpus" in per_actor else torch.get_num_threads()},
         **per_actor,
     )

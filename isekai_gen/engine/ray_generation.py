@@ -6,20 +6,25 @@ for an autoscaling actor pool (Ray 2.51 deprecated the equivalent ``concurrency=
 ``num_gpus=1`` per actor): each actor loads the pipeline once, and per row renders
 exactly the batch a local run would (``stage.render_batch``: same jobs, same retry logic), encodes
 the PNGs and writes them itself into the build folder, flushed (``DurableFolder``) before it
-returns. Only the rows (a few hundred bytes per image) travel back through the object store; the
-driver streams them (``iter_rows``, Ray Data's streaming executor keeps a bounded number of
+returns, or PUTs each one to the bucket of a remote build (``storage``). Only the rows (a few
+hundred bytes per image) travel back through the object store; the driver streams them (``iter_rows``, Ray Data's streaming executor keeps a bounded number of
 batches in flight) and alone appends each batch's line to the journal, so a batch is committed
 only after its images are durable, exactly as locally.
 
-Faults: Ray Data's actor pool restarts a killed actor and retries its task (``max_restarts=-1``,
-``max_task_retries=-1``: its defaults in ``ActorPoolMapOperator._apply_default_remote_args``,
-set explicitly here); a re-run batch rewrites the same bytes through temporary files and
+Faults: Ray Data's actor pool restarts a killed actor and retries its task: it creates every
+actor with ``max_restarts=-1`` and ``max_task_retries=-1`` unless ``map_batches`` overrides them
+(``ActorPoolMapOperator._apply_default_remote_args``), and they are left at those defaults
+because Ray 2.60 has no named parameter for them (only ``**ray_remote_args``, deprecated, to be
+removed in Ray 2.64); a re-run batch rewrites the same bytes through temporary files and
 renames, so retries are idempotent. A killed driver loses only uncommitted batches: rerunning
 the command resumes from the journal.
 
-Checked against Ray 2.60's ``Dataset.map_batches`` signature (``batch_size``, ``compute``,
-``num_cpus``, ``num_gpus``, ``fn_constructor_kwargs``, ``**ray_remote_args``) and
-``ActorPoolStrategy(min_size, max_size, initial_size, max_tasks_in_flight_per_actor)``.
+Checked against Ray 2.60's ``ray/data/dataset.py`` (``Dataset.map_batches``: ``batch_size``,
+``compute``, ``num_cpus``, ``num_gpus``, ``fn_constructor_kwargs``; ``ray_remote_args_fn`` and
+``**ray_remote_args`` deprecated, to be removed in 2.64),
+``ray/data/_internal/execution/operators/actor_pool_map_operator.py``
+(``ActorPoolMapOperator._apply_default_remote_args``) and ``ray/data/_internal/compute.py``
+(``ActorPoolStrategy(min_size, max_size, initial_size, max_tasks_in_flight_per_actor)``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from typing import Callable
 from ..catalog import Catalog
 from ..errors import UserError
 from ..jobs import Job
+from ..storage import remote_of
+from ..storage.images import LocalImages, RemoteImages
 from . import require_ray
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,10 @@ class BatchRenderer:
     problem goes back as the row's ``error`` and the driver raises it.
     """
 
-    def __init__(self, config: dict, catalog: Catalog, out_dir: str, cache_dir: str | None, torch_threads: int | None):
+    def __init__(self, config: dict, catalog: Catalog, images: str | RemoteImages, cache_dir: str | None,
+                 torch_threads: int | None):
         import torch
 
-        from ..generation.durable import DurableFolder
         from ..generation.pipeline import load_pipeline
         from ..generation.stage import BatchGenerator
 
@@ -69,8 +76,8 @@ class BatchRenderer:
             self.problem = str(exc)
             return
         self.generator = BatchGenerator(config, catalog, loaded)
-        self.out_dir = Path(out_dir)
-        self.images = DurableFolder(self.out_dir / "images")
+        # A local build folder's path (a shared file system), or the bucket's store of a remote build.
+        self.images = LocalImages(images) if isinstance(images, str) else images
 
     def __call__(self, rows: dict) -> dict:
         import numpy as np
@@ -83,12 +90,19 @@ class BatchRenderer:
             if not problem:
                 try:
                     batch = [Job(**job) for job in json.loads(text)]
-                    result = json.dumps(render_batch(self.generator, self.images, self.out_dir, batch))
+                    result = json.dumps(render_batch(self.generator, self.images, batch))
                 except UserError as exc:
                     problem = str(exc)
             done.append(result)
             errors.append(problem)
         return {"rows": np.array(done, dtype=object), "error": np.array(errors, dtype=object)}
+
+
+def _worker_images(out_dir: Path) -> str | RemoteImages:
+    """What an actor writes images into: the bucket of a remote build (workers need no shared
+    file system), else the build folder's path, which every node must then see."""
+    remote = remote_of(out_dir)
+    return RemoteImages(remote) if remote is not None else str(Path(out_dir).resolve())
 
 
 def connect(engine: dict):
@@ -139,9 +153,9 @@ def render_on_ray(config: dict, out_dir: Path, catalog: Catalog, pending: list[l
     # Two tasks in flight per actor: the next batch is queued while one renders, no more.
     pool = ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=high, max_tasks_in_flight_per_actor=2)
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        BatchRenderer, batch_size=1, compute=pool, max_restarts=-1, max_task_retries=-1,
+        BatchRenderer, batch_size=1, compute=pool,
         fn_constructor_kwargs={
-            "config": config, "catalog": catalog, "out_dir": str(Path(out_dir).resolve()),
+            "config": config, "catalog": catalog, "images": _worker_images(out_dir),
             "cache_dir": str(cache_dir) if cache_dir else os.environ.get("ISEKAI_GEN_CACHE"),
             "torch_threads": None if "num_gpus" in per_actor else torch.get_num_threads(),
         },

@@ -36,6 +36,7 @@ from ..episodes.stage import EPISODES_FILE, SETS
 from ..errors import UserError
 from ..fileio import read_json, remove_stale, sha256_file, write_json, write_jsonl
 from ..manifest import MANIFEST
+from ..storage import fetch_images
 from .stage import read_episodes
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
     """Write the LCL annotation files and their image root from ``OUT/episodes/episodes.jsonl``."""
     out_dir = Path(out_dir)
     kept = kept_manifest_rows(out_dir)
+    fetch_images(out_dir, kept)  # a remote build's images, into its mirror (no-op for a local build)
     path_of = {r["job_id"]: lcl_image_path(r["concept_id"], r["image"]) for r in kept}
     source_of = {path_of[r["job_id"]]: out_dir / r["image"] for r in kept}
     mode = config.get("export", {}).get("lcl", {}).get("images", "clone")

@@ -23,6 +23,7 @@ from ..fileio import atomic_write_bytes, read_jsonl, sha256_bytes, sha256_file
 from ..manifest import manifest_path, read_manifest
 from ..run_info import read_run
 from ..schema import first_error
+from ..storage import fetch_images
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def collect_items(out_dir: Path, catalog: Catalog) -> tuple[list[ExportItem], li
     path = manifest_path(out_dir)
     if rows and not any("kept" in row for row in rows):
         raise UserError(f"{path}: no filter results (`kept`); run the filter stage first")
+    fetch_images(Path(out_dir), [row for row in rows if row.get("kept") is True])  # a remote build's, once
     class_of = {concept_id: index for index, concept_id in enumerate(catalog.ids)}
     items = []
     for number, row in enumerate(rows, start=1):

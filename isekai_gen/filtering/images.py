@@ -22,7 +22,8 @@ class ImageFacts:
 def read_rgb(path: Path) -> Image.Image:
     """Decode ``path`` fully as RGB; a missing or undecodable file is a one-line ``UserError``."""
     try:
-        with Image.open(path) as image:
+        # A remote build's object (storage.RemoteFile) when a cluster worker reads the bucket.
+        with Image.open(path.open() if hasattr(path, "remote") else path) as image:
             image.load()
             return image.convert("RGB")
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from ..catalog import Catalog
 from ..errors import UserError
 from ..fileio import sha256_file
 from ..manifest import write_manifest
+from ..storage import fetch_images, worker_sources
 from .cache import EmbeddingCache, TextEmbeddingCache
 from .embedder import Embedder, LazyOpenClip, concept_text_embeddings, embedder_description
 from .embedding_pass import embed_missing
@@ -74,6 +75,8 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
     settings = config["filter"]
     cache_args = (out_dir / "cache" / "embeddings", embedder.cache_key, embedder_description(embedder))
     cache = EmbeddingCache(*cache_args)
+    if (config.get("engine") or {}).get("name") == "ray":  # workers read a remote build's bucket, not our mirror
+        images = dict(zip(images, worker_sources(out_dir, list(images.values()))))
     embedded = embed_missing(
         embedder, cache, images, batch_size=settings["batch_size"], num_workers=settings["num_workers"],
         progress=progress, engine=config.get("engine"),
@@ -101,6 +104,7 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
 def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, progress: bool):
     # Every concept has its partner here: parse_catalog and Catalog.subset both insist on whole groups.
     rows = load_manifest(Path(out_dir), catalog.ids)
+    fetch_images(Path(out_dir), rows)  # a remote build's images, into its mirror (checked, once)
     images = _image_paths(Path(out_dir), rows)  # before resolving the model: bad folders fail fast
     # Lazy: the weights load only if some image or concept text is missing from the caches.
     embedder = embedder or LazyOpenClip(config)

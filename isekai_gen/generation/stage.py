@@ -5,12 +5,15 @@ made durable together (``durable.DurableFolder.commit``: one flush per batch, no
 its rows are committed as one line of this shard's journal (see ``manifest``), so a process killed
 at any moment leaves only complete images and rows that point at complete images. A rerun skips
 committed jobs and regenerates the rest in the same batches, which reproduces the same bytes.
+In a remote build (``--out s3://...``, ``storage.remote``) each image is one PUT to the bucket
+and each journal line is committed by its own PUT once the batch's image PUTs have returned.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,8 @@ from ..fileio import sha256_bytes
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
+from ..storage import image_store, push_journal_line, refresh_journals
 from .checks import broken_reason, encode_png, to_uint8
-from .durable import DurableFolder, write_deferred
 from .pipeline import LoadedPipeline, generate_batch, load_pipeline
 
 log = logging.getLogger(__name__)
@@ -105,23 +108,24 @@ class BatchGenerator:
         }
 
 
-def write_image(out_dir: Path, row: dict, pixels) -> dict:
-    """Encode and write one image (not yet durable: see ``make_durable``); the row with its sha256."""
+def write_image(images, row: dict, pixels) -> dict:
+    """Encode and write one image into ``images`` (a ``storage`` image store; not yet durable:
+    see ``make_durable``); the row with its sha256."""
     data = encode_png(pixels)
-    write_deferred(out_dir / row["image"], data)
+    images.write(row["image"], data)
     return {**row, "sha256": sha256_bytes(data)}
 
 
-def make_durable(images: DurableFolder, out_dir: Path, rows: list[dict]) -> list[dict]:
-    """Flush a batch's written images to disk at once; its rows may be committed after this."""
-    images.commit([out_dir / row["image"] for row in rows if row["image"] is not None])
+def make_durable(images, rows: list[dict]) -> list[dict]:
+    """Make a batch's written images durable at once; its rows may be committed after this."""
+    images.commit([row["image"] for row in rows if row["image"] is not None])
     return rows
 
 
-def render_batch(generator: BatchGenerator, images: DurableFolder, out_dir: Path, batch: list[Job]) -> list[dict]:
+def render_batch(generator: BatchGenerator, images, batch: list[Job]) -> list[dict]:
     """Render, encode, write and flush one batch in this thread (a cluster worker's unit of work)."""
-    rows = [write_image(out_dir, row, pixels) if pixels is not None else row for row, pixels in generator.run(batch)]
-    return make_durable(images, out_dir, rows)
+    rows = [write_image(images, row, pixels) if pixels is not None else row for row, pixels in generator.run(batch)]
+    return make_durable(images, rows)
 
 
 def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: list[dict[str, int]] | None = None,
@@ -151,10 +155,12 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     if pending and engine == "ray":
         require_ray()  # before anything is written
     if pending:
-        with open_journal(part_path(out_dir, shard.index, shard.count)) as journal:
+        journal_path = part_path(out_dir, shard.index, shard.count)
+        with open_journal(journal_path) as journal:
             def commit(rows: list[dict]) -> None:
                 nonlocal failed
-                append_batch(journal, rows)
+                offset, line = append_batch(journal, rows)
+                push_journal_line(out_dir, journal_path, offset, line)
                 generated_rows.update((row["job_id"], row) for row in rows)
                 failed += sum(1 for row in rows if row["status"] != "ok")
 
@@ -170,6 +176,7 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
                 _render_locally(BatchGenerator(config, catalog, loaded), out_dir, pending, commit, f"generate {shard}",
                                 progress)
     if shard.count > 1:  # other shards may have committed rows meanwhile: their journals tell
+        refresh_journals(out_dir)
         generated_rows = read_parts(out_dir)
     merged = merge_manifest(out_dir, jobs, existing, generated_rows)
     return GenerationResult(len(jobs), sum(len(b) for b in pending), skipped, failed, merged)
@@ -186,15 +193,15 @@ def _render_locally(generator: BatchGenerator, out_dir: Path, pending: list[list
 
     with tqdm(total=sum(len(b) for b in pending), desc=desc, unit="img", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=2) as encoders, ThreadPoolExecutor(max_workers=1) as flusher, \
-            DurableFolder(out_dir / "images") as images:
+            closing(image_store(out_dir)) as images:
         in_flight: Future | None = None
         for batch in pending:
             results = generator.run(batch)
             if in_flight is not None:
                 commit(in_flight.result())
-            written = [encoders.submit(write_image, out_dir, row, pixels) if pixels is not None
+            written = [encoders.submit(write_image, images, row, pixels) if pixels is not None
                        else _done_future(row) for row, pixels in results]
-            in_flight = flusher.submit(_durable_when_written, images, out_dir, written)
+            in_flight = flusher.submit(_durable_when_written, images, written)
             bar.update(len(batch))
         if in_flight is not None:
             commit(in_flight.result())
@@ -218,8 +225,8 @@ def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> No
         path.unlink(missing_ok=True)
 
 
-def _durable_when_written(images: DurableFolder, out_dir: Path, written: list[Future]) -> list[dict]:
-    return make_durable(images, out_dir, [future.result() for future in written])
+def _durable_when_written(images, written: list[Future]) -> list[dict]:
+    return make_durable(images, [future.result() for future in written])
 
 
 def _done_future(row: dict) -> Future:

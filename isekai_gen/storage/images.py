@@ -1,0 +1,115 @@
+"""Where generated images go and come from: a local build folder, or the bucket of a remote one.
+
+``LocalImages`` is what a local build always did: a temporary sibling and a rename per image,
+one flush per batch (``generation.durable.DurableFolder``). ``RemoteImages`` PUTs each image as
+one object (atomic on object storage: never half there), so a batch is durable when its PUTs
+have returned and ``commit`` has nothing left to do. Both are picklable by construction
+arguments, so a Ray actor on another machine writes with exactly what the driver configured.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..fileio import atomic_write_bytes, sha256_bytes
+from .remote import Remote, remote_of, storage_errors
+
+# Images downloaded per request of ``fetch_images`` (fsspec's cat fetches a list concurrently).
+FETCH_CHUNK = 256
+
+
+class LocalImages:
+    """Images under a local build folder, flushed per committed batch."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        from ..generation.durable import DurableFolder
+
+        self.out_dir = Path(out_dir)
+        self._folder = DurableFolder(self.out_dir / "images")
+
+    def write(self, relpath: str, data: bytes) -> None:
+        from ..generation.durable import write_deferred
+
+        write_deferred(self.out_dir / relpath, data)
+
+    def commit(self, relpaths: list[str]) -> None:
+        self._folder.commit([self.out_dir / rel for rel in relpaths])
+
+    def close(self) -> None:
+        self._folder.close()
+
+
+class RemoteImages:
+    """Images PUT to a remote build's bucket, one object each."""
+
+    def __init__(self, remote: Remote):
+        self.remote = remote
+
+    def write(self, relpath: str, data: bytes) -> None:
+        with storage_errors(self.remote.url_of(relpath)):
+            self.remote.fs.pipe_file(self.remote.key(relpath), data)
+
+    def commit(self, relpaths: list[str]) -> None:
+        """Nothing to do: each PUT had returned, so each object was complete and durable."""
+
+    def close(self) -> None:
+        """No handle to release."""
+
+
+def image_store(out_dir: str | os.PathLike) -> LocalImages | RemoteImages:
+    """The image store of a build folder (its bucket when the folder is a remote build's mirror)."""
+    remote = remote_of(out_dir)
+    return RemoteImages(remote) if remote is not None else LocalImages(out_dir)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One object of a remote build, openable where the bucket is reachable (a Ray worker)."""
+
+    remote: Remote
+    relpath: str
+
+    def open(self) -> io.BytesIO:
+        with storage_errors(str(self)):
+            return io.BytesIO(self.remote.fs.cat_file(self.remote.key(self.relpath)))
+
+    def __str__(self) -> str:
+        return self.remote.url_of(self.relpath)
+
+
+def worker_sources(out_dir: Path, paths: list[Path]) -> list[Path | RemoteFile]:
+    """What a cluster worker should read for each image: the bucket's object for a remote build
+    (the driver's mirror is on no other machine), else the path itself."""
+    remote = remote_of(out_dir)
+    if remote is None:
+        return list(paths)
+    root = Path(out_dir).resolve()
+    return [RemoteFile(remote, Path(p).resolve().relative_to(root).as_posix()) for p in paths]
+
+
+def fetch_images(out_dir: Path, rows: list[dict]) -> int:
+    """Download into a remote build's mirror every image of ``rows`` it lacks, each checked
+    against its manifest sha256 (no-op for a local build); returns how many were downloaded."""
+    remote = remote_of(out_dir)
+    if remote is None:
+        return 0
+    missing = [row for row in rows if row.get("status") == "ok" and row.get("image")
+               and not (Path(out_dir) / row["image"]).exists()]
+    for start in range(0, len(missing), FETCH_CHUNK):
+        chunk = missing[start:start + FETCH_CHUNK]
+        with storage_errors(remote.url):
+            data = remote.fs.cat([remote.key(row["image"]) for row in chunk], on_error="return")
+        for row in chunk:
+            content = data.get(remote.key(row["image"]))
+            if isinstance(content, BaseException) or content is None:
+                raise UserError(f"{remote.url_of(row['image'])}: image object not found "
+                                f"(manifest.jsonl job {row['job_id']})")
+            if sha256_bytes(content) != row["sha256"]:
+                raise UserError(f"{remote.url_of(row['image'])}: sha256 differs from manifest.jsonl "
+                                f"(job {row['job_id']}); the object changed after generation")
+            atomic_write_bytes(Path(out_dir) / row["image"], content, durable=False)
+    return len(missing)

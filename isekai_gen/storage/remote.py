@@ -1,0 +1,319 @@
+"""A build folder on object storage: ``--out s3://bucket/prefix`` (any fsspec URL).
+
+Object stores have no appends, no renames and no locks, and every stage of this project reads
+and writes a local folder. So a remote build keeps a local **mirror** folder on the driver
+machine (``mirror_path``), and the URL stays the single source of truth:
+
+- Images never pass through the mirror on their way out: whoever renders them (this process or a
+  Ray actor on another machine) PUTs each one straight to ``URL/images/...`` (``images.py``). A
+  single PUT is atomic on S3, GCS and Azure Blob: an object is either absent or complete, so the
+  manifest can never name a partial one.
+- A generation journal line is committed by PUTting it as its own object,
+  ``URL/manifest.parts/<journal>.d/<byte offset>.jsonl``, after its images and before the next
+  batch (``push_journal_line``); the local journal is rebuilt from those objects on every start
+  (``_restore_journals``), so a driver killed at any moment, or a new driver machine with an
+  empty mirror, resumes exactly where the bucket says.
+- Every other file (run.json, manifest.jsonl, filter/, episodes/, export/, cache/) is written
+  locally by the stages as before and uploaded when the command finishes (``Session.push``):
+  one PUT per changed file, deletions mirrored. ``Session.pull`` at the start downloads what
+  changed in the bucket since the mirror last saw it. Images are downloaded only by the stages
+  that read pixels (``fetch_images``), each checked against its manifest sha256.
+
+Configuration is fsspec's own: credentials through the backend's usual chain (for S3 the AWS
+environment variables, profile or instance role), other options through fsspec's
+``FSSPEC_<PROTOCOL>_<OPTION>`` environment variables (``FSSPEC_S3_ENDPOINT_URL=http://...`` for
+MinIO or another S3-compatible server). The filesystem object itself is handed to Ray actors
+(fsspec filesystems pickle their constructor options), so workers write with the driver's
+settings. Checked against fsspec 2026.9 (``core.url_to_fs``, ``AbstractFileSystem.pipe_file``,
+``cat``, ``find(detail=True)``, ``config.conf`` from ``FSSPEC_*`` variables) and s3fs 2026.9
+(``S3FileSystem.pipe_file`` is one ``PutObject`` below its 5 GiB multipart threshold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import UserError
+from ..fileio import atomic_write_bytes, dumps_canonical
+
+log = logging.getLogger(__name__)
+
+MARKER = ".isekai-gen-remote.json"      # in the mirror: which URL it mirrors
+SYNC_INDEX = ".isekai-gen-sync.json"    # in the mirror: what each synced file was at the last sync
+IMAGES = "images"
+JOURNALS = "manifest.parts"
+SEGMENTS = ".d"                         # URL/manifest.parts/<journal>.d/<offset>.jsonl
+_URL = re.compile(r"^([a-z][a-z0-9+.-]+)://")
+# Caches that describe this machine's files (inodes, mtimes) and mean nothing on another.
+MACHINE_LOCAL = ("cache/lcl-images.json",)
+
+
+def is_url(out: str | os.PathLike) -> bool:
+    """True for ``s3://...``, ``gs://...`` and the like; ``file://`` and plain paths are local."""
+    match = _URL.match(str(out))
+    return bool(match) and match.group(1) != "file"
+
+
+def local_path(out: str | os.PathLike) -> Path:
+    text = str(out)
+    return Path(text[len("file://"):]) if text.startswith("file://") else Path(text)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A remote build folder: its URL, fsspec filesystem and the filesystem path of its root."""
+
+    url: str
+    fs: object
+    root: str
+
+    def key(self, relpath: str) -> str:
+        return f"{self.root}/{relpath}"
+
+    def url_of(self, relpath: str) -> str:
+        return f"{self.url}/{relpath}"
+
+    def relpath(self, key: str) -> str:
+        return key[len(self.root) + 1:]
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Failures of the storage backend as one line naming the URL: a missing bucket, refused or
+    absent credentials (botocore's errors are no ``OSError``), an unreachable endpoint."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (an I/O boundary: every backend has its own exception types)
+        raise UserError(f"{url}: {str(exc).strip() or type(exc).__name__}") from None
+
+
+def connect(url: str) -> Remote:
+    """The fsspec filesystem for ``url``, or one line naming the package its protocol needs."""
+    import fsspec
+
+    url = url.rstrip("/")
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except ImportError as exc:  # fsspec's own message names the package, e.g. "Install s3fs to access S3"
+        extra = " (pip install 'isekai-gen[s3]')" if url.startswith(("s3://", "s3a://")) else ""
+        raise UserError(f"{url}: {exc}".rstrip(".") + extra) from None
+    except ValueError as exc:
+        raise UserError(f"{url}: not a storage URL fsspec knows ({exc})") from None
+    return Remote(url, fs, root.rstrip("/"))
+
+
+def mirror_path(url: str) -> Path:
+    """The driver's local mirror of ``url``: ``$ISEKAI_GEN_MIRRORS`` (default: the isekai-gen cache's
+    ``mirrors/``) / protocol / bucket / prefix, plus a short hash so that lookalike URLs differ."""
+    from ..generation.tiny import default_cache_dir
+
+    base = Path(os.environ.get("ISEKAI_GEN_MIRRORS") or default_cache_dir() / "mirrors")
+    scheme, _, rest = url.rstrip("/").partition("://")
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_")[:120] or "root"
+    return base / scheme / f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+
+
+_remotes: dict[Path, Remote | None] = {}
+
+
+def remote_of(out_dir: str | os.PathLike) -> Remote | None:
+    """The remote a local folder mirrors (from its marker file), or None for an ordinary folder."""
+    key = Path(out_dir).resolve()
+    if key not in _remotes:
+        marker = key / MARKER
+        _remotes[key] = connect(json.loads(marker.read_text(encoding="utf-8"))["url"]) if marker.exists() else None
+    return _remotes[key]
+
+
+def _signature(info: dict) -> list:
+    """What identifies one version of a remote object: its size and ETag (or mtime where no ETag)."""
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("mtime") or info.get("LastModified")
+    return [int(info.get("size") or 0), str(tag)]
+
+
+def _local_signature(path: Path) -> list:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _synced(relpath: str) -> bool:
+    """Files the session syncs: not images (PUT by the renderers), journals (their own objects),
+    nor this machine's bookkeeping (locks, temporary files, marker, index, ``MACHINE_LOCAL``)."""
+    name = relpath.rpartition("/")[2]
+    return not (relpath.startswith(f"{IMAGES}/") or relpath.startswith(f"{JOURNALS}/") or relpath in MACHINE_LOCAL
+                or name.startswith(".isekai-gen") or name.startswith(".tmp-"))
+
+
+class Session:
+    """One command's view of a remote build through its mirror: ``pull`` first, ``push`` last."""
+
+    def __init__(self, remote: Remote, mirror: Path):
+        self.remote = remote
+        self.mirror = mirror
+        self.index_path = mirror / SYNC_INDEX
+
+    def _index(self) -> dict:
+        try:
+            return json.loads(self.index_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def _save_index(self, index: dict) -> None:
+        atomic_write_bytes(self.index_path, dumps_canonical(index).encode(), durable=False)
+
+    def _listing(self) -> dict[str, dict]:
+        """relpath -> info of every synced object: each top-level entry but images/ is walked."""
+        fs, found = self.remote.fs, {}
+        fs.invalidate_cache(self.remote.root)  # s3fs caches listings forever; other machines write too
+        try:
+            entries = fs.ls(self.remote.root, detail=True)
+        except FileNotFoundError:
+            return {}
+        for entry in entries:
+            name = entry["name"].rstrip("/").rpartition("/")[2]
+            if entry["type"] == "directory":
+                if name not in (IMAGES, JOURNALS):
+                    found.update(fs.find(entry["name"], detail=True))
+            else:
+                found[entry["name"]] = entry
+        return {self.remote.relpath(key): info for key, info in found.items() if _synced(self.remote.relpath(key))}
+
+    def pull(self) -> None:
+        """Bring the mirror up to the bucket: changed files downloaded, ones gone from it removed."""
+        with storage_errors(self.remote.url):
+            self._pull()
+
+    def _pull(self) -> None:
+        self.mirror.mkdir(parents=True, exist_ok=True)
+        (self.mirror / MARKER).write_text(json.dumps({"url": self.remote.url}) + "\n", encoding="utf-8")
+        index, listing = self._index(), self._listing()
+        bucket = self.remote.root.split("/")[0]
+        if not listing and bucket and not self.remote.fs.exists(bucket):
+            raise UserError(f"{self.remote.url}: bucket {bucket!r} not found; create it first")
+        stale = [rel for rel, info in listing.items()
+                 if rel not in index or index[rel]["remote"] != _signature(info)
+                 or not (self.mirror / rel).exists() or index[rel]["local"] != _local_signature(self.mirror / rel)]
+        for rel, data in self._cat(stale).items():
+            atomic_write_bytes(self.mirror / rel, data, durable=False)
+            index[rel] = {"remote": _signature(listing[rel]), "local": _local_signature(self.mirror / rel)}
+        for rel in [rel for rel in index if rel not in listing]:
+            (self.mirror / rel).unlink(missing_ok=True)
+            del index[rel]
+        self._save_index(index)
+        _restore_journals(self.remote, self.mirror)
+        log.info("%s: mirror %s up to date (%d files downloaded)", self.remote.url, self.mirror, len(stale))
+
+    def _cat(self, relpaths: list[str]) -> dict[str, bytes]:
+        if not relpaths:
+            return {}
+        data = self.remote.fs.cat([self.remote.key(rel) for rel in relpaths])
+        return {self.remote.relpath(key): value for key, value in data.items()}
+
+    def push(self) -> None:
+        """Upload every file the command changed in the mirror; delete the ones it removed."""
+        with storage_errors(self.remote.url):
+            self._push()
+
+    def _push(self) -> None:
+        index = self._index()
+        local = {path.relative_to(self.mirror).as_posix(): path for path in sorted(self.mirror.rglob("*"))
+                 if path.is_file() and _synced(path.relative_to(self.mirror).as_posix())}
+        changed = [rel for rel, path in local.items()
+                   if rel not in index or index[rel]["local"] != _local_signature(path)]
+        # The manifest last: a reader of the bucket sees new stage outputs before the rows naming them.
+        changed.sort(key=lambda rel: rel == "manifest.jsonl")
+        fs = self.remote.fs
+        for rel in changed:
+            fs.pipe_file(self.remote.key(rel), local[rel].read_bytes())
+            index[rel] = {"remote": _signature(fs.info(self.remote.key(rel))), "local": _local_signature(local[rel])}
+        for rel in [rel for rel in index if rel not in local]:
+            try:
+                fs.rm_file(self.remote.key(rel))
+            except FileNotFoundError:
+                pass
+            del index[rel]
+        self._save_index(index)
+        log.info("%s: %d changed files uploaded", self.remote.url, len(changed))
+
+
+@contextmanager
+def opened(url: str) -> Iterator[Session]:
+    """The mirror of ``url`` brought up to date; changed files uploaded when the block succeeds.
+
+    The caller holds the mirror's writer lock (``lock.build_lock``). On an error nothing is
+    uploaded but the journal lines already committed: the bucket keeps its last complete state.
+    """
+    remote = connect(url)
+    session = Session(remote, mirror_path(remote.url))
+    _remotes[session.mirror.resolve()] = remote
+    session.pull()
+    yield session
+    session.push()
+
+
+def _segment_folder(remote: Remote, journal: Path) -> str:
+    return remote.key(f"{JOURNALS}/{journal.name}{SEGMENTS}")
+
+
+def push_journal_line(out_dir: Path, journal: Path, offset: int, line: bytes) -> None:
+    """Commit one journal line to the bucket (no-op for a local build): the line is committed
+    once this PUT returns; its images were PUT before it."""
+    remote = remote_of(out_dir)
+    if remote is not None:
+        with storage_errors(remote.url):
+            remote.fs.pipe_file(f"{_segment_folder(remote, journal)}/{offset:015d}.jsonl", line)
+
+
+def refresh_journals(out_dir: Path) -> None:
+    """Bring a remote build's local journals up to the bucket (other machines' shards commit
+    there); no-op for a local build, whose shards' journals are the files themselves."""
+    remote = remote_of(out_dir)
+    if remote is not None:
+        with storage_errors(remote.url):
+            _restore_journals(remote, Path(out_dir))
+
+
+def _restore_journals(remote: Remote, mirror: Path) -> None:
+    """Rewrite each local journal as the concatenation of its committed line objects.
+
+    A line the local journal has beyond them (its PUT never returned) is not committed and goes.
+    """
+    fs = remote.fs
+    folder = remote.key(JOURNALS)
+    fs.invalidate_cache(folder)
+    try:
+        segment_folders = [entry for entry in fs.ls(folder, detail=True) if entry["name"].endswith(SEGMENTS)]
+    except FileNotFoundError:
+        segment_folders = []
+    wanted = {}
+    for entry in segment_folders:
+        name = entry["name"].rstrip("/").rpartition("/")[2][:-len(SEGMENTS)]
+        keys = sorted(fs.find(entry["name"]))
+        data = fs.cat(keys) if keys else {}
+        content, expected = bytearray(), 0
+        for key in keys:
+            offset = int(key.rpartition("/")[2].partition(".")[0])
+            if offset != expected:
+                raise UserError(f"{remote.url_of(JOURNALS)}/{name}: committed lines missing before byte {offset}; "
+                                "the bucket's journal is damaged")
+            content += data[key]
+            expected += len(data[key])
+        wanted[name] = bytes(content)
+    local_folder = mirror / JOURNALS
+    for path in sorted(local_folder.glob("part-*.jsonl")) if local_folder.exists() else []:
+        if path.name not in wanted:
+            path.unlink()
+    for name, content in wanted.items():
+        path = local_folder / name
+        if not path.exists() or path.read_bytes() != content:
+            atomic_write_bytes(path, content)

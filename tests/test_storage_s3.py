@@ -1,0 +1,188 @@
+"""Build folders on object storage (`--out s3://bucket/prefix`), against a test double of S3:
+moto's server mode on loopback (a real HTTP S3 API; s3fs/aiobotocore talk to it as to AWS).
+
+The byte-for-byte reference is a local build of the same config: every object in the bucket
+must equal the local file of the same name, whatever machine or mirror wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from isekai_gen.cli import main
+from isekai_gen.errors import UserError
+from isekai_gen.storage import mirror_path
+
+fsspec = pytest.importorskip("fsspec")
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+# One xdist worker runs the module: its fixtures build once and its cases share one server.
+pytestmark = pytest.mark.xdist_group("s3")
+
+BUCKET = "isekai-test"
+CONCEPTS = ["--preset", "tiny", "--no-progress", "--set", "concepts=[cactihog,hedgehog,cctovac,octopus]"]
+# Every stage on 32 images (4 concepts x 8, in 4 batches): enough for 4-shot episodes.
+SMALL_BUILD = [*CONCEPTS, "--images-per-concept", "8", "--batch-size", "8", "--set", "filter.min_per_concept=6",
+               "--set", "episodes.max_shot=4", "--set", "episodes.queries_per_concept=1"]
+SMALL_GENERATION = [*CONCEPTS, "--images-per-concept", "4", "--batch-size", "4"]  # 16 images in 4 batches
+# Files that describe one machine, not the build: the lock, the mirror's own bookkeeping, journals
+# (the bucket holds them as one object per committed line) and the LCL export's inode cache.
+LOCAL_ONLY = (".isekai-gen.lock", "manifest.parts/part-00000-of-00001.jsonl", "cache/lcl-images.json")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory, isekai_cache):
+    """An S3 test double (moto server on 127.0.0.1, an ephemeral port) configured the way users
+    configure fsspec: ``FSSPEC_S3_*`` variables (subprocesses, Ray workers) and ``fsspec.config.conf``."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
+    saved_env = {name: os.environ.get(name) for name in ("FSSPEC_S3_ENDPOINT_URL", "FSSPEC_S3_KEY",
+                                                         "FSSPEC_S3_SECRET", "ISEKAI_GEN_MIRRORS")}
+    os.environ.update(FSSPEC_S3_ENDPOINT_URL=options["endpoint_url"], FSSPEC_S3_KEY="testing",
+                      FSSPEC_S3_SECRET="testing", ISEKAI_GEN_MIRRORS=str(tmp_path_factory.mktemp("mirrors")))
+    saved_conf = fsspec.config.conf.get("s3")
+    fsspec.config.conf["s3"] = options
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir(BUCKET)
+    yield fs
+    if saved_conf is None:
+        fsspec.config.conf.pop("s3", None)
+    else:
+        fsspec.config.conf["s3"] = saved_conf
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def bucket_digests(fs, url: str) -> dict[str, str]:
+    root = url.removeprefix("s3://")
+    fs.invalidate_cache()
+    keys = fs.find(root)
+    return {key[len(root) + 1:]: hashlib.sha256(data).hexdigest() for key, data in fs.cat(keys).items()}
+
+
+def journal_bytes(fs, url: str) -> bytes:
+    folder = f"{url.removeprefix('s3://')}/manifest.parts/part-00000-of-00001.jsonl.d"
+    return b"".join(fs.cat_file(key) for key in sorted(fs.find(folder)))
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def local_build(tmp_path_factory, isekai_cache):
+    out_dir = tmp_path_factory.mktemp("local") / "build"
+    run("build", "--out", str(out_dir), *SMALL_BUILD)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def remote_build(s3, local_build):
+    url = f"s3://{BUCKET}/build"
+    result = run("build", "--out", url, *SMALL_BUILD)
+    return url, result
+
+
+def test_a_build_into_a_bucket_equals_the_local_build_byte_for_byte(s3, local_build, remote_build):
+    url, result = remote_build
+    assert f"results: {url}" in result.output and f"{url}/manifest.jsonl" in result.output
+    remote = bucket_digests(s3, url)
+    local = {name: digest for name, digest in folder_digests(local_build).items() if name not in LOCAL_ONLY}
+    journal_lines = {name for name in remote if name.startswith("manifest.parts/")}
+    assert {name: digest for name, digest in remote.items() if name not in journal_lines} == local
+    # The journal: one object per committed batch (4 batches of 8), named by its byte offset,
+    # that concatenate to exactly the local journal.
+    assert len(journal_lines) == 4
+    assert journal_bytes(s3, url) == (local_build / "manifest.parts/part-00000-of-00001.jsonl").read_bytes()
+
+
+def test_a_new_machine_resumes_and_reads_every_stage_from_the_bucket(s3, local_build, remote_build):
+    url, _ = remote_build
+    before = bucket_digests(s3, url)
+    shutil.rmtree(mirror_path(url))  # a driver on another machine: nothing local at all
+    assert "generated 0, already done 32" in run("generate", "--out", url, "--no-progress").output
+    # Later stages pull the state and (checked against their sha256) the images they read.
+    run("export", "--out", url, "--no-progress")
+    run("preview", url, "--no-progress")
+    after = bucket_digests(s3, url)
+    new = ("preview/", "cache/thumbs/")  # the contact sheets and their thumbnail cache
+    assert {k: v for k, v in after.items() if not k.startswith(new)} == before
+    assert {k for k in after if k.startswith(new)} == {k for k in folder_digests(mirror_path(url)) if k.startswith(new)}
+
+
+def test_a_killed_driver_resumes_from_the_lines_the_bucket_committed(s3, tmp_path, monkeypatch):
+    """The driver dies inside its 4th pipeline call, and its mirror is lost; the rerun regenerates
+    only the batches whose journal line the bucket lacks, and ends as a local run does."""
+    import isekai_gen.generation.stage as stage
+
+    url = f"s3://{BUCKET}/killed"
+    real, calls = stage.generate_batch, []
+
+    def dies_in_the_fourth_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "generate_batch", dies_in_the_fourth_call)
+    result = CliRunner().invoke(main, ["generate", "--out", url, *SMALL_GENERATION])
+    assert result.exit_code == 130
+    monkeypatch.setattr(stage, "generate_batch", real)
+    root = url.removeprefix("s3://")
+    # Batch k's line is PUT once batch k+1 has been rendered (its images finish meanwhile): 2,
+    # or fewer where a broken image took a retry call of its own.
+    s3.invalidate_cache()
+    committed = len(s3.find(f"{root}/manifest.parts"))
+    assert 1 <= committed <= 2 and not s3.exists(f"{root}/manifest.jsonl")
+    shutil.rmtree(mirror_path(url))
+    output = run("generate", "--out", url, *SMALL_GENERATION).output
+    assert f"generated {16 - 4 * committed}, already done {4 * committed}" in output
+    local = tmp_path / "local"
+    run("generate", "--out", str(local), *SMALL_GENERATION)
+    remote = bucket_digests(s3, url)
+    assert {k: v for k, v in remote.items() if k.startswith("images/")} == \
+        {k: v for k, v in folder_digests(local).items() if k.startswith("images/")}
+    assert remote["manifest.jsonl"] == folder_digests(local)["manifest.jsonl"]
+    assert journal_bytes(s3, url) == (local / "manifest.parts/part-00000-of-00001.jsonl").read_bytes()
+
+
+def test_storage_problems_are_one_line(s3, tmp_path):
+    missing_bucket = CliRunner().invoke(main, ["generate", "--out", "s3://no-such-bucket/x", *SMALL_GENERATION])
+    assert missing_bucket.exit_code == 1
+    assert missing_bucket.stderr.strip() == "error: s3://no-such-bucket/x: bucket 'no-such-bucket' not found; create it first"
+    no_backend = CliRunner().invoke(main, ["generate", "--out", "memoryless://bucket/x", *SMALL_GENERATION])
+    assert no_backend.exit_code == 1 and no_backend.stderr.startswith("error: memoryless://bucket/x: ")
+    assert len(no_backend.stderr.strip().splitlines()) == 1
+    verify = CliRunner().invoke(main, ["generate", "--out", f"s3://{BUCKET}/build", "--verify"])
+    assert verify.exit_code == 2 and "work on a local build folder" in verify.stderr
+
+
+def test_a_journal_with_a_missing_line_is_refused(s3, tmp_path):
+    from isekai_gen.storage import opened
+
+    root = f"{BUCKET}/gap/manifest.parts/part-00000-of-00001.jsonl.d"
+    s3.pipe_file(f"{root}/000000000000000.jsonl", b'{"rows":[]}\n')
+    s3.pipe_file(f"{root}/000000000000100.jsonl", b'{"rows":[]}\n')
+    with pytest.raises(UserError, match=r"committed lines missing before byte 100"):
+        with opened(f"s3://{BUCKET}/gap"):
+            pass
