@@ -37,7 +37,9 @@ case "${1:-}" in
       { $as_root apt-get update -qq && $as_root apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
         || echo "note: could not install chromium; the browser tests will be skipped" >&2
     fi
-    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest -n 2 "$@"
+    # loadfile: a module's tests share one worker, so module fixtures (a Ray cluster, a reference
+    # build) are made once, not once per worker.
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh build|test [extra arguments]" >&2

@@ -1,5 +1,6 @@
 """Build folders on object storage (`--out s3://bucket/prefix`), against a test double of S3:
-moto's server mode on loopback (a real HTTP S3 API; s3fs/aiobotocore talk to it as to AWS).
+moto's server mode on loopback (conftest's ``s3``: a real HTTP S3 API; s3fs talks to it as to AWS).
+`tests/test_engine_ray.py` builds into a bucket with `--engine ray` (actors PUT the images).
 
 The byte-for-byte reference is a local build of the same config: every object in the bucket
 must equal the local file of the same name, whatever machine or mirror wrote it.
@@ -8,7 +9,6 @@ must equal the local file of the same name, whatever machine or mirror wrote it.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -19,14 +19,10 @@ from isekai_gen.cli import main
 from isekai_gen.errors import UserError
 from isekai_gen.storage import mirror_path
 
-fsspec = pytest.importorskip("fsspec")
+from conftest import S3_BUCKET as BUCKET
+
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
 
-# One xdist worker runs the module: its fixtures build once and its cases share one server.
-pytestmark = pytest.mark.xdist_group("s3")
-
-BUCKET = "isekai-test"
 CONCEPTS = ["--preset", "tiny", "--no-progress", "--set", "concepts=[cactihog,hedgehog,cctovac,octopus]"]
 # Every stage on 32 images (4 concepts x 8, in 4 batches): enough for 4-shot episodes.
 SMALL_BUILD = [*CONCEPTS, "--images-per-concept", "8", "--batch-size", "8", "--set", "filter.min_per_concept=6",
@@ -35,35 +31,6 @@ SMALL_GENERATION = [*CONCEPTS, "--images-per-concept", "4", "--batch-size", "4"]
 # Files that describe one machine, not the build: the lock, the mirror's own bookkeeping, journals
 # (the bucket holds them as one object per committed line) and the LCL export's inode cache.
 LOCAL_ONLY = (".isekai-gen.lock", "manifest.parts/part-00000-of-00001.jsonl", "cache/lcl-images.json")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory, isekai_cache):
-    """An S3 test double (moto server on 127.0.0.1, an ephemeral port) configured the way users
-    configure fsspec: ``FSSPEC_S3_*`` variables (subprocesses, Ray workers) and ``fsspec.config.conf``."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
-    saved_env = {name: os.environ.get(name) for name in ("FSSPEC_S3_ENDPOINT_URL", "FSSPEC_S3_KEY",
-                                                         "FSSPEC_S3_SECRET", "ISEKAI_GEN_MIRRORS")}
-    os.environ.update(FSSPEC_S3_ENDPOINT_URL=options["endpoint_url"], FSSPEC_S3_KEY="testing",
-                      FSSPEC_S3_SECRET="testing", ISEKAI_GEN_MIRRORS=str(tmp_path_factory.mktemp("mirrors")))
-    saved_conf = fsspec.config.conf.get("s3")
-    fsspec.config.conf["s3"] = options
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    fs.mkdir(BUCKET)
-    yield fs
-    if saved_conf is None:
-        fsspec.config.conf.pop("s3", None)
-    else:
-        fsspec.config.conf["s3"] = saved_conf
-    for name, value in saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    server.stop()
 
 
 def run(*args: str):

@@ -3,14 +3,15 @@
 ``LocalImages`` is what a local build always did: a temporary sibling and a rename per image,
 one flush per batch (``generation.durable.DurableFolder``). ``RemoteImages`` PUTs each image as
 one object (atomic on object storage: never half there), so a batch is durable when its PUTs
-have returned and ``commit`` has nothing left to do. Both are picklable by construction
-arguments, so a Ray actor on another machine writes with exactly what the driver configured.
+have returned. ``RemoteImages`` pickles as its ``Remote``, so a Ray actor on another machine
+writes with exactly what the driver configured.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,17 +45,35 @@ class LocalImages:
 
 
 class RemoteImages:
-    """Images PUT to a remote build's bucket, one object each."""
+    """Images PUT to a remote build's bucket, one object each, a batch's PUTs concurrently.
+
+    ``write`` keeps the encoded image (a batch is in memory anyway); ``commit`` PUTs the batch at
+    once (fsspec's ``pipe`` of a dict runs the PUTs concurrently on s3fs/gcsfs' event loop): one
+    round trip of latency per batch instead of one per image.
+    """
 
     def __init__(self, remote: Remote):
         self.remote = remote
+        self._pending: dict[str, bytes] = {}
+        self._guard = threading.Lock()  # the encoder threads write at once
+
+    def __getstate__(self) -> dict:
+        return {"remote": self.remote}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["remote"])
 
     def write(self, relpath: str, data: bytes) -> None:
-        with storage_errors(self.remote.url_of(relpath)):
-            self.remote.fs.pipe_file(self.remote.key(relpath), data)
+        with self._guard:
+            self._pending[relpath] = data
 
     def commit(self, relpaths: list[str]) -> None:
-        """Nothing to do: each PUT had returned, so each object was complete and durable."""
+        """Return once every image in ``relpaths`` is a complete object in the bucket."""
+        with self._guard:
+            batch = {self.remote.key(rel): self._pending.pop(rel) for rel in relpaths}
+        if batch:
+            with storage_errors(self.remote.url_of(relpaths[0].rpartition("/")[0])):
+                self.remote.fs.pipe(batch)
 
     def close(self) -> None:
         """No handle to release."""

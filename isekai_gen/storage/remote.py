@@ -213,6 +213,17 @@ class Session:
         _restore_journals(self.remote, self.mirror)
         log.info("%s: mirror %s up to date (%d files downloaded)", self.remote.url, self.mirror, len(stale))
 
+    def _local_files(self) -> list[str]:
+        """Relative paths of the mirror's synced files (images/ is not walked: it can hold millions)."""
+        found = []
+        for folder, subfolders, files in os.walk(self.mirror):
+            relative = Path(folder).relative_to(self.mirror).as_posix()
+            if relative == ".":
+                subfolders[:] = [name for name in subfolders if name not in (IMAGES, JOURNALS)]
+                relative = ""
+            found += [rel for name in files if _synced(rel := f"{relative}/{name}".lstrip("/"))]
+        return sorted(found)
+
     def _cat(self, relpaths: list[str]) -> dict[str, bytes]:
         if not relpaths:
             return {}
@@ -226,8 +237,7 @@ class Session:
 
     def _push(self) -> None:
         index = self._index()
-        local = {path.relative_to(self.mirror).as_posix(): path for path in sorted(self.mirror.rglob("*"))
-                 if path.is_file() and _synced(path.relative_to(self.mirror).as_posix())}
+        local = {rel: self.mirror / rel for rel in self._local_files()}
         changed = [rel for rel, path in local.items()
                    if rel not in index or index[rel]["local"] != _local_signature(path)]
         # The manifest last: a reader of the bucket sees new stage outputs before the rows naming them.
