@@ -153,3 +153,83 @@ def test_a_journal_with_a_missing_line_is_refused(s3, tmp_path):
     with pytest.raises(UserError, match=r"committed lines missing before byte 100"):
         with opened(f"s3://{BUCKET}/gap"):
             pass
+
+
+# Review of the sync itself: each test plays "another machine" with the ``s3`` fixture's own
+# filesystem (a separate s3fs instance, so a separate listing cache) and calls ``storage`` directly.
+
+def test_a_shard_sees_the_lines_another_machine_committed_after_its_pull(s3):
+    """s3fs sizes an object from its cached listings before reading it: a listing of the other
+    shard's journal made at the pull must not hide the lines committed since."""
+    from isekai_gen.storage import opened, refresh_journals
+
+    folder = f"{BUCKET}/shards/manifest.parts/part-00001-of-00002.jsonl.d"
+    s3.pipe_file(f"{folder}/000000000000000.jsonl", b"a\n")
+    with opened(f"s3://{BUCKET}/shards") as session:
+        s3.pipe_file(f"{folder}/000000000000002.jsonl", b"b\n")
+        refresh_journals(session.mirror)
+        assert (session.mirror / "manifest.parts/part-00001-of-00002.jsonl").read_bytes() == b"a\nb\n"
+
+
+def test_a_prefix_and_names_with_glob_characters_are_read_literally(s3):
+    """fsspec's cat of a list glob-expands ``[...]``: s3://bucket/runs[1] would read runs1."""
+    from isekai_gen.fileio import sha256_bytes
+    from isekai_gen.storage import fetch_images, opened
+
+    root = f"{BUCKET}/runs[1]"
+    s3.pipe_file(f"{root}/run.json", b"{}\n")
+    s3.pipe_file(f"{root}/filter/scores[a].jsonl", b"1\n")
+    s3.pipe_file(f"{root}/images/c/[x].png", b"png")
+    with opened(f"s3://{root}") as session:
+        assert (session.mirror / "filter/scores[a].jsonl").read_bytes() == b"1\n"
+        row = {"status": "ok", "image": "images/c/[x].png", "sha256": sha256_bytes(b"png"), "job_id": "x"}
+        assert fetch_images(session.mirror, [row]) == 1
+        assert (session.mirror / "images/c/[x].png").read_bytes() == b"png"
+
+
+def test_files_a_failed_command_left_in_the_mirror_are_not_uploaded_by_the_next(s3):
+    from isekai_gen.storage import opened
+
+    url = f"s3://{BUCKET}/failed"
+    s3.pipe_file(f"{BUCKET}/failed/run.json", b"{}\n")
+    with pytest.raises(RuntimeError), opened(url) as session:
+        (session.mirror / "filter").mkdir()
+        (session.mirror / "filter/half.jsonl").write_text("half")
+        raise RuntimeError("the command fails: nothing is pushed")
+    with opened(url) as session:
+        assert not (session.mirror / "filter/half.jsonl").exists()
+    s3.invalidate_cache()
+    assert s3.find(f"{BUCKET}/failed") == [f"{BUCKET}/failed/run.json"]
+
+
+def test_folder_placeholders_of_a_console_are_no_build_files(s3):
+    """The AWS console's "create folder" makes zero-byte ``name/`` objects."""
+    from isekai_gen.storage import opened
+
+    for key in ("placeholders/", "placeholders/filter/", "placeholders/manifest.parts/part-00000-of-00001.jsonl.d/"):
+        s3.pipe_file(f"{BUCKET}/{key}", b"")
+    s3.pipe_file(f"{BUCKET}/placeholders/filter/scores.jsonl", b"1\n")
+    s3.pipe_file(f"{BUCKET}/placeholders/manifest.parts/part-00000-of-00001.jsonl.d/000000000000000.jsonl", b"a\n")
+    with opened(f"s3://{BUCKET}/placeholders/") as session:
+        files = sorted(p.relative_to(session.mirror).as_posix() for p in session.mirror.rglob("*")
+                       if p.is_file() and not p.name.startswith(".isekai-gen"))
+    assert files == ["filter/scores.jsonl", "manifest.parts/part-00000-of-00001.jsonl"]
+
+
+def test_a_stray_object_in_a_journal_folder_is_one_line(s3):
+    from isekai_gen.storage import opened
+
+    s3.pipe_file(f"{BUCKET}/stray/manifest.parts/part-00000-of-00001.jsonl.d/notes.txt", b"x")
+    with pytest.raises(UserError, match=r"^s3://isekai-test/stray/manifest.parts/part-00000-of-00001.jsonl.d/"
+                                        r"notes.txt: not a journal line object"):
+        with opened(f"s3://{BUCKET}/stray"):
+            pass
+
+
+def test_a_url_naming_no_bucket_is_refused_and_trailing_slashes_do_not_matter(s3):
+    from isekai_gen.storage.remote import connect
+
+    for url in ("s3://", "s3:", "s3:///"):
+        with pytest.raises(UserError, match="names no bucket"):
+            connect(url)
+    assert mirror_path(f"s3://{BUCKET}/x/") == mirror_path(f"s3://{BUCKET}/x")

@@ -130,6 +130,8 @@ class BuildFolder(click.ParamType):
         from ..storage import is_url, local_path
 
         if isinstance(value, (Path, str)) and is_url(value):
+            if not str(value).partition("://")[2].strip("/"):
+                self.fail(f"{value}: names no bucket, e.g. s3://bucket/isekai", param, ctx)
             return str(value).rstrip("/")
         path = local_path(value)
         if path.exists() and not path.is_dir():

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..fileio import atomic_write_bytes, sha256_bytes
 from .remote import Remote, remote_of, storage_errors
 
-# Images downloaded per request of ``fetch_images`` (fsspec's cat fetches a list concurrently).
+# Images downloaded per request of ``fetch_images`` (``Remote.read`` fetches a list concurrently).
 FETCH_CHUNK = 256
 
 
@@ -121,12 +121,14 @@ def fetch_images(out_dir: Path, rows: list[dict]) -> int:
     for start in range(0, len(missing), FETCH_CHUNK):
         chunk = missing[start:start + FETCH_CHUNK]
         with storage_errors(remote.url):
-            data = remote.fs.cat([remote.key(row["image"]) for row in chunk], on_error="return")
-        for row in chunk:
-            content = data.get(remote.key(row["image"]))
-            if isinstance(content, BaseException) or content is None:
+            data = remote.read([remote.key(row["image"]) for row in chunk])
+        for row, content in zip(chunk, data):
+            if isinstance(content, FileNotFoundError):
                 raise UserError(f"{remote.url_of(row['image'])}: image object not found "
                                 f"(manifest.jsonl job {row['job_id']})")
+            if isinstance(content, BaseException):
+                with storage_errors(remote.url_of(row["image"])):
+                    raise content
             if sha256_bytes(content) != row["sha256"]:
                 raise UserError(f"{remote.url_of(row['image'])}: sha256 differs from manifest.jsonl "
                                 f"(job {row['job_id']}); the object changed after generation")

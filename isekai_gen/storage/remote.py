@@ -25,8 +25,17 @@ environment variables, profile or instance role), other options through fsspec's
 MinIO or another S3-compatible server). The filesystem object itself is handed to Ray actors
 (fsspec filesystems pickle their constructor options), so workers write with the driver's
 settings. Checked against fsspec 2026.9 (``core.url_to_fs``, ``AbstractFileSystem.pipe_file``,
-``cat``, ``find(detail=True)``, ``config.conf`` from ``FSSPEC_*`` variables) and s3fs 2026.9
-(``S3FileSystem.pipe_file`` is one ``PutObject`` below its 5 GiB multipart threshold).
+``cat_ranges``, ``find(detail=True)``, ``config.conf`` from ``FSSPEC_*`` variables) and s3fs 2026.9
+(``S3FileSystem.pipe_file`` is one ``PutObject`` below 100 MiB, twice its 50 MiB chunk size, and a
+multipart upload above, which is also visible only once complete).
+
+Two fsspec behaviours this module works around: ``cat`` of a list glob-expands every path with
+``*``, ``?`` or ``[`` in it (``AsyncFileSystem._expand_path``), so a prefix such as ``runs/a[1]``
+would read other objects or none: objects are read with ``cat_ranges``, which takes each path
+literally and answers in order. And s3fs keeps every listing it made (``dircache``), only ever
+refreshing a listed folder's own entry and its parents', while its ``cat_file`` sizes an object
+from those listings first: a listing made before another machine wrote fails to find the new
+object. Every fresh look at the bucket therefore starts with the whole cache dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ SYNC_INDEX = ".isekai-gen-sync.json"    # in the mirror: what each synced file w
 IMAGES = "images"
 JOURNALS = "manifest.parts"
 SEGMENTS = ".d"                         # URL/manifest.parts/<journal>.d/<offset>.jsonl
+_SEGMENT = re.compile(r"([0-9]+)\.jsonl")
 _URL = re.compile(r"^([a-z][a-z0-9+.-]+)://")
 # Caches that describe this machine's files (inodes, mtimes) and mean nothing on another.
 MACHINE_LOCAL = ("cache/lcl-images.json",)
@@ -84,6 +94,15 @@ class Remote:
     def relpath(self, key: str) -> str:
         return key[len(self.root) + 1:]
 
+    def read(self, keys: list[str]) -> list[bytes | BaseException]:
+        """The objects ``keys``, read concurrently where the backend is async, each taken literally
+        (no glob expansion, unlike ``cat``), in order; a failed read is its exception."""
+        return self.fs.cat_ranges(keys, None, None, on_error="return") if keys else []
+
+    def forget_listings(self) -> None:
+        """Drop every cached listing (s3fs refreshes only a path's own entry and its parents')."""
+        self.fs.invalidate_cache()
+
 
 @contextmanager
 def storage_errors(url: str) -> Iterator[None]:
@@ -94,13 +113,17 @@ def storage_errors(url: str) -> Iterator[None]:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (an I/O boundary: every backend has its own exception types)
-        raise UserError(f"{url}: {str(exc).strip() or type(exc).__name__}") from None
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"{url}: {'not found: ' if isinstance(exc, FileNotFoundError) else ''}{text}") from None
 
 
 def connect(url: str) -> Remote:
     """The fsspec filesystem for ``url``, or one line naming the package its protocol needs."""
     import fsspec
 
+    _, separator, rest = str(url).partition("://")
+    if not separator or not rest.strip("/"):
+        raise UserError(f"{url}: names no bucket (expected e.g. s3://bucket/prefix)")
     url = url.rstrip("/")
     try:
         fs, root = fsspec.core.url_to_fs(url)
@@ -118,7 +141,8 @@ def mirror_path(url: str) -> Path:
     from ..generation.tiny import default_cache_dir
 
     base = Path(os.environ.get("ISEKAI_GEN_MIRRORS") or default_cache_dir() / "mirrors")
-    scheme, _, rest = url.rstrip("/").partition("://")
+    url = url.rstrip("/")  # s3://b/x/ is s3://b/x: one mirror, one writer lock
+    scheme, _, rest = url.partition("://")
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_")[:120] or "root"
     return base / scheme / f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
@@ -135,15 +159,23 @@ def remote_of(out_dir: str | os.PathLike) -> Remote | None:
     return _remotes[key]
 
 
-def _signature(info: dict) -> list:
-    """What identifies one version of a remote object: its size and ETag (or mtime where no ETag)."""
+def _signature(info: dict) -> list | None:
+    """What identifies one version of a remote object: its size and ETag (or mtime where no ETag);
+    None where the backend tells neither, so that the object is always downloaded again."""
     tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("mtime") or info.get("LastModified")
-    return [int(info.get("size") or 0), str(tag)]
+    return None if tag is None else [int(info.get("size") or 0), str(tag)]
 
 
 def _local_signature(path: Path) -> list:
+    """Size, mtime and inode: the stages replace files by rename (a new inode), which a same-size
+    rewrite within the file system's timestamp granularity (a jiffy) would otherwise hide."""
     stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _placeholder(key: str) -> bool:
+    """A zero-byte ``folder/`` object that consoles create for "new folder": no file of the build."""
+    return key.endswith("/")
 
 
 def _synced(relpath: str) -> bool:
@@ -174,7 +206,7 @@ class Session:
     def _listing(self) -> dict[str, dict]:
         """relpath -> info of every synced object: each top-level entry but images/ is walked."""
         fs, found = self.remote.fs, {}
-        fs.invalidate_cache(self.remote.root)  # s3fs caches listings forever; other machines write too
+        self.remote.forget_listings()  # other machines write too
         try:
             entries = fs.ls(self.remote.root, detail=True)
         except FileNotFoundError:
@@ -186,7 +218,8 @@ class Session:
                     found.update(fs.find(entry["name"], detail=True))
             else:
                 found[entry["name"]] = entry
-        return {self.remote.relpath(key): info for key, info in found.items() if _synced(self.remote.relpath(key))}
+        return {self.remote.relpath(key): info for key, info in found.items()
+                if not _placeholder(key) and self.remote.relpath(key) and _synced(self.remote.relpath(key))}
 
     def pull(self) -> None:
         """Bring the mirror up to the bucket: changed files downloaded, ones gone from it removed."""
@@ -201,14 +234,17 @@ class Session:
         if not listing and bucket and not self.remote.fs.exists(bucket):
             raise UserError(f"{self.remote.url}: bucket {bucket!r} not found; create it first")
         stale = [rel for rel, info in listing.items()
-                 if rel not in index or index[rel]["remote"] != _signature(info)
+                 if rel not in index or _signature(info) is None or index[rel]["remote"] != _signature(info)
                  or not (self.mirror / rel).exists() or index[rel]["local"] != _local_signature(self.mirror / rel)]
         for rel, data in self._cat(stale).items():
             atomic_write_bytes(self.mirror / rel, data, durable=False)
             index[rel] = {"remote": _signature(listing[rel]), "local": _local_signature(self.mirror / rel)}
-        for rel in [rel for rel in index if rel not in listing]:
-            (self.mirror / rel).unlink(missing_ok=True)
-            del index[rel]
+        # Gone from the bucket, or never in it: files a failed command left (nothing was pushed),
+        # which the next successful command would otherwise upload as if they were its own.
+        for rel in set(index) | set(self._local_files()):
+            if rel not in listing:
+                (self.mirror / rel).unlink(missing_ok=True)
+                index.pop(rel, None)
         self._save_index(index)
         _restore_journals(self.remote, self.mirror)
         log.info("%s: mirror %s up to date (%d files downloaded)", self.remote.url, self.mirror, len(stale))
@@ -225,10 +261,11 @@ class Session:
         return sorted(found)
 
     def _cat(self, relpaths: list[str]) -> dict[str, bytes]:
-        if not relpaths:
-            return {}
-        data = self.remote.fs.cat([self.remote.key(rel) for rel in relpaths])
-        return {self.remote.relpath(key): value for key, value in data.items()}
+        data = dict(zip(relpaths, self.remote.read([self.remote.key(rel) for rel in relpaths])))
+        failed = next((value for value in data.values() if isinstance(value, BaseException)), None)
+        if failed is not None:
+            raise failed
+        return data
 
     def push(self) -> None:
         """Upload every file the command changed in the mirror; delete the ones it removed."""
@@ -300,7 +337,7 @@ def _restore_journals(remote: Remote, mirror: Path) -> None:
     """
     fs = remote.fs
     folder = remote.key(JOURNALS)
-    fs.invalidate_cache(folder)
+    remote.forget_listings()  # other shards' machines commit lines meanwhile
     try:
         segment_folders = [entry for entry in fs.ls(folder, detail=True) if entry["name"].endswith(SEGMENTS)]
     except FileNotFoundError:
@@ -308,16 +345,17 @@ def _restore_journals(remote: Remote, mirror: Path) -> None:
     wanted = {}
     for entry in segment_folders:
         name = entry["name"].rstrip("/").rpartition("/")[2][:-len(SEGMENTS)]
-        keys = sorted(fs.find(entry["name"]))
-        data = fs.cat(keys) if keys else {}
+        keys = sorted(key for key in fs.find(entry["name"]) if not _placeholder(key))
         content, expected = bytearray(), 0
-        for key in keys:
-            offset = int(key.rpartition("/")[2].partition(".")[0])
+        for key, data in zip(keys, remote.read(keys)):
+            if isinstance(data, BaseException):
+                raise data
+            offset = _segment_offset(remote, key)
             if offset != expected:
                 raise UserError(f"{remote.url_of(JOURNALS)}/{name}: committed lines missing before byte {offset}; "
                                 "the bucket's journal is damaged")
-            content += data[key]
-            expected += len(data[key])
+            content += data
+            expected += len(data)
         wanted[name] = bytes(content)
     local_folder = mirror / JOURNALS
     for path in sorted(local_folder.glob("part-*.jsonl")) if local_folder.exists() else []:
@@ -327,3 +365,12 @@ def _restore_journals(remote: Remote, mirror: Path) -> None:
         path = local_folder / name
         if not path.exists() or path.read_bytes() != content:
             atomic_write_bytes(path, content)
+
+
+def _segment_offset(remote: Remote, key: str) -> int:
+    """The byte offset a journal line object is named by (``<15 digits>.jsonl``)."""
+    match = _SEGMENT.fullmatch(key.rpartition("/")[2])
+    if match is None:
+        raise UserError(f"{remote.url_of(remote.relpath(key))}: not a journal line object (<byte offset>.jsonl); "
+                        "the bucket's journal is damaged")
+    return int(match.group(1))
