@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +32,7 @@ CONCEPTS = ["--preset", "tiny", "--no-progress", "--set", "concepts=[cactihog,he
 SMALL_BUILD = [*CONCEPTS, "--images-per-concept", "8", "--batch-size", "8", "--set", "filter.min_per_concept=6",
                "--set", "episodes.max_shot=4", "--set", "episodes.queries_per_concept=1"]
 SMALL_GENERATION = [*CONCEPTS, "--images-per-concept", "4", "--batch-size", "4"]  # 16 images in 4 batches
+ISEKAI_GEN = str(Path(sys.executable).parent / "isekai-gen")
 # Files that describe one machine, not the build: the lock, the mirror's own bookkeeping, journals
 # (the bucket holds them as one object per committed line) and the LCL export's inode cache.
 LOCAL_ONLY = (".isekai-gen.lock", "manifest.parts/part-00000-of-00001.jsonl", "cache/lcl-images.json")
@@ -97,35 +102,33 @@ def test_a_new_machine_resumes_and_reads_every_stage_from_the_bucket(s3, local_b
     assert {k for k in after if k.startswith(new)} == {k for k in folder_digests(mirror_path(url)) if k.startswith(new)}
 
 
-def test_a_killed_driver_resumes_from_the_lines_the_bucket_committed(s3, tmp_path, monkeypatch):
-    """The driver dies inside its 4th pipeline call, and its mirror is lost; the rerun regenerates
-    only the batches whose journal line the bucket lacks, and ends as a local run does."""
-    import isekai_gen.generation.stage as stage
-
+def test_a_driver_killed_with_sigkill_resumes_from_the_lines_the_bucket_committed(s3, tmp_path):
+    """`isekai-gen generate --out s3://...` SIGKILLed once the bucket holds a committed line, and its
+    mirror lost: the rerun regenerates only the batches whose line the bucket lacks, and the bucket
+    ends as a local run's folder."""
     url = f"s3://{BUCKET}/killed"
-    real, calls = stage.generate_batch, []
+    lines = f"{url.removeprefix('s3://')}/manifest.parts"
+    generation = [*CONCEPTS, "--images-per-concept", "4", "--batch-size", "2"]  # 16 images in 8 batches
 
-    def dies_in_the_fourth_call(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def committed() -> int:
+        s3.invalidate_cache()
+        return len(s3.find(lines))
 
-    monkeypatch.setattr(stage, "generate_batch", dies_in_the_fourth_call)
-    result = CliRunner().invoke(main, ["generate", "--out", url, *SMALL_GENERATION])
-    assert result.exit_code == 130
-    monkeypatch.setattr(stage, "generate_batch", real)
-    root = url.removeprefix("s3://")
-    # Batch k's line is PUT once batch k+1 has been rendered (its images finish meanwhile): 2,
-    # or fewer where a broken image took a retry call of its own.
-    s3.invalidate_cache()
-    committed = len(s3.find(f"{root}/manifest.parts"))
-    assert 1 <= committed <= 2 and not s3.exists(f"{root}/manifest.jsonl")
-    shutil.rmtree(mirror_path(url))
-    output = run("generate", "--out", url, *SMALL_GENERATION).output
-    assert f"generated {16 - 4 * committed}, already done {4 * committed}" in output
+    driver = subprocess.Popen([ISEKAI_GEN, "generate", "--out", url, *generation],  # the fixture's FSSPEC_S3_* env
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while committed() < 1 and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    driver.kill()
+    driver.wait()
+    assert driver.returncode == -signal.SIGKILL, driver.stderr.read().decode()[-2000:]
+    assert not s3.exists(f"{url.removeprefix('s3://')}/manifest.jsonl"), "killed too late to test anything"
+    done = committed()
+    shutil.rmtree(mirror_path(url))  # the rerun starts from the bucket alone
+    output = run("generate", "--out", url, *generation).output
+    assert f"generated {16 - 2 * done}, already done {2 * done}" in output
     local = tmp_path / "local"
-    run("generate", "--out", str(local), *SMALL_GENERATION)
+    run("generate", "--out", str(local), *generation)
     remote = bucket_digests(s3, url)
     assert {k: v for k, v in remote.items() if k.startswith("images/")} == \
         {k: v for k, v in folder_digests(local).items() if k.startswith("images/")}
