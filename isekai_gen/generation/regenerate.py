@@ -28,6 +28,7 @@ from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
 from ..jobs import Job, batches
 from ..manifest import (GENERATION_FIELDS, append_batch, generation_view, journal_paths, manifest_path,
                         open_journal, read_journal, read_manifest, write_manifest)
+from ..storage import remote_of
 from .checks import encode_png
 from .pipeline import LoadedPipeline, load_pipeline
 from .stage import BatchGenerator
@@ -96,6 +97,9 @@ def regenerate_images(config: dict, out_dir: Path, catalog: Catalog, job_ids: li
     without ``allow_drift``, to its recorded bytes. The caller holds the build folder's lock.
     """
     out_dir = Path(out_dir)
+    remote = remote_of(out_dir)
+    if remote is not None:  # its images and journal lines would change here, not in the bucket
+        raise UserError(f"{remote.url}: --regenerate works on a local build folder; copy the build down first")
     source = manifest_path(out_dir)
     rows = read_manifest(out_dir)
     by_id = {row["job_id"]: row for row in rows}
