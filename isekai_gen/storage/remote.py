@@ -280,8 +280,8 @@ class Session:
         # The manifest last: a reader of the bucket sees new stage outputs before the rows naming them.
         changed.sort(key=lambda rel: rel == "manifest.jsonl")
         fs = self.remote.fs
-        for rel in changed:
-            fs.pipe_file(self.remote.key(rel), local[rel].read_bytes())
+        for rel in changed:  # put_file streams (multipart above s3fs' chunk size): shards can be large
+            fs.put_file(str(local[rel]), self.remote.key(rel))
             index[rel] = {"remote": _signature(fs.info(self.remote.key(rel))), "local": _local_signature(local[rel])}
         for rel in [rel for rel in index if rel not in local]:
             try:
