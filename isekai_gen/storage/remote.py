@@ -15,7 +15,8 @@ machine (``mirror_path``), and the URL stays the single source of truth:
   empty mirror, resumes exactly where the bucket says.
 - Every other file (run.json, manifest.jsonl, filter/, episodes/, export/, cache/) is written
   locally by the stages as before and uploaded when the command finishes (``Session.push``):
-  one PUT per changed file, deletions mirrored. ``Session.pull`` at the start downloads what
+  one upload per changed file (a PUT, or a multipart upload for a large one: either is
+  visible only once complete), deletions mirrored. ``Session.pull`` at the start downloads what
   changed in the bucket since the mirror last saw it. Images are downloaded only by the stages
   that read pixels (``fetch_images``), each checked against its manifest sha256.
 
