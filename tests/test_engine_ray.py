@@ -75,26 +75,37 @@ def renderers_on(*nodes) -> list[int]:
             if process.info["ppid"] in raylets and "BatchRenderer" in " ".join(process.info["cmdline"] or [])]
 
 
+class BackgroundGeneration(threading.Thread):
+    """``run_generation`` in a thread, so that the test can kill things meanwhile; ``result()``
+    joins it and re-raises its exception here."""
+
+    def __init__(self, config: dict, out_dir: Path):
+        super().__init__()
+        self.config, self.out_dir, self.outcome = config, out_dir, {}
+
+    def run(self) -> None:
+        try:
+            self.outcome["result"] = run_generation(self.config, self.out_dir, tiny_catalog(self.config))
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+            self.outcome["error"] = exc
+
+    def result(self):
+        self.join(timeout=600)
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return self.outcome["result"]
+
+
 def test_ray_gives_the_local_bytes_even_with_an_actor_killed_mid_run(tmp_path, ray_nodes, local_reference):
     config, expected, _ = local_reference
-    outcome = {}
-
-    def generate():
-        try:
-            outcome["result"] = run_generation(ray_config(config, max_actors=1), tmp_path, tiny_catalog(config))
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=generate)
+    worker = BackgroundGeneration(ray_config(config, max_actors=1), tmp_path)
     worker.start()
     wait_for(lambda: committed_lines(tmp_path) >= 1 or not worker.is_alive(), "a first committed batch")
     victims = renderers_on(ray_nodes.head_node, *ray_nodes.worker_nodes)
     assert len(victims) == 1 and worker.is_alive(), "the run ended before its actor could be killed"
     os.kill(victims[0], signal.SIGKILL)  # the only actor: its batches in flight must be retried
-    worker.join(timeout=600)
-    if "error" in outcome:
-        raise outcome["error"]
-    assert (outcome["result"].generated, outcome["result"].merged) == (12, True)
+    result = worker.result()
+    assert (result.generated, result.merged) == (12, True)
     assert digest(tmp_path) == expected
     assert not list(tmp_path.rglob(".tmp-*"))
 
@@ -160,30 +171,20 @@ def test_a_node_removed_mid_run_loses_no_committed_work(tmp_path, ray_nodes, loc
     # Every other CPU is held, so the renderer can only start on the throwaway node; the worker
     # node's is released once the throwaway is gone, to host the restarted renderer.
     head_cpu, worker_cpu = cpu_placeholder(ray_nodes.head_node), cpu_placeholder(worker_node)
-    outcome = {}
-
-    def generate():
-        try:
-            outcome["result"] = run_generation(ray_config(config, max_actors=1), tmp_path, tiny_catalog(config))
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=generate)
+    worker = BackgroundGeneration(ray_config(config, max_actors=1), tmp_path)
     try:
         worker.start()
         wait_for(lambda: committed_lines(tmp_path) >= 1 or not worker.is_alive(), "a first committed batch")
         assert renderers_on(throwaway) and worker.is_alive(), "the run ended before its node could be removed"
         ray_nodes.remove_node(throwaway)
         ray.kill(worker_cpu)
-        worker.join(timeout=600)
+        result = worker.result()
     finally:
         if throwaway in ray_nodes.worker_nodes:
             ray_nodes.remove_node(throwaway)
         ray.kill(worker_cpu)
         ray.kill(head_cpu)
-    if "error" in outcome:
-        raise outcome["error"]
-    assert outcome["result"].merged and digest(tmp_path) == expected
+    assert result.merged and digest(tmp_path) == expected
 
 
 # A build small enough for a test: 16 images, every kept one needed by the episodes, no top-ups.
