@@ -35,7 +35,7 @@ case "${1:-}" in
     if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
       as_root=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo -n")
       { $as_root apt-get update -qq && $as_root apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
-        || echo "note: could not install chromium; the browser tests will be skipped" >&2
+        || echo "note: could not install chromium; the browser tests will be skipped (a failure when CI=true)" >&2
     fi
     # loadfile: a module's tests share one worker, so module fixtures (a Ray cluster, a reference
     # build) are made once, not once per worker.
