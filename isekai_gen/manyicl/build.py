@@ -21,6 +21,8 @@ from ..resources import CONFIG_DIR
 from ..schema import validate
 from ..yamlio import load_yaml
 from .content import ContentRules, ContentScreen
+from .hub import HubAdapter, HubSource, hub_adapter, output_name
+from .manifest import write_manifest
 from .materialize import deviation, place_image, verify_output
 from .recipe import MATERIALIZE_MODES, Adapter, Pool, Recipe
 from .sampler import Selection, select
@@ -37,7 +39,9 @@ CACHE_FOLDER = ".cache"  # default OUT/.cache/<dataset>/: drawn molecules, reuse
 
 def plan_split(adapter: Adapter, root: Path, settings: dict | None = None) -> tuple[Recipe, list[dict]]:
     """Read ``root`` and choose the items from the metadata alone (no file is read): the recipe
-    and the split rows (demo rows first, nested). ``build_split`` adds the content checks."""
+    and the split rows (demo rows first, nested). ``build_split`` adds the content checks (and,
+    for a Hub copy, the output names' suffixes, which come from the image bytes)."""
+    adapter = hub_adapter(adapter, root)
     recipe, pool, selection, _ = _draw(adapter, root, settings or {}, None)
     return recipe, split_rows(pool, selection, recipe, adapter.extra_fields)
 
@@ -56,7 +60,7 @@ def _draw(adapter: Adapter, root: Path, settings: dict, make_screen):
 
 
 def split_rows(pool: Pool, selection: Selection, recipe: Recipe, extra_fields: tuple[str, ...],
-               screen: ContentScreen | None = None, materialize: str = "copy") -> list[dict]:
+               screen: ContentScreen | None = None, materialize: str = "copy", name_from_bytes: bool = False) -> list[dict]:
     picks = [("demo", pick) for pick in selection.demo_order()] + [("test", pick) for pick in selection.test_order()]
     positions = [position for _, (_, _, position) in picks]
     chosen = pool.frame.iloc[positions][["file_name", "source_path", "source_split", "group", *extra_fields]]
@@ -67,6 +71,8 @@ def split_rows(pool: Pool, selection: Selection, recipe: Recipe, extra_fields: t
         row.update(side=side, stratum=recipe.strata[cell], demo_rank=rank if side == "demo" else None)
         if screen is not None:
             facts = screen.facts(position)
+            if name_from_bytes:  # a Hub copy's image: its id plus the suffix of the format its bytes are
+                row["file_name"] = output_name(row["file_name"], facts.format)
             row.update(sha256=facts.sha256, image=_image_record(facts, row["file_name"], materialize))
             if "reason" in row["image"] and screen.rules.decode:
                 screen.report(f"{facts.path}: {row['image']['reason']}: "
@@ -97,8 +103,12 @@ def filter_phash_distance(config: dict | None = None) -> int | None:
 
 def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, settings: dict | None = None,
                 *, cache_dir: Path | None = None, progress: bool = False, report=None,
-                phash_distance: int | None | str = FILTER_DEFAULT) -> dict:
+                phash_distance: int | None | str = FILTER_DEFAULT, source: HubSource | None = None) -> dict:
     """Write ``out_dir/<dataset>/`` and return its summary (counts, fingerprint, content checks).
+
+    ``root`` may hold the native layout or a Hub copy's parquet snapshot (``source``: the snapshot
+    ``hub.download`` fetched, with its repo and commit); either way the folder also gets its
+    portable ``split-manifest.json`` (``manifest.py``).
 
     ``cache_dir`` holds images an adapter makes (DrugOOD drawings), per dataset; default
     ``out_dir/.cache``. ``report`` receives warnings and, with ``verify_images``, one line per
@@ -108,6 +118,8 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     settings = settings or {}
     report = report or log.warning
     root, out_dir = Path(root), Path(out_dir)
+    adapter = hub_adapter(adapter, root, source)
+    hub = isinstance(adapter, HubAdapter)
     materialize = settings.get("materialize", "copy")
     if materialize not in MATERIALIZE_MODES:
         modes = ", ".join(MATERIALIZE_MODES)
@@ -124,20 +136,24 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
         return ContentScreen(adapter, root, cache_dir, pool, recipe, rules, report, progress)
 
     recipe, pool, selection, screen = _draw(adapter, root, settings, make_screen)
-    rows = split_rows(pool, selection, recipe, adapter.extra_fields, screen, materialize)
+    rows = split_rows(pool, selection, recipe, adapter.extra_fields, screen, materialize, name_from_bytes=hub)
     if recipe.contained_labels:
         report(contained_labels_warning(adapter.name, recipe.contained_labels))
     source_sizes = _source_sizes(adapter, root, rows)
     content = {**screen.summary(), "images": dict(Counter(row["image"]["action"] for row in rows)),
                "not_plain_images": sum("reason" in row["image"] for row in rows)}
     meta = split_meta(recipe, rows, settings.get("seed", 0), materialize, source_sizes, content, pool.layouts)
+    if hub:
+        meta["source"] = adapter.describe_source()
     with _fresh_folder(out_dir / adapter.name) as folder:
         write_split_files(folder, recipe, rows, meta)  # first: it checks every file_name is a bare name
+        write_manifest(folder, meta, rows)
         _materialize(adapter, root, rows, folder / "images", cache_dir, materialize, rules.decode, progress)
     folder = out_dir / adapter.name
     log.info("%s: %d demo, %d test rows -> %s", adapter.name, meta["totals"]["demo"], meta["totals"]["test"], folder)
     return {"dataset": adapter.name, "folder": str(folder), "totals": meta["totals"], "fingerprint": meta["fingerprint"],
-            "content": content, "contained_labels": recipe.contained_labels, "layouts": pool.layouts}
+            "content": content, "contained_labels": recipe.contained_labels, "layouts": pool.layouts,
+            "source": meta.get("source")}
 
 
 def contained_labels_warning(dataset: str, pairs: list[list[str]]) -> str:

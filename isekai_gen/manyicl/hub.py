@@ -1,0 +1,379 @@
+"""Hugging Face Hub copies of the benchmark datasets: local snapshots and ``--source hf:REPO[@REVISION]``.
+
+A copy is parquet as ``datasets`` writes it (``Dataset.push_to_hub`` / ``to_parquet``): files
+``data/<split>-NNNNN-of-NNNNN.parquet`` (or the parquet converter's ``<config>/<split>/NNNN.parquet``),
+image columns as ``struct<bytes: binary, path: string>`` and the features, ``ClassLabel`` names
+included, as JSON under the schema metadata key ``huggingface`` (``{"info": {"features": ...}}``,
+datasets ``arrow_writer.py`` / ``features.py``); the card's ``dataset_info`` says the same. Each
+adapter declares the copies it knows in ``hub_copies``: the columns, an explicit table from the
+copy's label names to the ManyICL class names, its group column, and how its splits feed the
+recipe's source splits (checked against each copy's card, as of 2026: see ``splits/<dataset>.py``).
+
+Only the metadata columns are read to draw the split; image bytes are read only for drawn rows,
+one row group at a time (``datasets`` writes 100 image rows per row group), and written into the
+split's cache under a name whose suffix is the format the bytes are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..paths import contained
+from .layouts import LayoutAdapter
+from .recipe import Pool, Recipe
+
+log = logging.getLogger(__name__)
+
+HF_PREFIX = "hf:"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# Output suffix per format PIL finds in the bytes; anything else is re-encoded as PNG.
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+@dataclass(frozen=True)
+class HubCopy:
+    """One Hub repository holding a dataset, as its card and parquet schema describe it.
+
+    ``labels`` maps every label name the copy uses (ClassLabel names, or the strings of a string
+    column) to a ManyICL class name; ``splits`` maps each of the copy's splits to the recipe's
+    source split it feeds (``split_column``: a column decides it instead, e.g. Camelyon17's
+    hospital, prefixed with ``split_prefix``). ``id_column`` holds the original image id (its
+    suffix, if any, is dropped); without one the image struct's ``path`` or the row number names
+    the item. ``label_from_id``: a regex whose group 1 in the id is the label (FIVES).
+    """
+
+    repo: str
+    labels: dict
+    splits: dict
+    label_column: str | None = "label"
+    id_column: str | None = None
+    group_column: str | None = None
+    split_column: str | None = None
+    split_prefix: str = ""
+    label_from_id: str | None = None
+    image_column: str = "image"
+    options: dict = field(default_factory=dict)   # recipe options the copy implies (HAM10000: test_source)
+    assignment: str = ""                          # which split assignment the recipe uses, in words
+
+    @property
+    def columns(self) -> list[str]:
+        named = (self.label_column, self.id_column, self.group_column, self.split_column)
+        return [c for c in dict.fromkeys(named) if c]
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A local snapshot of a copy: the folder, the repo and the commit when known."""
+
+    folder: Path
+    repo: str | None = None
+    revision: str | None = None   # as the user asked for it (None: not pinned)
+    commit: str | None = None
+
+
+def parse_source(text: str) -> tuple[str, str | None]:
+    """``hf:owner/name[@revision]`` -> (repo id, revision or None)."""
+    if not text.startswith(HF_PREFIX):
+        raise UserError(f"--source {text!r}: expected hf:OWNER/NAME[@REVISION]")
+    repo, _, revision = text[len(HF_PREFIX):].partition("@")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo) or (revision == "" and "@" in text):
+        raise UserError(f"--source {text!r}: expected hf:OWNER/NAME[@REVISION]")
+    return repo, revision or None
+
+
+def download(repo: str, revision: str | None, report) -> HubSource:
+    """The snapshot of ``repo`` at ``revision`` through huggingface_hub's cache (``HF_HUB_OFFLINE``
+    and ``HF_HOME`` apply): parquet files and the card only. The snapshot folder's name is the
+    resolved commit (huggingface_hub cache layout ``datasets--owner--name/snapshots/<commit>/``)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if revision is None:
+        report(f"hf:{repo}: no revision given; the split is not pinned (pass hf:{repo}@<commit>)")
+    try:
+        folder = snapshot_download(repo, repo_type="dataset", revision=revision,
+                                   allow_patterns=["*.parquet", "README.md"])
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        first = " ".join(str(exc).split())[:240]
+        raise UserError(f"hf:{repo}{'@' + revision if revision else ''}: cannot get the snapshot ({first})") from None
+    folder = Path(folder)
+    commit = folder.name if COMMIT.match(folder.name) else None
+    return HubSource(folder, repo, revision, commit)
+
+
+def local_source(root: Path) -> HubSource | None:
+    """A folder holding a copy's parquet files (a snapshot), or None; the repo and commit are read
+    from a huggingface_hub cache path when the folder is one."""
+    root = Path(root)
+    if not _looks_like_snapshot(root):
+        return None
+    resolved = root.resolve()
+    repo = commit = None
+    parts = resolved.parts
+    for position, part in enumerate(parts[:-2]):
+        if part.startswith("datasets--") and parts[position + 1] == "snapshots":
+            repo = part[len("datasets--"):].replace("--", "/", 1)
+            commit = parts[position + 2] if COMMIT.match(parts[position + 2]) else None
+    return HubSource(root, repo, commit, commit)
+
+
+def _looks_like_snapshot(root: Path) -> bool:
+    """Parquet in the root, in ``data/`` or in ``<config>/<split>/`` (never a walk of a native image tree)."""
+    if not root.is_dir():
+        return False
+    if any(root.glob("*.parquet")) or any((root / "data").glob("*.parquet")):
+        return True
+    readme = root / "README.md"
+    return readme.is_file() and any(root.glob("*/*/*.parquet"))
+
+
+def parquet_files(root: Path) -> list[Path]:
+    """Parquet files under ``root`` (hidden folders skipped: ``.cache/`` of ``huggingface-cli download``)."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(s for s in subfolders if not s.startswith("."))
+        found += [Path(folder) / name for name in sorted(files) if name.endswith(".parquet")]
+    return found
+
+
+def features(path: Path) -> dict:
+    """The ``datasets`` features recorded in a parquet file's schema metadata ({} when absent)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a file that is no parquet
+        raise UserError(f"{path}: not a readable parquet file ({exc})") from None
+    try:
+        info = json.loads(metadata.get(b"huggingface", b"{}"))
+    except ValueError:
+        raise UserError(f"{path}: unreadable huggingface schema metadata") from None
+    return (info.get("info") or {}).get("features") or {}
+
+
+def class_label_names(features_: dict, column: str) -> list[str] | None:
+    feature = features_.get(column)
+    if isinstance(feature, dict) and feature.get("_type") == "ClassLabel":
+        return list(feature["names"])
+    return None
+
+
+def choose_copy(adapter, source: HubSource, files: list[Path]) -> HubCopy:
+    """The declared copy the snapshot is: named by the cache path, else the one whose columns fit."""
+    import pyarrow.parquet as pq
+
+    copies = tuple(getattr(adapter, "hub_copies", ()))
+    if not copies:
+        raise UserError(f"{source.folder}: {adapter.title} has no known Hub copy (parquet snapshot given)")
+    if source.repo is not None:
+        named = [c for c in copies if c.repo.lower() == source.repo.lower()]
+        if not named:
+            known = ", ".join(c.repo for c in copies)
+            raise UserError(f"{source.folder}: hf:{source.repo} is not a known Hub copy of {adapter.title} "
+                            f"(known: {known})")
+        return named[0]
+    columns = set(pq.read_schema(files[0]).names)
+    fitting = [c for c in copies if {c.image_column, *c.columns} <= columns]
+    if len(fitting) != 1:
+        known = "; ".join(f"{c.repo}: {', '.join([c.image_column, *c.columns])}" for c in copies)
+        what = "several copies fit" if fitting else "no known copy fits"
+        raise UserError(f"{files[0]}: {adapter.title} Hub snapshot: {what} its columns {', '.join(sorted(columns))} "
+                        f"(known copies: {known}); pass --source hf:REPO")
+    return fitting[0]
+
+
+def split_of(path: Path, root: Path, copy: HubCopy) -> str:
+    """The copy split a parquet file holds: ``<split>-NNNNN-of-NNNNN.parquet`` or ``<split>/NNNN.parquet``."""
+    stem = path.name.split("-", 1)[0].split(".", 1)[0]
+    for candidate in (stem, path.parent.name):
+        if candidate in copy.splits:
+            return candidate
+    raise UserError(f"{path}: parquet file of no known split of hf:{copy.repo} (splits: {', '.join(copy.splits)})")
+
+
+class HubAdapter(LayoutAdapter):
+    """A dataset's adapter reading one of its Hub copies instead of the native layout.
+
+    Same recipe (classes, sizes, licence) as the wrapped adapter; the copy's options override
+    the user's where the copy forces them (HAM10000's copy holds no ISIC 2018 test set).
+    """
+
+    def __init__(self, base, source: HubSource, copy: HubCopy, files: list[Path]):
+        self.base, self.source, self.copy, self.files = base, source, copy, files
+        self.root = source.folder
+        for key in ("name", "title", "aliases", "all_classes", "default_classes", "demo_per_class", "test_per_class",
+                    "group_key", "license", "redistributable", "multilabel", "options", "notes"):
+            setattr(self, key, getattr(base, key))
+        self.extra_fields = (*base.extra_fields, "original_id")  # split rows name the copy's image id
+        self.folded = 0
+        self._row_groups: dict[Path, list[int]] = {}
+        self._loaded: tuple[Path, int, list] | None = None
+
+    def source_splits(self, options):
+        return self.base.source_splits(options)
+
+    def recipe(self, settings: dict | None = None) -> Recipe:
+        settings = dict(settings or {})
+        for key, value in self.copy.options.items():
+            if key in settings and settings[key] != value:
+                raise UserError(f"{self.name}: option {key}={settings[key]!r} does not fit hf:{self.copy.repo} "
+                                f"(it needs {key}={value!r}: {self.copy.assignment})")
+            settings[key] = value
+        return super().recipe(settings)
+
+    def describe_source(self) -> dict:
+        """split.json ``source``: the repo, what was asked for, the commit read, the split assignment."""
+        return {"kind": "hub", "repo": self.copy.repo, "revision": self.source.revision,
+                "commit": self.source.commit, "pinned": self.source.commit is not None,
+                "split_assignment": self.copy.assignment, "folded_duplicates": self.folded}
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def read(self, root: Path, recipe: Recipe) -> Pool:
+        import pandas as pd
+
+        frames = [self._read_file(path, recipe) for path in self.files]
+        frame = pd.concat(frames, ignore_index=True)
+        frame = self._fold(frame)
+        pool = Pool.from_class_names(frame, "label", recipe)
+        pool.layouts.insert(0, {"name": "Hub copy (parquet)", "source": self._source_text(), "folder": "."})
+        return pool
+
+    def _source_text(self) -> str:
+        return f"hf:{self.copy.repo}@{self.source.commit or 'unpinned'}"
+
+    def _read_file(self, path: Path, recipe: Recipe):
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        copy, split = self.copy, split_of(path, self.source.folder, self.copy)
+        handle = pq.ParquetFile(path)
+        names = set(handle.schema_arrow.names)
+        missing = [c for c in [copy.image_column, *copy.columns] if c not in names]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)} of hf:{copy.repo} "
+                            f"(columns: {', '.join(sorted(names))})")
+        self._row_groups[path] = [handle.metadata.row_group(i).num_rows for i in range(handle.num_row_groups)]
+        table = handle.read(columns=[*copy.columns, f"{copy.image_column}.path"])
+        count = table.num_rows
+        relative = path.relative_to(self.root).as_posix()
+        image_paths = table.column(copy.image_column).combine_chunks().field("path").to_pylist()
+        # No id column: the struct's path (datasets keeps the file's base name), else file and row.
+        ids = (table.column(copy.id_column).to_pylist() if copy.id_column
+               else [Path(p).name if p else f"{path.stem}-{i}" for i, p in enumerate(image_paths)])
+        ids = [str(Path(str(value)).with_suffix("")) if "." in str(value) else str(value) for value in ids]
+        labels = self._labels(path, table, ids)
+        if copy.split_column:
+            source_split = [f"{copy.split_prefix}{value}" for value in table.column(copy.split_column).to_pylist()]
+        else:
+            source_split = [copy.splits[split]] * count
+        groups = [str(g) if g not in (None, "") else i for g, i in
+                  zip(table.column(copy.group_column).to_pylist() if copy.group_column else ids, ids)]
+        return pd.DataFrame({
+            "file_name": [f"{i.rpartition('/')[2]}.img" for i in ids],   # the suffix is set from the bytes (``output_name``)
+            "source_path": [f"{relative}#{row}" for row in range(count)],
+            "source_split": source_split, "group": groups, "label": labels, "original_id": ids,
+            "copy_split": split,
+        })
+
+    def _labels(self, path: Path, table, ids: list[str]) -> list[str]:
+        copy = self.copy
+        if copy.label_from_id:
+            pattern = re.compile(copy.label_from_id)
+            raw = [(m.group(1) if (m := pattern.search(i)) else None) for i in ids]
+        else:
+            raw = table.column(copy.label_column).to_pylist()
+            names = class_label_names(features(path), copy.label_column)
+            if names is not None:
+                raw = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in raw]
+                unmapped = [n for n in names if n not in copy.labels]
+                if unmapped:
+                    raise UserError(self._unmapped(path, unmapped))
+        unmapped = sorted({str(v) for v in raw if v not in copy.labels})
+        if unmapped:
+            raise UserError(self._unmapped(path, unmapped))
+        return [copy.labels[v] for v in raw]
+
+    def _unmapped(self, path: Path, names: list[str]) -> str:
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"{path}: label(s) {shown} of hf:{self.copy.repo} do not map to {self.title} classes "
+                f"({', '.join(self.all_classes)}); refusing a copy whose label set does not map")
+
+    def _fold(self, frame):
+        """One row per original id: the same image in several of the copy's splits counts once."""
+        if not (self.copy.id_column or self.copy.label_from_id):
+            return frame.drop(columns=["copy_split"])
+        repeated = frame.duplicated("original_id", keep="first")
+        if repeated.any():
+            labels = frame.groupby("original_id")["label"].nunique()
+            conflicting = labels[labels > 1]
+            if len(conflicting):
+                raise UserError(f"hf:{self.copy.repo}: image {conflicting.index[0]!r} carries different labels in "
+                                f"different rows ({len(conflicting)} such images)")
+            self.folded = int(repeated.sum())
+            log.info("%s: %d rows repeat an image id of another row (folded)", self.copy.repo, self.folded)
+        return frame.loc[~repeated.to_numpy()].drop(columns=["copy_split"]).reset_index(drop=True)
+
+    # --- image bytes --------------------------------------------------------------------------
+
+    def image_file(self, root: Path, row: dict, cache_dir: Path) -> Path:
+        """The drawn row's image bytes, written once into ``cache_dir`` (keyed by file, size and row)."""
+        relative, _, index = row["source_path"].rpartition("#")
+        path = self.source_file(root, relative)
+        stat = path.stat()
+        key = hashlib.sha256(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0{index}".encode()).hexdigest()[:24]
+        target = Path(cache_dir) / "hub" / key[:2] / key
+        if not target.is_file():
+            data = self._image_bytes(path, int(index))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            from ..fileio import atomic_write_bytes
+
+            atomic_write_bytes(target, data, durable=False)
+        return target
+
+    def _image_bytes(self, path: Path, index: int) -> bytes:
+        import pyarrow.parquet as pq
+
+        sizes = self._row_groups[path]
+        starts = np.cumsum([0, *sizes])
+        group = int(np.searchsorted(starts, index, side="right") - 1)
+        if self._loaded is None or self._loaded[:2] != (path, group):
+            column = pq.ParquetFile(path).read_row_group(group, columns=[f"{self.copy.image_column}.bytes"])
+            self._loaded = (path, group, column.column(self.copy.image_column).combine_chunks().field("bytes"))
+        data = self._loaded[2][index - int(starts[group])].as_py()
+        if data is None:
+            raise UserError(f"{path}: row {index}: image without bytes (only a path) in hf:{self.copy.repo}")
+        return data
+
+    def source_file(self, root: Path, source_path: str) -> Path:
+        return contained(root, source_path.rpartition("#")[0] or source_path, what="parquet file",
+                         source=f"hf:{self.copy.repo} snapshot {root}")
+
+
+def output_name(file_name: str, image_format: str | None) -> str:
+    """A Hub row's output name: its id with the suffix of the format its bytes are."""
+    stem = file_name[:-len(".img")] if file_name.endswith(".img") else file_name
+    return stem + FORMAT_SUFFIXES.get(image_format or "", ".png")
+
+
+def hub_adapter(adapter, root: Path, source: HubSource | None = None):
+    """``adapter`` reading a Hub copy when ``root`` (or ``source``) is a parquet snapshot; else ``adapter``."""
+    if isinstance(adapter, HubAdapter):
+        return adapter
+    source = source or local_source(root)
+    if source is None:
+        return adapter
+    files = parquet_files(source.folder)
+    if not files:
+        raise UserError(f"{source.folder}: no parquet files in the hf:{source.repo} snapshot")
+    copy = choose_copy(adapter, source, files)
+    return HubAdapter(adapter, source, copy, files)

@@ -1,0 +1,149 @@
+"""Portable split manifests: share the exact split of a dataset that must not be re-hosted.
+
+Every split folder carries ``split-manifest.json`` (schema ``split_manifest``): the recipe and
+seed, where the items came from (the layouts read, or the Hub repo and commit), and per row its
+side, labels, group, stratum, demo rank, the original id (the path relative to the layout's
+folder, or the Hub copy's image id) and the sha256 of the image bytes. No image and no absolute
+path is in it, so it can be published where the images cannot.
+
+``materialize_manifest`` rebuilds exactly that split from someone else's copy of the dataset:
+the rows are looked up by original id in their own root (any known layout, or a Hub snapshot),
+every image's sha256 is checked, and ``demo.csv``/``test.csv`` are written in the manifest's
+order. A missing or different image refuses the whole split in one line naming the first one
+and how many there are; nothing is written then.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ..errors import UserError
+from ..fileio import read_json, sha256_file, write_json
+from ..schema import validate
+
+MANIFEST_NAME = "split-manifest.json"
+MANIFEST_FORMAT = "isekai-gen split manifest 1"
+ROW_FIELDS = ("file_name", "side", "labels", "group", "stratum", "demo_rank", "source_split")
+
+
+def original_id(row: dict, layouts: list[dict]) -> str:
+    """What names a row's image in any copy of the dataset: the Hub copy's id, else the source path
+    relative to the folder of the layout it was read from (wrapper folders differ between copies)."""
+    if "original_id" in row:
+        return row["original_id"]
+    path = row["source_path"]
+    prefixes = sorted({lay["folder"] + "/" for lay in layouts if lay.get("folder", ".") != "."}, key=len, reverse=True)
+    for prefix in prefixes:
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
+
+
+def manifest_of(meta: dict, rows: list[dict]) -> dict:
+    layouts = meta.get("layouts") or []
+    source = meta.get("source") or {"kind": "layout"}
+    return {
+        "format": MANIFEST_FORMAT,
+        "dataset": meta["dataset"],
+        "recipe": meta["recipe"],
+        "seed": meta["seed"],
+        "source": {**source, "layouts": layouts},
+        "fingerprint": meta["fingerprint"],
+        "rows": [{**{key: row[key] for key in ROW_FIELDS}, "original_id": original_id(row, layouts),
+                  "sha256": row["sha256"], "action": row["image"]["action"]} for row in rows],
+    }
+
+
+def write_manifest(folder: Path, meta: dict, rows: list[dict]) -> Path:
+    path = Path(folder) / MANIFEST_NAME
+    write_json(path, manifest_of(meta, rows))
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: split manifest not found")
+    manifest = read_json(path)
+    validate(manifest, "split_manifest", path)
+    return manifest
+
+
+def recipe_settings(manifest: dict) -> dict:
+    """The settings that give the manifest's recipe again (classes, sizes, the dataset's options)."""
+    recipe = manifest["recipe"]
+    return {"classes": list(recipe["classes"]), "demo_per_class": recipe["demo_per_class"],
+            "test_per_class": recipe["test_per_class"], "seed": manifest["seed"], **recipe["options"]}
+
+
+def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: str | Path, *,
+                         materialize: str = "copy", source=None, cache_dir: Path | None = None,
+                         progress: bool = False) -> dict:
+    """Write ``out_dir/<dataset>/`` holding exactly the manifest's split, read from ``root``.
+
+    ``source``: a ``hub.HubSource`` (``--source hf:...``). Returns the summary ``build_split``
+    returns. Every image is verified by sha256 before anything is written.
+    """
+    from isekai_gen.splits import get_adapter
+
+    from . import build
+    from .content import inspect_image
+    from .hub import HubAdapter, hub_adapter
+    from .writer import split_meta, write_split_files
+
+    manifest_path, root, out_dir = Path(manifest_path), Path(root), Path(out_dir)
+    manifest = read_manifest(manifest_path)
+    adapter = hub_adapter(get_adapter(manifest["dataset"]), root, source)
+    if not root.is_dir():
+        raise UserError(f"{root}: {adapter.title} root folder not found")
+    recipe = adapter.recipe(recipe_settings(manifest))
+    if list(recipe.classes) != list(manifest["recipe"]["classes"]):
+        raise UserError(f"{manifest_path}: classes {manifest['recipe']['classes']} are not {adapter.title}'s "
+                        f"canonical order {list(recipe.classes)}")
+    cache_dir = Path(cache_dir or out_dir / build.CACHE_FOLDER) / adapter.name
+    pool = adapter.read(root, recipe)
+    records = pool.frame.to_dict("records")
+    by_id = {original_id(record, pool.layouts): position for position, record in enumerate(records)}
+
+    problems, rows = [], []
+    from tqdm import tqdm
+
+    for wanted in tqdm(manifest["rows"], desc=f"{adapter.name} verify", unit="img", disable=not progress):
+        position = by_id.get(wanted["original_id"])
+        if position is None:
+            problems.append(f"{wanted['original_id']!r} (for {wanted['file_name']}) is not in {root}")
+            continue
+        record = {key: str(value) for key, value in records[position].items()}
+        path = Path(adapter.image_file(root, record, cache_dir))
+        if not path.is_file():
+            problems.append(f"{path} (for {wanted['file_name']}) is missing")
+            continue
+        digest = sha256_file(path)
+        if digest != wanted["sha256"]:
+            problems.append(f"{path} (for {wanted['file_name']}) has other bytes (sha256 {digest[:12]}..., "
+                            f"manifest {wanted['sha256'][:12]}...)")
+            continue
+        facts = inspect_image(path, decode=False, phash=False)
+        row = {key: wanted[key] for key in ROW_FIELDS}
+        row.update(source_path=record["source_path"], sha256=digest,
+                   image=build._image_record(facts, wanted["file_name"], materialize))
+        row.update({field: record[field] for field in adapter.extra_fields if field in record})
+        rows.append(row)
+    if problems:
+        total = len(manifest["rows"])
+        raise UserError(f"{manifest_path}: {len(problems)} of {total} images missing or different in this copy; "
+                        f"first: {problems[0]}")
+    meta = split_meta(recipe, rows, manifest["seed"], materialize, build._source_sizes(adapter, root, rows), None,
+                      pool.layouts)
+    if isinstance(adapter, HubAdapter):
+        meta["source"] = adapter.describe_source()
+    meta["manifest"] = {"file": manifest_path.name, "fingerprint": manifest["fingerprint"], "verified": len(rows)}
+    build._remove_leftovers(out_dir / adapter.name)
+    with build._fresh_folder(out_dir / adapter.name) as folder:
+        write_split_files(folder, recipe, rows, meta)
+        write_manifest(folder, meta, rows)
+        build._materialize(adapter, root, rows, folder / "images", cache_dir, materialize, False, progress)
+    return {"dataset": adapter.name, "folder": str(out_dir / adapter.name), "totals": meta["totals"],
+            "fingerprint": meta["fingerprint"], "layouts": pool.layouts, "source": meta.get("source"),
+            "verified": len(rows), "images": dict(Counter(row["image"]["action"] for row in rows))}
