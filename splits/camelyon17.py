@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import check_values, contained_paths, join_strings, read_table
 
@@ -43,6 +44,15 @@ class Camelyon17(LayoutAdapter):
         Layout("WILDS root_dir", WILDS, ("camelyon17_v1.0/metadata.csv", "camelyon17_v1.0/patches/"),
                base="camelyon17_v1.0"),
         Layout("camelyon17_v1.0 folder", WILDS, ("metadata.csv", "patches/")),
+    )
+    # wltjr1007/Camelyon17-WILDS: image (96 px), label (normal/tumor), center, image_id, patient, node,
+    # x_coord, y_coord, slide; train 302k / validation 68.5k / test 85.1k.
+    hub_copies = (
+        HubCopy("wltjr1007/Camelyon17-WILDS", id_column="image_id", group_column="patient", split_column="center",
+                split_prefix="center", labels={"normal": "normal", "tumor": "tumor", 0: "normal", 1: "tumor"},
+                splits={"train": "center", "validation": "center", "test": "center"},
+                assignment="the copy's train/validation/test are pooled; the hospital (center column) decides the "
+                           "side, as for the WILDS download"),
     )
     options = {
         "demo_centers": Option([0, 3, 4], "hospitals (center 0-4) feeding demo; default: the WILDS training hospitals",

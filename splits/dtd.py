@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import contained_paths, read_lines
 
@@ -47,6 +48,16 @@ class DTD(LayoutAdapter):
         Layout("dtd-r1.0.1 archive", ARCHIVE, tuple(f"dtd/{m}" for m in MARKERS), base="dtd"),
         Layout("torchvision root", "torchvision.datasets.DTD", tuple(f"dtd/dtd/{m}" for m in MARKERS), base="dtd/dtd"),
         Layout("dtd folder", ARCHIVE, MARKERS),
+    )
+    # tanganke/dtd: image, label (ClassLabel, the 47 names); train 3,760 (= train1 + val1) / test 1,880 (test1).
+    # mcimpoi/dtd_split_1 (the author's upload of partition 1): image, label; train / validation / test.
+    hub_copies = (
+        HubCopy("tanganke/dtd", labels={name: name for name in CLASSES}, splits={"train": "train", "test": "test"},
+                options={"partition": 1},
+                assignment="partition 1: the copy's train (train1 + val1) feeds demo, its test (test1) test"),
+        HubCopy("mcimpoi/dtd_split_1", labels={name: name for name in CLASSES},
+                splits={"train": "train", "validation": "val", "test": "test"}, options={"partition": 1},
+                assignment="partition 1: the copy's train and validation feed demo, its test test"),
     )
     options = {
         "partition": Option(1, "which of DTD's ten official train/val/test partitions (1-10)", tuple(range(1, 11))),

@@ -15,6 +15,7 @@ Demo and test are drawn at random from the one pool (each image on one side only
 from __future__ import annotations
 
 from isekai_gen.manyicl import Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import class_folders
 
@@ -23,6 +24,8 @@ CLASSES = (
     "Residential", "River", "SeaLake",
 )
 TORCHVISION = "torchvision.datasets.EuroSAT"
+POOLED = ("the copy's train/validation/test (google-research remote_sensing_representations) are not used: "
+          "one pool, divided at random, as for the original")
 
 
 class EuroSAT(LayoutAdapter):
@@ -42,6 +45,18 @@ class EuroSAT(LayoutAdapter):
         Layout("EuroSAT_RGB.zip", "Zenodo EuroSAT_RGB.zip (phelber/eurosat)", ("EuroSAT_RGB/",), base="EuroSAT_RGB",
                classes=CLASSES),
         Layout("class folders", "Kaggle copies of 2750/", (), classes=CLASSES),
+    )
+    # timm/eurosat-rgb: image (JPEG), label (ClassLabel, CamelCase), image_id; blanchon/EuroSAT_RGB: image,
+    # label (ClassLabel, words: "Annual Crop", "Industrial Buildings", ...), filename ("AnnualCrop_1.tif").
+    hub_copies = (
+        HubCopy("timm/eurosat-rgb", id_column="image_id", labels={name: name for name in CLASSES},
+                splits={"train": "all", "validation": "all", "test": "all"}, assignment=POOLED),
+        HubCopy("blanchon/EuroSAT_RGB", id_column="filename",
+                labels={"Annual Crop": "AnnualCrop", "Forest": "Forest", "Herbaceous Vegetation": "HerbaceousVegetation",
+                        "Highway": "Highway", "Industrial Buildings": "Industrial", "Pasture": "Pasture",
+                        "Permanent Crop": "PermanentCrop", "Residential Buildings": "Residential", "River": "River",
+                        "SeaLake": "SeaLake"},
+                splits={"train": "all", "validation": "all", "test": "all"}, assignment=POOLED),
     )
 
     def source_splits(self, options):

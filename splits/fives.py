@@ -19,6 +19,7 @@ import re
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import list_files
 
@@ -41,6 +42,12 @@ class Fives(LayoutAdapter):
     redistributable = True
     notes = ("class names spelled out: ManyICL's parser matches names as substrings; 'DR' would match ordinary words",)
     layouts = (Layout("figshare archive", FIGSHARE, ("train/Original/", "test/Original/")),)
+    # tyluan/FIVES: image, mask, image_id like train_100_A (the letter is the label); train/test as the original.
+    hub_copies = (
+        HubCopy("tyluan/FIVES", label_column=None, id_column="image_id", label_from_id=r"_([ADGN])$",
+                labels=LETTERS, splits={"train": "train", "test": "test"},
+                assignment="the copy's train/test are the official ones: demo from train, test from test"),
+    )
 
     def source_splits(self, options):
         return ("train",), ("test",)

@@ -30,6 +30,7 @@ import numpy as np
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Option, Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Found, Layout, LayoutAdapter, find_layout
 from isekai_gen.manyicl.readers import (
     check_values, contained_paths, find_existing, list_files, read_table, require_columns,
@@ -61,6 +62,21 @@ TEST_LAYOUTS = (
            folders=("ISIC2018_Task3_Test_Images",)),
 )
 
+# marmal88/skin_cancer (card dataset_info, 2023-01): image, image_id, lesion_id, dx (string, long
+# names), dx_type, age, sex, localization; train 9,577 / validation 2,492 / test 1,285 rows, more
+# than HAM10000's 10,015 images: a repeated image_id is folded into one item.
+HUB_COPIES = (
+    HubCopy(
+        "marmal88/skin_cancer", label_column="dx", id_column="image_id", group_column="lesion_id",
+        labels={"actinic_keratoses": "akiec", "basal_cell_carcinoma": "bcc", "benign_keratosis-like_lesions": "bkl",
+                "dermatofibroma": "df", "melanoma": "mel", "melanocytic_Nevi": "nv", "vascular_lesions": "vasc"},
+        splits={"train": "ham10000", "validation": "ham10000", "test": "ham10000"},
+        options={"test_source": "ham10000"},
+        assignment="the copy holds HAM10000 only (no ISIC 2018 test set): its train/validation/test are pooled and "
+                   "divided lesion-disjoint, as test_source=ham10000 (df has 115 images: smaller sizes needed)",
+    ),
+)
+
 
 class Ham10000(LayoutAdapter):
     name = "ham10000"
@@ -74,6 +90,7 @@ class Ham10000(LayoutAdapter):
     redistributable = True
     notes = ("test from the ISIC 2018 Task 3 test set: df has only 115 HAM10000 images, all needed for demo",)
     layouts = HAM_LAYOUTS + TEST_LAYOUTS
+    hub_copies = HUB_COPIES
     options = {
         "test_source": Option(
             "isic2018",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import Pool
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
 from isekai_gen.manyicl.readers import contained_paths, read_lines
 from isekai_gen.paths import check_file_name
@@ -58,6 +59,13 @@ class OxfordPets(LayoutAdapter):
         Layout("official archives", ARCHIVES, MARKERS),
         Layout("torchvision root", "torchvision.datasets.OxfordIIITPet",
                tuple(f"oxford-iiit-pet/{m}" for m in MARKERS), base="oxford-iiit-pet"),
+    )
+    # timm/oxford-iiit-pet: image, label (ClassLabel, the 37 breeds in lower case), image_id (the original
+    # stem, e.g. Maine_Coon_204), label_cat_dog; train (= trainval, 3,680) / test (3,669).
+    hub_copies = (
+        HubCopy("timm/oxford-iiit-pet", id_column="image_id", labels={breed.lower(): breed for breed in BREEDS},
+                splits={"train": "trainval", "test": "test"},
+                assignment="the copy's train/test are the official trainval/test: demo from train, test from test"),
     )
 
     def source_splits(self, options):

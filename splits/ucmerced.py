@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from isekai_gen.manyicl import Option, Pool
 from isekai_gen.manyicl.layouts import Layout, LayoutAdapter
+from isekai_gen.manyicl.hub import HubCopy
 from isekai_gen.manyicl.readers import class_folders, join_strings
 
 CLASSES = (
@@ -44,6 +45,11 @@ class UCMerced(LayoutAdapter):
                classes=CLASSES),
         Layout("UCMerced_LandUse folder", ZIP, ("Images/",), base="Images", classes=CLASSES),
         Layout("class folders", "Kaggle copies of Images/", (), classes=CLASSES),
+    )
+    # blanchon/UC_Merced: image, label (ClassLabel, the 21 folder names); one split, train (2,100).
+    hub_copies = (
+        HubCopy("blanchon/UC_Merced", labels={name: name for name in CLASSES}, splits={"train": "all"},
+                assignment="one pool, divided at random, as for the original"),
     )
     options = {
         "image_format": Option(

@@ -20,8 +20,10 @@ def command() -> None:
 
     \b
     list       datasets, classes, Table 1 sizes, licences, documented defaults
-    build      one dataset:   --dataset NAME --root PATH --out DIR
+    build      one dataset:   --dataset NAME --root PATH|--source hf:REPO[@REV] --out DIR
+               or exactly a shared split: --from-manifest FILE --root PATH --out DIR
     build-all  every dataset of a ROOTS.yaml (name -> root): --roots FILE --out DIR
+    manifest   (re)write a split folder's split-manifest.json
     """
 
 
@@ -120,23 +122,43 @@ def _settings(seed, demo_per_class, test_per_class, materialize, verify_images, 
 
 
 @command.command("build")
-@click.option("--dataset", required=True,
-              help="Dataset name or alias, any case, as in `isekai-gen splits list` (e.g. terra_incognita).")
-@click.option("--root", required=True, type=click.Path(path_type=Path),
-              help="Root folder of the dataset's native layout.")
+@click.option("--dataset", default=None,
+              help="Dataset name or alias, any case, as in `isekai-gen splits list` (e.g. terra_incognita); "
+                   "with --from-manifest, the manifest's.")
+@click.option("--root", default=None, type=click.Path(path_type=Path),
+              help="Root folder of the dataset's native layout, or a local snapshot of one of its Hub copies "
+                   "(parquet as `datasets` writes it).")
+@click.option("--source", default=None, metavar="hf:REPO[@REVISION]",
+              help="Read a Hub copy through huggingface_hub (its cache; HF_HUB_OFFLINE=1 reads only the cache); "
+                   "the commit read is recorded in split.json. Without a revision the split is not pinned.")
+@click.option("--from-manifest", "manifest", default=None, type=click.Path(path_type=Path),
+              help="A split-manifest.json: re-materialise exactly that split from your copy, verifying every "
+                   "image's sha256 (sampling options do not apply).")
 @_shared_options
 @click.option("--classes", default=None, help="Comma-separated classes to use instead of the recipe's default classes.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A dataset option (see `splits list`), value parsed as YAML, e.g. uncertain=zeros or "
                    "test_centers=[1]. Repeatable.")
-def build_command(dataset, root, out, seed, demo_per_class, test_per_class, materialize, verify_images, bad_images,
-                  multi_label, near_duplicate_distance, exclude_near_duplicates, progress, wait, classes,
-                  options) -> None:
-    """Build the demo/test split of one dataset."""
+def build_command(dataset, root, source, manifest, out, seed, demo_per_class, test_per_class, materialize,
+                  verify_images, bad_images, multi_label, near_duplicate_distance, exclude_near_duplicates, progress,
+                  wait, classes, options) -> None:
+    """Build the demo/test split of one dataset (or re-materialise a shared one)."""
     from isekai_gen.splits import get_adapter
 
     from ..manyicl import build_split
+    from ..manyicl.hub import download, parse_source
 
+    if (root is None) == (source is None):
+        raise click.UsageError("give exactly one of --root and --source")
+    hub_source = None
+    if source is not None:
+        hub_source = download(*parse_source(source), _warn)
+        root = hub_source.folder
+    if manifest is not None:
+        _from_manifest(manifest, dataset, root, hub_source, out, materialize, progress, wait)
+        return
+    if dataset is None:
+        raise click.UsageError("--dataset is required (unless --from-manifest)")
     settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images, bad_images, multi_label,
                          near_duplicate_distance, exclude_near_duplicates)
     if classes is not None:
@@ -144,7 +166,38 @@ def build_command(dataset, root, out, seed, demo_per_class, test_per_class, mate
     for text in options:
         settings.update(_option(text))
     with writer_lock(out, wait):
-        _report(build_split(get_adapter(dataset), root, out, settings, progress=progress, report=_warn))
+        _report(build_split(get_adapter(dataset), root, out, settings, progress=progress, report=_warn,
+                            source=hub_source))
+
+
+def _from_manifest(manifest, dataset, root, hub_source, out, materialize, progress, wait) -> None:
+    from isekai_gen.splits import get_adapter
+
+    from ..manyicl.manifest import materialize_manifest, read_manifest
+
+    wanted = read_manifest(manifest)["dataset"]
+    if dataset is not None and get_adapter(dataset).name != wanted:
+        raise UserError(f"{manifest}: a {wanted} split, not {get_adapter(dataset).name}")
+    with writer_lock(out, wait):
+        summary = materialize_manifest(manifest, root, out, materialize=materialize, source=hub_source,
+                                       progress=progress)
+    click.echo(f"{summary['dataset']}: {summary['totals']['demo']} demo, {summary['totals']['test']} test -> "
+               f"{summary['folder']} ({summary['fingerprint'][:19]}); all {summary['verified']} images verified "
+               f"against {Path(manifest).name}")
+
+
+@command.command("manifest")
+@click.argument("folder", type=click.Path(path_type=Path))
+def manifest_command(folder: Path) -> None:
+    """Write FOLDER/split-manifest.json from a split folder's split.json and split.jsonl."""
+    from ..manyicl import read_split
+    from ..manyicl.manifest import write_manifest
+
+    meta, rows = read_split(folder)
+    missing = next((row["file_name"] for row in rows if "sha256" not in row or "image" not in row), None)
+    if missing is not None:
+        raise UserError(f"{folder / 'split.jsonl'}: row {missing!r} has no sha256 (a planned split): rebuild it")
+    click.echo(str(write_manifest(folder, meta, rows)))
 
 
 def _option(text: str) -> dict:
@@ -194,6 +247,10 @@ def _report(summary: dict) -> None:
         extras.append(f"replaced: {left_out}")
     if content["images"].get("reencoded"):
         extras.append(f"re-encoded: {content['images']['reencoded']}")
+    if summary.get("source"):
+        hub = summary["source"]
+        extras.insert(0, f"source: hf:{hub['repo']}@{hub['commit'] or 'unpinned'} ({hub['split_assignment']}; "
+                         f"{hub['folded_duplicates']} repeated rows folded)")
     click.echo(f"{summary['dataset']}: {totals['demo']} demo, {totals['test']} test -> {summary['folder']} "
                f"({summary['fingerprint'][:19]}); {'; '.join(extras)}")
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale, sha256_bytes
-from ..manyicl.writer import SPLIT_FILES
+from ..manyicl.writer import shared_files
 from .stage import METADATA_FIELDS
 from .webdataset import plan_shards
 
@@ -173,7 +173,7 @@ def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> tuple[list[dict], dict
     summaries, digests = [], {}
     for source in sorted(p for p in source_root.glob("*") if p.is_dir()):
         redistributable, license_name = _benchmark_recipe(source / "split.json")
-        files = [source / name for name in SPLIT_FILES]
+        files = shared_files(source)  # the split manifest too: a split that cannot be re-hosted is shared by it
         for path in files:
             if not path.is_file():
                 raise UserError(f"{path}: not found; rebuild the {source.name} split")

@@ -182,7 +182,8 @@ def choose_copy(adapter, source: HubSource, files: list[Path]) -> HubCopy:
                             f"(known: {known})")
         return named[0]
     columns = set(pq.read_schema(files[0]).names)
-    fitting = [c for c in copies if {c.image_column, *c.columns} <= columns]
+    fitting = [c for c in copies if {c.image_column, *c.columns} <= columns
+               and all(_split_name(f, c) is not None for f in files)]
     if len(fitting) != 1:
         known = "; ".join(f"{c.repo}: {', '.join([c.image_column, *c.columns])}" for c in copies)
         what = "several copies fit" if fitting else "no known copy fits"
@@ -191,12 +192,16 @@ def choose_copy(adapter, source: HubSource, files: list[Path]) -> HubCopy:
     return fitting[0]
 
 
+def _split_name(path: Path, copy: HubCopy) -> str | None:
+    stem = path.name.split("-", 1)[0].split(".", 1)[0]
+    return next((name for name in (stem, path.parent.name) if name in copy.splits), None)
+
+
 def split_of(path: Path, root: Path, copy: HubCopy) -> str:
     """The copy split a parquet file holds: ``<split>-NNNNN-of-NNNNN.parquet`` or ``<split>/NNNN.parquet``."""
-    stem = path.name.split("-", 1)[0].split(".", 1)[0]
-    for candidate in (stem, path.parent.name):
-        if candidate in copy.splits:
-            return candidate
+    name = _split_name(path, copy)
+    if name is not None:
+        return name
     raise UserError(f"{path}: parquet file of no known split of hf:{copy.repo} (splits: {', '.join(copy.splits)})")
 
 

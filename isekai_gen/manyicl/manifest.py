@@ -21,8 +21,8 @@ from pathlib import Path
 from ..errors import UserError
 from ..fileio import read_json, sha256_file, write_json
 from ..schema import validate
+from .writer import MANIFEST_FILE as MANIFEST_NAME
 
-MANIFEST_NAME = "split-manifest.json"
 MANIFEST_FORMAT = "isekai-gen split manifest 1"
 ROW_FIELDS = ("file_name", "side", "labels", "group", "stratum", "demo_rank", "source_split")
 

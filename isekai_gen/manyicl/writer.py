@@ -13,6 +13,14 @@ from ..schema import validate
 from .recipe import Recipe
 
 SPLIT_FILES = ("demo.csv", "test.csv", "split.jsonl", "split.json")
+MANIFEST_FILE = "split-manifest.json"  # manifest.py writes it; older split folders lack it
+
+
+def shared_files(folder: Path) -> list[Path]:
+    """The files of a split folder that are published whatever the licence: the split files and,
+    when there is one, the portable manifest (ids and sha256 of the images, no image)."""
+    folder = Path(folder)
+    return [folder / name for name in SPLIT_FILES] + ([folder / MANIFEST_FILE] if (folder / MANIFEST_FILE).is_file() else [])
 
 
 def write_manyicl_csv(path: Path, rows: list[dict], classes: tuple[str, ...]) -> None:
