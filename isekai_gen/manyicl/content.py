@@ -23,7 +23,6 @@ to leave out. Rules:
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections import Counter, defaultdict
@@ -33,12 +32,15 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import sha256_bytes
+from ..fileio import human_size, sha256_file
 from .materialize import deviation
 
 log = logging.getLogger(__name__)
 
 MULTI_LABEL_RULES = ("exclude", "keep")
+# Larger than any image of the ten datasets by far (FIVES' 2048x2048 PNGs are ~6 MB); a file this
+# size named like an image is refused before a byte is read (issue 25: a 2 GB file read whole).
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
 BAD_IMAGE_RULES = ("reencode", "skip")
 
 
@@ -94,17 +96,24 @@ class ImageFacts:
 
 
 def inspect_image(path: Path, *, decode: bool, phash: bool) -> ImageFacts:
-    """Read ``path`` once: sha256 of the bytes, PIL's format and mode; decode it (at full size with
-    ``decode``, else as small as the format allows) so no unreadable file is ever packaged; its pHash."""
+    """sha256 of the bytes (read in chunks), PIL's format and mode; decode it (at full size with
+    ``decode``, else as small as the format allows) so no unreadable file is ever packaged; its pHash.
+
+    Memory stays bounded by the decoded image: PIL reads the file as a stream, and a file larger
+    than ``MAX_IMAGE_BYTES`` is refused by its size alone."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise UserError(f"{path}: {human_size(size)} is too large for an image (limit "
+                            f"{human_size(MAX_IMAGE_BYTES)}); not read")
+        digest = sha256_file(path)
     except FileNotFoundError:
         raise UserError(f"{path}: image referenced by the dataset metadata is missing") from None
-    digest, fmt, mode, value = sha256_bytes(data), None, None, None
+    fmt, mode, value = None, None, None
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(path) as image:
             fmt, mode = image.format, image.mode
             if not decode:
                 # JPEG: decode at down to 1/8 scale, still through the whole stream (truncation shows);
@@ -173,7 +182,7 @@ class ContentScreen:
             sibling = (folder / path.name).as_posix()
             if sibling not in self._sibling_sha:
                 # A dangling link or a folder is no copy; a file is read contained, like every file read.
-                self._sibling_sha[sibling] = (sha256_bytes(self.adapter.source_file(self.root, sibling).read_bytes())
+                self._sibling_sha[sibling] = (sha256_file(self.adapter.source_file(self.root, sibling))
                                               if (self.root / sibling).is_file() else None)
             if self._sibling_sha[sibling] == mine:
                 found = True
