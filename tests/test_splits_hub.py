@@ -304,3 +304,53 @@ def test_a_file_far_too_large_for_an_image_is_refused_unread(tmp_path):
         handle.truncate(2 * 1024 ** 3)  # sparse: no disk used
     with pytest.raises(UserError, match=r"River_1.jpg: 2.1 GB is too large for an image"):
         inspect_image(big, decode=False, phash=True)
+
+
+def test_camelyon_copy_divides_by_hospital_column_and_groups_by_patient(tmp_path):
+    """wltjr1007/Camelyon17-WILDS: label, center, patient, node, x/y, slide columns; train/validation/test pooled."""
+    from datasets import ClassLabel, Image, Value
+
+    features = {"image": Image(), "label": ClassLabel(names=["normal", "tumor"]), "center": Value("int64"),
+                "image_id": Value("string"), "patient": Value("string"), "node": Value("int64"),
+                "x_coord": Value("int64"), "y_coord": Value("int64"), "slide": Value("int64")}
+    for split, centers in (("train", (0, 3, 4)), ("validation", (1,)), ("test", (2,))):
+        columns = {key: [] for key in features}
+        for center in centers:
+            for patient in range(2):
+                for n in range(6):
+                    image_id = f"patch_patient_{center}{patient}_node_0_x_{n}_y_{n}"
+                    columns["image"].append({"bytes": image_bytes(image_id, "PNG"), "path": None})
+                    for key, value in (("label", n % 2), ("center", center), ("image_id", image_id),
+                                       ("patient", f"{center}{patient}"), ("node", 0), ("x_coord", n),
+                                       ("y_coord", n), ("slide", center * 10 + patient)):
+                        columns[key].append(value)
+        write_split(tmp_path / "c17", split, columns, features)
+    summary = build_split(get_adapter("camelyon17"), tmp_path / "c17", tmp_path / "out",
+                          {"demo_per_class": 4, "test_per_class": 2, "near_duplicate_distance": None})
+    _, rows = read_split(summary["folder"])
+    assert {row["source_split"] for row in rows if row["side"] == "test"} == {"center2"}
+    assert {row["source_split"] for row in rows if row["side"] == "demo"} <= {"center0", "center3", "center4"}
+    assert all(row["file_name"].endswith(".png") for row in rows)
+    assert {row["labels"][0] for row in rows} == {"normal", "tumor"}
+
+
+def test_fives_copy_reads_the_label_from_the_image_id(tmp_path):
+    """tyluan/FIVES: image, mask, image_id like train_100_A."""
+    from datasets import Image, Value
+
+    features = {"image": Image(), "mask": Image(), "image_id": Value("string")}
+    for split in ("train", "test"):
+        columns = {key: [] for key in features}
+        for letter in "ADGN":
+            for n in range(4):
+                image_id = f"{split}_{n}_{letter}"
+                columns["image"].append({"bytes": image_bytes(image_id, "PNG"), "path": None})
+                columns["mask"].append({"bytes": image_bytes("m" + image_id, "PNG"), "path": None})
+                columns["image_id"].append(image_id)
+        write_split(tmp_path / "fives", split, columns, features)
+    summary = build_split(get_adapter("fives"), tmp_path / "fives", tmp_path / "out",
+                          {"demo_per_class": 3, "test_per_class": 2, "near_duplicate_distance": None})
+    _, rows = read_split(summary["folder"])
+    assert {row["file_name"] for row in rows if row["side"] == "test"} <= {
+        f"test_{n}_{letter}.png" for n in range(4) for letter in "ADGN"}
+    assert {row["labels"][0] for row in rows} == set(get_adapter("fives").all_classes)

@@ -64,6 +64,8 @@ def _describe_lines(info: dict) -> list[str]:
         markers = " + ".join(m.replace("|", " or ") for m in layout["markers"]) or "<class>/"
         origin = f"  [{layout['name']}: {layout['source']}]" if layout["name"] else ""
         lines.append(f"  layout: {markers}{origin}")
+    if info.get("hub_copies"):
+        lines.append(f"  Hub copies: {', '.join(info['hub_copies'])} (a local snapshot as --root, or --source hf:REPO@REV)")
     lines += [f"  default: {note}" for note in info["notes"]]
     if info["dropped_classes"]:
         lines.append(f"  not used by default: {', '.join(info['dropped_classes'])}")

@@ -218,5 +218,6 @@ class LayoutAdapter(Adapter):
 
     def describe(self) -> dict:
         return {**super().describe(), "aliases": list(self.aliases),
+                "hub_copies": [copy.repo for copy in getattr(self, "hub_copies", ())],
                 "layouts": [{"name": lay.name, "markers": list(lay.markers), "source": lay.source}
                             for lay in self.layouts]}
