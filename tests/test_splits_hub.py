@@ -354,3 +354,39 @@ def test_fives_copy_reads_the_label_from_the_image_id(tmp_path):
     assert {row["file_name"] for row in rows if row["side"] == "test"} <= {
         f"test_{n}_{letter}.png" for n in range(4) for letter in "ADGN"}
     assert {row["labels"][0] for row in rows} == set(get_adapter("fives").all_classes)
+
+
+def test_local_dir_snapshot_is_pinned_by_huggingface_hub_download_records(tmp_path):
+    """``hf download --local-dir`` records each file's commit under .cache/huggingface/download/."""
+    from huggingface_hub._local_folder import write_download_metadata
+
+    root = eurosat_copy(tmp_path / "eurosat-rgb", per_split=2)
+    for path in sorted(root.glob("data/*.parquet")):
+        write_download_metadata(root, path.relative_to(root).as_posix(), COMMIT, "etag")
+    warnings = []
+    summary = build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1},
+                          report=warnings.append)
+    assert summary["source"]["commit"] == COMMIT and summary["source"]["pinned"]
+    assert not [w for w in warnings if "not pinned" in w]
+    write_download_metadata(root, "data/test-00000-of-00001.parquet", "f" * 40, "etag")
+    with pytest.raises(UserError, match="downloaded from 2 different commits"):
+        build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1})
+    shutil.rmtree(root / ".cache")
+    build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1},
+                report=warnings.append)
+    assert any("the split is not pinned" in w for w in warnings)
+
+
+def test_export_publishes_the_manifest_but_not_the_images_of_a_non_redistributable_split(tmp_path):
+    from isekai_gen.export.hf import copy_benchmark_splits
+
+    from splits_fixtures import dtd
+
+    out = tmp_path / "build"
+    build_split(get_adapter("dtd"), dtd(tmp_path / "dtd"), out / "benchmarks",
+                {"demo_per_class": 2, "test_per_class": 1, "classes": ["banded", "dotted"]})
+    summaries, _ = copy_benchmark_splits(out, tmp_path / "hf")
+    shared = tmp_path / "hf" / "benchmarks" / "dtd"
+    assert summaries[0]["redistributable"] is False and summaries[0]["images"] == 0
+    assert (shared / "split-manifest.json").read_bytes() == (out / "benchmarks" / "dtd" / "split-manifest.json").read_bytes()
+    assert not (shared / "images").exists()

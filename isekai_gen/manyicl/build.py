@@ -120,6 +120,9 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     root, out_dir = Path(root), Path(out_dir)
     adapter = hub_adapter(adapter, root, source)
     hub = isinstance(adapter, HubAdapter)
+    if hub and adapter.source.commit is None:
+        report(f"{root}: hf:{adapter.copy.repo} snapshot of unknown commit: the split is not pinned "
+               "(use --source hf:REPO@REVISION, or a snapshot from the huggingface_hub cache)")
     materialize = settings.get("materialize", "copy")
     if materialize not in MATERIALIZE_MODES:
         modes = ", ".join(MATERIALIZE_MODES)

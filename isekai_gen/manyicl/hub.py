@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # Output suffix per format PIL finds in the bytes; anything else is re-encoded as PNG.
+# Row groups of image bytes kept in memory (datasets writes 100 images per group: ~30 MB for HAM10000).
+ROW_GROUPS_KEPT = 4
 FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif"}
 
 
@@ -123,7 +125,28 @@ def local_source(root: Path) -> HubSource | None:
         if part.startswith("datasets--") and parts[position + 1] == "snapshots":
             repo = part[len("datasets--"):].replace("--", "/", 1)
             commit = parts[position + 2] if COMMIT.match(parts[position + 2]) else None
+    if commit is None:
+        commit = _local_dir_commit(root)
     return HubSource(root, repo, commit, commit)
+
+
+def _local_dir_commit(root: Path) -> str | None:
+    """The commit ``hf download --local-dir`` recorded for the snapshot's parquet files (None: unknown).
+
+    huggingface_hub keeps ``.cache/huggingface/download/<file>.metadata`` (commit, etag, time) per
+    file and ignores a record older than the file (``_local_folder.read_download_metadata``, used
+    here because the record has no public reader); files of several commits are refused.
+    """
+    from huggingface_hub._local_folder import read_download_metadata
+
+    commits = set()
+    for path in parquet_files(root):
+        record = read_download_metadata(root, path.relative_to(root).as_posix())
+        commits.add(record.commit_hash if record is not None else None)
+    if len(commits - {None}) > 1:
+        raise UserError(f"{root}: parquet files downloaded from {len(commits - {None})} different commits "
+                        f"({', '.join(sorted(c[:12] for c in commits - {None}))}); download one revision")
+    return commits.pop() if len(commits) == 1 else None
 
 
 def _looks_like_snapshot(root: Path) -> bool:
@@ -221,7 +244,7 @@ class HubAdapter(LayoutAdapter):
         self.extra_fields = (*base.extra_fields, "original_id")  # split rows name the copy's image id
         self.folded = 0
         self._row_groups: dict[Path, list[int]] = {}
-        self._loaded: tuple[Path, int, list] | None = None
+        self._loaded: dict[tuple[Path, int], object] = {}   # the last few row groups' image bytes
 
     def source_splits(self, options):
         return self.base.source_splits(options)
@@ -351,10 +374,13 @@ class HubAdapter(LayoutAdapter):
         sizes = self._row_groups[path]
         starts = np.cumsum([0, *sizes])
         group = int(np.searchsorted(starts, index, side="right") - 1)
-        if self._loaded is None or self._loaded[:2] != (path, group):
+        key = (path, group)
+        if key not in self._loaded:
+            if len(self._loaded) >= ROW_GROUPS_KEPT:
+                del self._loaded[next(iter(self._loaded))]
             column = pq.ParquetFile(path).read_row_group(group, columns=[f"{self.copy.image_column}.bytes"])
-            self._loaded = (path, group, column.column(self.copy.image_column).combine_chunks().field("bytes"))
-        data = self._loaded[2][index - int(starts[group])].as_py()
+            self._loaded[key] = column.column(self.copy.image_column).combine_chunks().field("bytes")
+        data = self._loaded[key][index - int(starts[group])].as_py()
         if data is None:
             raise UserError(f"{path}: row {index}: image without bytes (only a path) in hf:{self.copy.repo}")
         return data
