@@ -390,3 +390,30 @@ def test_export_publishes_the_manifest_but_not_the_images_of_a_non_redistributab
     assert summaries[0]["redistributable"] is False and summaries[0]["images"] == 0
     assert (shared / "split-manifest.json").read_bytes() == (out / "benchmarks" / "dtd" / "split-manifest.json").read_bytes()
     assert not (shared / "images").exists()
+
+
+def test_dtd_copy_without_ids_keeps_identical_images_off_both_sides(tmp_path):
+    """tanganke/dtd: image + label only; one photo in both its train and test splits."""
+    from datasets import ClassLabel, Image
+
+    classes = list(get_adapter("dtd").all_classes)
+    features = {"image": Image(), "label": ClassLabel(names=classes)}
+    for split, count in (("train", 4), ("test", 2)):
+        columns = {"image": [], "label": []}
+        for cls in ("banded", "dotted"):
+            for n in range(count):
+                seed = "shared" if (cls, n) == ("banded", 0) else f"{split}{cls}{n}"
+                columns["image"].append({"bytes": image_bytes(seed), "path": f"{cls}_{split}{n:04d}.jpg"})
+                columns["label"].append(classes.index(cls))
+        write_split(tmp_path / "dtd", split, columns, features)
+    warnings = []
+    summary = build_split(get_adapter("dtd"), tmp_path / "dtd", tmp_path / "out",
+                          {"demo_per_class": 3, "test_per_class": 1, "classes": ["banded", "dotted"]},
+                          report=warnings.append)
+    meta, rows = read_split(summary["folder"])
+    assert any("could be any of tanganke/dtd, mcimpoi/dtd_split_1" in w for w in warnings)
+    shas = [row["sha256"] for row in rows]
+    assert len(shas) == len(set(shas))
+    assert meta["content"]["left_out"]["identical"] == 1
+    assert {row["file_name"] for row in rows} <= {f"{c}_{s}{n:04d}.jpg" for c in ("banded", "dotted")
+                                                  for s in ("train", "test") for n in range(4)}

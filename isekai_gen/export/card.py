@@ -211,7 +211,9 @@ def benchmarks_text(benchmarks: list[dict] | None) -> str:
              f"included ({b['images']} files)" if b["redistributable"] else "not included (licence)")
             for b in benchmarks]
     return ("Split files (image ids and one-hot labels) under `benchmarks/<dataset>/`; images only where the "
-            "source licence allows redistribution.\n\n" + _table(("dataset", "licence", "images"), rows))
+            "source licence allows redistribution. The others are rebuilt from your own copy of the dataset with "
+            "`isekai-gen splits build --from-manifest benchmarks/<dataset>/split-manifest.json --root DIR --out OUT` "
+            "(every image checked by sha256).\n\n" + _table(("dataset", "licence", "images"), rows))
 
 
 def smoke_test_warning(manifest_rows: list[dict]) -> str:

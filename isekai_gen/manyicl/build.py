@@ -118,7 +118,7 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     settings = settings or {}
     report = report or log.warning
     root, out_dir = Path(root), Path(out_dir)
-    adapter = hub_adapter(adapter, root, source)
+    adapter = hub_adapter(adapter, root, source, report)
     hub = isinstance(adapter, HubAdapter)
     if hub and adapter.source.commit is None:
         report(f"{root}: hf:{adapter.copy.repo} snapshot of unknown commit: the split is not pinned "

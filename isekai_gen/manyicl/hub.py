@@ -190,7 +190,7 @@ def class_label_names(features_: dict, column: str) -> list[str] | None:
     return None
 
 
-def choose_copy(adapter, source: HubSource, files: list[Path]) -> HubCopy:
+def choose_copy(adapter, source: HubSource, files: list[Path], report=log.warning) -> HubCopy:
     """The declared copy the snapshot is: named by the cache path, else the one whose columns fit."""
     import pyarrow.parquet as pq
 
@@ -207,12 +207,24 @@ def choose_copy(adapter, source: HubSource, files: list[Path]) -> HubCopy:
     columns = set(pq.read_schema(files[0]).names)
     fitting = [c for c in copies if {c.image_column, *c.columns} <= columns
                and all(_split_name(f, c) is not None for f in files)]
+    if len(fitting) > 1 and len({_reading(c, files) for c in fitting}) == 1:
+        # e.g. DTD's tanganke/dtd and mcimpoi/dtd_split_1 with only train/test files: read alike either way.
+        report(f"{source.folder}: could be any of {', '.join(c.repo for c in fitting)} (same columns, labels and "
+               f"splits); recorded as {fitting[0].repo} (pass --source hf:REPO to name it)")
+        return fitting[0]
     if len(fitting) != 1:
         known = "; ".join(f"{c.repo}: {', '.join([c.image_column, *c.columns])}" for c in copies)
         what = "several copies fit" if fitting else "no known copy fits"
         raise UserError(f"{files[0]}: {adapter.title} Hub snapshot: {what} its columns {', '.join(sorted(columns))} "
                         f"(known copies: {known}); pass --source hf:REPO")
     return fitting[0]
+
+
+def _reading(copy: HubCopy, files: list[Path]) -> str:
+    """Everything that decides how ``files`` are read under ``copy`` (two copies alike here read alike)."""
+    splits = {name: copy.splits[name] for name in {_split_name(f, copy) for f in files}}
+    return repr((sorted(copy.labels.items(), key=repr), sorted(splits.items()), sorted(copy.options.items()),
+                 copy.columns, copy.label_from_id, copy.split_prefix))
 
 
 def _split_name(path: Path, copy: HubCopy) -> str | None:
@@ -396,7 +408,7 @@ def output_name(file_name: str, image_format: str | None) -> str:
     return stem + FORMAT_SUFFIXES.get(image_format or "", ".png")
 
 
-def hub_adapter(adapter, root: Path, source: HubSource | None = None):
+def hub_adapter(adapter, root: Path, source: HubSource | None = None, report=log.warning):
     """``adapter`` reading a Hub copy when ``root`` (or ``source``) is a parquet snapshot; else ``adapter``."""
     if isinstance(adapter, HubAdapter):
         return adapter
@@ -406,5 +418,5 @@ def hub_adapter(adapter, root: Path, source: HubSource | None = None):
     files = parquet_files(source.folder)
     if not files:
         raise UserError(f"{source.folder}: no parquet files in the hf:{source.repo} snapshot")
-    copy = choose_copy(adapter, source, files)
+    copy = choose_copy(adapter, source, files, report)
     return HubAdapter(adapter, source, copy, files)
