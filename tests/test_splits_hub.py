@@ -417,3 +417,17 @@ def test_dtd_copy_without_ids_keeps_identical_images_off_both_sides(tmp_path):
     assert meta["content"]["left_out"]["identical"] == 1
     assert {row["file_name"] for row in rows} <= {f"{c}_{s}{n:04d}.jpg" for c in ("banded", "dotted")
                                                   for s in ("train", "test") for n in range(4)}
+
+
+def test_build_all_reads_an_hf_root_of_a_roots_file(tmp_path):
+    cache = tmp_path / "hub"
+    prefilled_cache(cache, "timm/eurosat-rgb", lambda folder: eurosat_copy(folder, per_split=2))
+    roots = tmp_path / "ROOTS.yaml"
+    roots.write_text(f"EuroSAT: hf:timm/eurosat-rgb@{COMMIT}\nfives: hf:tyluan/FIVES@main\n")
+    done = run_cli("splits", "build-all", "--roots", str(roots), "--out", str(tmp_path / "out"),
+                   "--demo-per-class", "2", "--test-per-class", "1",
+                   env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1  # FIVES is not in the cache: that one fails in one line, EuroSAT is built
+    assert "failed: fives: hf:tyluan/FIVES@main: cannot get the snapshot" in done.stderr
+    meta, _ = read_split(tmp_path / "out" / "eurosat")
+    assert meta["source"]["commit"] == COMMIT and meta["source"]["revision"] == COMMIT

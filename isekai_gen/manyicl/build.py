@@ -21,7 +21,7 @@ from ..resources import CONFIG_DIR
 from ..schema import validate
 from ..yamlio import load_yaml
 from .content import ContentRules, ContentScreen
-from .hub import HubAdapter, HubSource, hub_adapter, output_name
+from .hub import HF_PREFIX, HubAdapter, HubSource, download, hub_adapter, output_name, parse_source
 from .manifest import write_manifest
 from .materialize import deviation, place_image, verify_output
 from .recipe import MATERIALIZE_MODES, Adapter, Pool, Recipe
@@ -237,7 +237,9 @@ def load_roots(path: str | Path) -> dict[str, Path]:
     return {name: _relative_to(path.parent, value) for name, value in canonical_names(data, path).items()}
 
 
-def _relative_to(base: Path, value: str) -> Path:
+def _relative_to(base: Path, value: str) -> Path | str:
+    if value.startswith(HF_PREFIX):  # a Hub copy: fetched by build_all
+        return value
     root = Path(value).expanduser()
     return root if root.is_absolute() else base / root
 
@@ -261,8 +263,13 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
     for name in ordered_names(roots):
         merged = {**(settings or {}), **per_dataset.get(name, {})}
         try:
-            summaries[name] = build_split(get_adapter(name), roots[name], out_dir, merged, cache_dir=cache_dir,
-                                          progress=progress, report=report, phash_distance=phash_distance)
+            root, source = roots[name], None
+            if isinstance(root, str) and root.startswith(HF_PREFIX):
+                source = download(*parse_source(root), report or log.warning)
+                root = source.folder
+            summaries[name] = build_split(get_adapter(name), root, out_dir, merged, cache_dir=cache_dir,
+                                          progress=progress, report=report, phash_distance=phash_distance,
+                                          source=source)
         except UserError as exc:
             failures[name] = str(exc)
         except OSError as exc:
