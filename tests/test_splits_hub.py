@@ -431,3 +431,29 @@ def test_build_all_reads_an_hf_root_of_a_roots_file(tmp_path):
     assert "failed: fives: hf:tyluan/FIVES@main: cannot get the snapshot" in done.stderr
     meta, _ = read_split(tmp_path / "out" / "eurosat")
     assert meta["source"]["commit"] == COMMIT and meta["source"]["revision"] == COMMIT
+
+
+def test_ucmerced_labels_from_the_card_when_the_parquet_schema_has_none(tmp_path):
+    """blanchon/UC_Merced: image + label, one train split; a parquet written without the `huggingface`
+    schema metadata takes the ClassLabel names from the card's dataset_info."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    classes = list(get_adapter("ucmerced").all_classes)
+    root = tmp_path / "UC_Merced"
+    (root / "data").mkdir(parents=True)
+    names = "\n".join(f"            '{code}': {name}" for code, name in enumerate(classes))
+    (root / "README.md").write_text(
+        "---\nlicense: unknown\ndataset_info:\n  features:\n  - name: image\n    dtype: image\n  - name: label\n"
+        f"    dtype:\n      class_label:\n        names:\n{names}\n  splits:\n  - name: train\n    num_examples: 42\n"
+        "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n# UC Merced\n")
+    images = [{"bytes": image_bytes(f"{cls}{n}", "TIFF"), "path": f"{cls}{n:02d}.tif"} for cls in classes for n in range(2)]
+    table = pa.table({"image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                      "label": pa.array([code for code in range(len(classes)) for _ in range(2)], pa.int64())})
+    pq.write_table(table, root / "data" / "train-00000-of-00001.parquet")
+    summary = build_split(get_adapter("ucmerced"), root, tmp_path / "out",
+                          {"demo_per_class": 1, "test_per_class": 1, "near_duplicate_distance": None})
+    _, rows = read_split(summary["folder"])
+    assert {row["labels"][0] for row in rows} == set(classes)
+    assert all(row["file_name"].endswith(".tif") for row in rows)
+    assert {row["original_id"] for row in rows} <= {f"{cls}{n:02d}" for cls in classes for n in range(2)}

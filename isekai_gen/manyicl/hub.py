@@ -190,6 +190,28 @@ def class_label_names(features_: dict, column: str) -> list[str] | None:
     return None
 
 
+def card_class_names(root: Path, column: str) -> list[str] | None:
+    """ClassLabel names of ``column`` from the card's ``dataset_info`` (README.md front matter), as
+    the Hub writes it: ``features: [{name, dtype: {class_label: {names: {'0': ..., '1': ...}}}}]``."""
+    from ..yamlio import loads
+
+    readme = Path(root) / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    front = loads(text[3:].split("\n---", 1)[0], str(readme)) or {}
+    infos = front.get("dataset_info") if isinstance(front, dict) else None
+    for info in infos if isinstance(infos, list) else [infos]:
+        for feature in (info or {}).get("features") or []:
+            dtype = feature.get("dtype") if isinstance(feature, dict) else None
+            if feature.get("name") == column and isinstance(dtype, dict) and "class_label" in dtype:
+                names = dtype["class_label"].get("names") or {}
+                return [names[key] for key in sorted(names, key=int)] if isinstance(names, dict) else list(names)
+    return None
+
+
 def choose_copy(adapter, source: HubSource, files: list[Path], report=log.warning) -> HubCopy:
     """The declared copy the snapshot is: named by the cache path, else the one whose columns fit."""
     import pyarrow.parquet as pq
@@ -232,7 +254,7 @@ def _split_name(path: Path, copy: HubCopy) -> str | None:
     return next((name for name in (stem, path.parent.name) if name in copy.splits), None)
 
 
-def split_of(path: Path, root: Path, copy: HubCopy) -> str:
+def split_of(path: Path, copy: HubCopy) -> str:
     """The copy split a parquet file holds: ``<split>-NNNNN-of-NNNNN.parquet`` or ``<split>/NNNN.parquet``."""
     name = _split_name(path, copy)
     if name is not None:
@@ -281,7 +303,7 @@ class HubAdapter(LayoutAdapter):
     def read(self, root: Path, recipe: Recipe) -> Pool:
         import pandas as pd
 
-        frames = [self._read_file(path, recipe) for path in self.files]
+        frames = [self._read_file(path) for path in self.files]
         frame = pd.concat(frames, ignore_index=True)
         frame = self._fold(frame)
         pool = Pool.from_class_names(frame, "label", recipe)
@@ -291,11 +313,11 @@ class HubAdapter(LayoutAdapter):
     def _source_text(self) -> str:
         return f"hf:{self.copy.repo}@{self.source.commit or 'unpinned'}"
 
-    def _read_file(self, path: Path, recipe: Recipe):
+    def _read_file(self, path: Path):
         import pandas as pd
         import pyarrow.parquet as pq
 
-        copy, split = self.copy, split_of(path, self.source.folder, self.copy)
+        copy, split = self.copy, split_of(path, self.copy)
         handle = pq.ParquetFile(path)
         names = set(handle.schema_arrow.names)
         missing = [c for c in [copy.image_column, *copy.columns] if c not in names]
@@ -303,13 +325,14 @@ class HubAdapter(LayoutAdapter):
             raise UserError(f"{path}: missing column(s) {', '.join(missing)} of hf:{copy.repo} "
                             f"(columns: {', '.join(sorted(names))})")
         self._row_groups[path] = [handle.metadata.row_group(i).num_rows for i in range(handle.num_row_groups)]
-        table = handle.read(columns=[*copy.columns, f"{copy.image_column}.path"])
+        table = handle.read(columns=[*copy.columns, *([] if copy.id_column else [f"{copy.image_column}.path"])])
         count = table.num_rows
         relative = path.relative_to(self.root).as_posix()
-        image_paths = table.column(copy.image_column).combine_chunks().field("path").to_pylist()
-        # No id column: the struct's path (datasets keeps the file's base name), else file and row.
-        ids = (table.column(copy.id_column).to_pylist() if copy.id_column
-               else [Path(p).name if p else f"{path.stem}-{i}" for i, p in enumerate(image_paths)])
+        if copy.id_column:
+            ids = table.column(copy.id_column).to_pylist()
+        else:  # the struct's path (datasets keeps the file's base name), else the file and row
+            image_paths = table.column(copy.image_column).combine_chunks().field("path").to_pylist()
+            ids = [Path(p).name if p else f"{path.stem}-{i}" for i, p in enumerate(image_paths)]
         ids = [str(Path(str(value)).with_suffix("")) if "." in str(value) else str(value) for value in ids]
         labels = self._labels(path, table, ids)
         if copy.split_column:
@@ -322,7 +345,6 @@ class HubAdapter(LayoutAdapter):
             "file_name": [f"{i.rpartition('/')[2]}.img" for i in ids],   # the suffix is set from the bytes (``output_name``)
             "source_path": [f"{relative}#{row}" for row in range(count)],
             "source_split": source_split, "group": groups, "label": labels, "original_id": ids,
-            "copy_split": split,
         })
 
     def _labels(self, path: Path, table, ids: list[str]) -> list[str]:
@@ -333,6 +355,8 @@ class HubAdapter(LayoutAdapter):
         else:
             raw = table.column(copy.label_column).to_pylist()
             names = class_label_names(features(path), copy.label_column)
+            if names is None and any(isinstance(v, int) for v in raw):
+                names = card_class_names(self.root, copy.label_column)
             if names is not None:
                 raw = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in raw]
                 unmapped = [n for n in names if n not in copy.labels]
@@ -351,7 +375,7 @@ class HubAdapter(LayoutAdapter):
     def _fold(self, frame):
         """One row per original id: the same image in several of the copy's splits counts once."""
         if not (self.copy.id_column or self.copy.label_from_id):
-            return frame.drop(columns=["copy_split"])
+            return frame
         repeated = frame.duplicated("original_id", keep="first")
         if repeated.any():
             labels = frame.groupby("original_id")["label"].nunique()
@@ -361,7 +385,7 @@ class HubAdapter(LayoutAdapter):
                                 f"different rows ({len(conflicting)} such images)")
             self.folded = int(repeated.sum())
             log.info("%s: %d rows repeat an image id of another row (folded)", self.copy.repo, self.folded)
-        return frame.loc[~repeated.to_numpy()].drop(columns=["copy_split"]).reset_index(drop=True)
+        return frame.loc[~repeated.to_numpy()].reset_index(drop=True)
 
     # --- image bytes --------------------------------------------------------------------------
 
