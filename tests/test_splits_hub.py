@@ -274,7 +274,7 @@ def test_manifest_of_a_hub_split_rebuilds_from_a_second_snapshot(tmp_path):
     again = materialize_manifest(manifest_path, second, tmp_path / "rebuilt")
     assert csv_bytes(Path(again["folder"])) == csv_bytes(Path(summary["folder"]))
     missing = json.loads(manifest_path.read_text())
-    missing["rows"][0]["original_id"] = "Forest_nowhere"
+    missing["rows"][0].update(original_id="Forest_nowhere", file_name="Forest_nowhere.jpg")
     (tmp_path / "edited.json").write_text(json.dumps(missing))
     with pytest.raises(UserError, match=r"1 of \d+ images missing or different in this copy; first: 'Forest_nowhere'"):
         materialize_manifest(tmp_path / "edited.json", second, tmp_path / "x")
@@ -457,3 +457,20 @@ def test_ucmerced_labels_from_the_card_when_the_parquet_schema_has_none(tmp_path
     assert {row["labels"][0] for row in rows} == set(classes)
     assert all(row["file_name"].endswith(".tif") for row in rows)
     assert {row["original_id"] for row in rows} <= {f"{cls}{n:02d}" for cls in classes for n in range(2)}
+
+
+def test_manifest_of_a_native_split_rebuilds_from_a_hub_copy_of_the_same_images(tmp_path):
+    from datasets import ClassLabel, Image, Value
+
+    native = eurosat(tmp_path / "native", per_class=4, folder="EuroSAT_RGB")
+    summary = build_split(get_adapter("eurosat"), native, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1})
+    features = {"image": Image(), "label": ClassLabel(names=list(EUROSAT_CLASSES)), "image_id": Value("string")}
+    columns = {key: [] for key in features}
+    for path in sorted((native / "EuroSAT_RGB").glob("*/*.jpg")):
+        columns["image"].append({"bytes": path.read_bytes(), "path": None})
+        columns["label"].append(EUROSAT_CLASSES.index(path.parent.name))
+        columns["image_id"].append(path.stem)
+    write_split(tmp_path / "hub", "train", columns, features)
+    again = materialize_manifest(Path(summary["folder"]) / "split-manifest.json", tmp_path / "hub", tmp_path / "re")
+    assert csv_bytes(Path(again["folder"])) == csv_bytes(Path(summary["folder"]))
+    assert again["source"]["repo"] == "timm/eurosat-rgb"

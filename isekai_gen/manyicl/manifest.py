@@ -40,6 +40,18 @@ def original_id(row: dict, layouts: list[dict]) -> str:
     return path
 
 
+def _index(records: list[dict], layouts: list[dict], hub: bool) -> dict[str, int]:
+    """Pool position by every name an item goes by: its original id, then (a layout) its output
+    name, which is unique in a pool, or (a Hub copy) its image id, which is the original's stem for
+    most copies. So a manifest made from one layout (or a Hub copy) finds its items in another;
+    the sha256 check decides whether they are the same images."""
+    index: dict[str, int] = {}
+    for position, record in enumerate(records):
+        index.setdefault(original_id(record, layouts), position)
+        index.setdefault(record["original_id"].rpartition("/")[2] if hub else record["file_name"], position)
+    return index
+
+
 def manifest_of(meta: dict, rows: list[dict]) -> dict:
     layouts = meta.get("layouts") or []
     source = meta.get("source") or {"kind": "layout"}
@@ -104,13 +116,14 @@ def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: s
     cache_dir = Path(cache_dir or out_dir / build.CACHE_FOLDER) / adapter.name
     pool = adapter.read(root, recipe)
     records = pool.frame.to_dict("records")
-    by_id = {original_id(record, pool.layouts): position for position, record in enumerate(records)}
+    by_id = _index(records, pool.layouts, isinstance(adapter, HubAdapter))
 
     problems, rows = [], []
     from tqdm import tqdm
 
     for wanted in tqdm(manifest["rows"], desc=f"{adapter.name} verify", unit="img", disable=not progress):
-        position = by_id.get(wanted["original_id"])
+        keys = (wanted["original_id"], wanted["file_name"], Path(wanted["file_name"]).stem)
+        position = next((by_id[key] for key in keys if key in by_id), None)
         if position is None:
             problems.append(f"{wanted['original_id']!r} (for {wanted['file_name']}) is not in {root}")
             continue
