@@ -232,8 +232,9 @@ def test_source_hf_reads_the_offline_cache_and_records_the_commit(tmp_path):
     unpinned = run_cli(*common, "--source", "hf:timm/oxford-iiit-pet", "--out", str(tmp_path / "b"), env=env)
     assert unpinned.returncode == 0 and "the split is not pinned" in unpinned.stderr
     assert csv_bytes(tmp_path / "a" / "oxford_pets") == csv_bytes(tmp_path / "b" / "oxford_pets")
-    missing = run_cli(*common, "--source", "hf:timm/not-cached@main", "--out", str(tmp_path / "c"), env=env)
-    assert missing.returncode == 1 and missing.stderr.startswith("error: hf:timm/not-cached@main: cannot get")
+    missing = run_cli("splits", "build", "--dataset", "eurosat", "--source", "hf:timm/eurosat-rgb@main",
+                      "--out", str(tmp_path / "c"), env=env)  # a known copy that is not in the cache
+    assert missing.returncode == 1 and missing.stderr.startswith("error: hf:timm/eurosat-rgb@main: cannot get")
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
@@ -474,3 +475,11 @@ def test_manifest_of_a_native_split_rebuilds_from_a_hub_copy_of_the_same_images(
     again = materialize_manifest(Path(summary["folder"]) / "split-manifest.json", tmp_path / "hub", tmp_path / "re")
     assert csv_bytes(Path(again["folder"])) == csv_bytes(Path(summary["folder"]))
     assert again["source"]["repo"] == "timm/eurosat-rgb"
+
+
+def test_source_of_an_unknown_repo_is_refused_before_fetching(tmp_path):
+    done = run_cli("splits", "build", "--dataset", "eurosat", "--source", "hf:someone/eurosat-copy@main",
+                   "--out", str(tmp_path / "out"), env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1
+    assert done.stderr == ("error: hf:someone/eurosat-copy is not a known Hub copy of EuroSAT "
+                           "(known: timm/eurosat-rgb, blanchon/EuroSAT_RGB)\n")

@@ -148,19 +148,32 @@ def build_command(dataset, root, source, manifest, out, seed, demo_per_class, te
     from isekai_gen.splits import get_adapter
 
     from ..manyicl import build_split
-    from ..manyicl.hub import download, parse_source
+    from ..manyicl.hub import download, known_copy, parse_source
+    from ..manyicl.manifest import materialize_manifest, read_manifest
 
     if (root is None) == (source is None):
         raise click.UsageError("give exactly one of --root and --source")
-    hub_source = None
-    if source is not None:
-        hub_source = download(*parse_source(source), _warn)
-        root = hub_source.folder
     if manifest is not None:
-        _from_manifest(manifest, dataset, root, hub_source, out, materialize, progress, wait)
-        return
+        wanted = read_manifest(manifest)["dataset"]
+        if dataset is not None and get_adapter(dataset).name != wanted:
+            raise UserError(f"{manifest}: a {wanted} split, not {get_adapter(dataset).name}")
+        dataset = wanted
     if dataset is None:
         raise click.UsageError("--dataset is required (unless --from-manifest)")
+    hub_source = None
+    if source is not None:
+        repo, revision = parse_source(source)
+        known_copy(get_adapter(dataset), repo)  # before fetching gigabytes of the wrong repo
+        hub_source = download(repo, revision, _warn)
+        root = hub_source.folder
+    if manifest is not None:
+        with writer_lock(out, wait):
+            summary = materialize_manifest(manifest, root, out, materialize=materialize, source=hub_source,
+                                           progress=progress)
+        click.echo(f"{summary['dataset']}: {summary['totals']['demo']} demo, {summary['totals']['test']} test -> "
+                   f"{summary['folder']} ({summary['fingerprint'][:19]}); all {summary['verified']} images verified "
+                   f"against {Path(manifest).name}")
+        return
     settings = _settings(seed, demo_per_class, test_per_class, materialize, verify_images, bad_images, multi_label,
                          near_duplicate_distance, exclude_near_duplicates)
     if classes is not None:
@@ -171,21 +184,6 @@ def build_command(dataset, root, source, manifest, out, seed, demo_per_class, te
         _report(build_split(get_adapter(dataset), root, out, settings, progress=progress, report=_warn,
                             source=hub_source))
 
-
-def _from_manifest(manifest, dataset, root, hub_source, out, materialize, progress, wait) -> None:
-    from isekai_gen.splits import get_adapter
-
-    from ..manyicl.manifest import materialize_manifest, read_manifest
-
-    wanted = read_manifest(manifest)["dataset"]
-    if dataset is not None and get_adapter(dataset).name != wanted:
-        raise UserError(f"{manifest}: a {wanted} split, not {get_adapter(dataset).name}")
-    with writer_lock(out, wait):
-        summary = materialize_manifest(manifest, root, out, materialize=materialize, source=hub_source,
-                                       progress=progress)
-    click.echo(f"{summary['dataset']}: {summary['totals']['demo']} demo, {summary['totals']['test']} test -> "
-               f"{summary['folder']} ({summary['fingerprint'][:19]}); all {summary['verified']} images verified "
-               f"against {Path(manifest).name}")
 
 
 @command.command("manifest")

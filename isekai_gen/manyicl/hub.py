@@ -212,6 +212,16 @@ def card_class_names(root: Path, column: str) -> list[str] | None:
     return None
 
 
+def known_copy(adapter, repo: str) -> HubCopy:
+    """The declared copy ``repo`` is, or a one-line refusal naming the known ones."""
+    copies = tuple(getattr(adapter, "hub_copies", ()))
+    named = [c for c in copies if c.repo.lower() == repo.lower()]
+    if not named:
+        known = ", ".join(c.repo for c in copies) or "none"
+        raise UserError(f"hf:{repo} is not a known Hub copy of {adapter.title} (known: {known})")
+    return named[0]
+
+
 def choose_copy(adapter, source: HubSource, files: list[Path], report=log.warning) -> HubCopy:
     """The declared copy the snapshot is: named by the cache path, else the one whose columns fit."""
     import pyarrow.parquet as pq
@@ -220,12 +230,10 @@ def choose_copy(adapter, source: HubSource, files: list[Path], report=log.warnin
     if not copies:
         raise UserError(f"{source.folder}: {adapter.title} has no known Hub copy (parquet snapshot given)")
     if source.repo is not None:
-        named = [c for c in copies if c.repo.lower() == source.repo.lower()]
-        if not named:
-            known = ", ".join(c.repo for c in copies)
-            raise UserError(f"{source.folder}: hf:{source.repo} is not a known Hub copy of {adapter.title} "
-                            f"(known: {known})")
-        return named[0]
+        try:
+            return known_copy(adapter, source.repo)
+        except UserError as exc:
+            raise UserError(f"{source.folder}: {exc}") from None
     columns = set(pq.read_schema(files[0]).names)
     fitting = [c for c in copies if {c.image_column, *c.columns} <= columns
                and all(_split_name(f, c) is not None for f in files)]
