@@ -483,3 +483,12 @@ def test_source_of_an_unknown_repo_is_refused_before_fetching(tmp_path):
     assert done.returncode == 1
     assert done.stderr == ("error: hf:someone/eurosat-copy is not a known Hub copy of EuroSAT "
                            "(known: timm/eurosat-rgb, blanchon/EuroSAT_RGB)\n")
+
+
+def test_a_row_group_of_absurd_image_bytes_is_refused_unread(tmp_path, monkeypatch):
+    from isekai_gen.manyicl import hub
+
+    root = eurosat_copy(tmp_path / "copy", per_split=2)
+    monkeypatch.setattr(hub, "ROW_GROUP_READ_LIMIT", 100)  # the 8x8 JPEGs of a row group are > 100 bytes
+    with pytest.raises(UserError, match=r"row group 0 holds .* of image bytes \(limit 100 B\); not read"):
+        build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1})

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import human_size
 from ..paths import contained
 from .layouts import LayoutAdapter
 from .recipe import Pool, Recipe
@@ -36,8 +37,10 @@ log = logging.getLogger(__name__)
 HF_PREFIX = "hf:"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # Output suffix per format PIL finds in the bytes; anything else is re-encoded as PNG.
-# Row groups of image bytes kept in memory (datasets writes 100 images per group: ~30 MB for HAM10000).
-ROW_GROUPS_KEPT = 4
+# Image bytes of recent row groups kept in memory (datasets writes 100 images per group: ~30 MB for
+# HAM10000); a row group whose image bytes exceed the read limit is refused unread (issue 25).
+KEPT_BYTES = 256 * 1024 * 1024
+ROW_GROUP_READ_LIMIT = 1024 * 1024 * 1024
 FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif"}
 
 
@@ -286,7 +289,8 @@ class HubAdapter(LayoutAdapter):
         self.extra_fields = (*base.extra_fields, "original_id")  # split rows name the copy's image id
         self.folded = 0
         self._row_groups: dict[Path, list[int]] = {}
-        self._loaded: dict[tuple[Path, int], object] = {}   # the last few row groups' image bytes
+        self._loaded: dict[tuple[Path, int], object] = {}   # recent row groups' image bytes (KEPT_BYTES)
+        self._kept: dict[tuple[Path, int], int] = {}
 
     def source_splits(self, options):
         return self.base.source_splits(options)
@@ -334,7 +338,8 @@ class HubAdapter(LayoutAdapter):
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)} of hf:{copy.repo} "
                             f"(columns: {', '.join(sorted(names))})")
-        self._row_groups[path] = [handle.metadata.row_group(i).num_rows for i in range(handle.num_row_groups)]
+        self._row_groups[path] = [_image_bytes_size(handle.metadata.row_group(i), f"{copy.image_column}.bytes")
+                                  for i in range(handle.num_row_groups)]
         table = handle.read(columns=[*copy.columns, *([] if copy.id_column else [f"{copy.image_column}.path"])])
         count = table.num_rows
         relative = path.relative_to(self.root).as_posix()
@@ -427,15 +432,20 @@ class HubAdapter(LayoutAdapter):
     def _image_bytes(self, path: Path, index: int) -> bytes:
         import pyarrow.parquet as pq
 
-        sizes = self._row_groups[path]
-        starts = np.cumsum([0, *sizes])
+        groups = self._row_groups[path]
+        starts = np.cumsum([0, *(rows for rows, _ in groups)])
         group = int(np.searchsorted(starts, index, side="right") - 1)
-        key = (path, group)
+        key, size = (path, group), groups[group][1]
         if key not in self._loaded:
-            if len(self._loaded) >= ROW_GROUPS_KEPT:
-                del self._loaded[next(iter(self._loaded))]
+            if size > ROW_GROUP_READ_LIMIT:
+                raise UserError(f"{path}: row group {group} holds {human_size(size)} of image bytes (limit "
+                                f"{human_size(ROW_GROUP_READ_LIMIT)}); not read")
+            while self._loaded and sum(self._kept.values()) + size > KEPT_BYTES:
+                oldest = next(iter(self._loaded))
+                del self._loaded[oldest], self._kept[oldest]
             column = pq.ParquetFile(path).read_row_group(group, columns=[f"{self.copy.image_column}.bytes"])
             self._loaded[key] = column.column(self.copy.image_column).combine_chunks().field("bytes")
+            self._kept[key] = size
         data = self._loaded[key][index - int(starts[group])].as_py()
         if data is None:
             raise UserError(f"{path}: row {index}: image without bytes (only a path) in hf:{self.copy.repo}")
@@ -444,6 +454,15 @@ class HubAdapter(LayoutAdapter):
     def source_file(self, root: Path, source_path: str) -> Path:
         return contained(root, source_path.rpartition("#")[0] or source_path, what="parquet file",
                          source=f"hf:{self.copy.repo} snapshot {root}")
+
+
+def _image_bytes_size(row_group, column_path: str) -> tuple[int, int]:
+    """(rows, uncompressed bytes of the image bytes column) of one row group, from the footer."""
+    for position in range(row_group.num_columns):
+        chunk = row_group.column(position)
+        if chunk.path_in_schema == column_path:
+            return row_group.num_rows, chunk.total_uncompressed_size
+    return row_group.num_rows, 0
 
 
 def _numbers(count: int):
