@@ -148,7 +148,8 @@ def build_command(dataset, root, source, manifest, out, seed, demo_per_class, te
     from isekai_gen.splits import get_adapter
 
     from ..manyicl import build_split
-    from ..manyicl.hub import download, known_copy, parse_source
+    from ..manyicl.hub import known_copy
+    from ..manyicl.hub_snapshot import download, parse_source
     from ..manyicl.manifest import materialize_manifest, read_manifest
 
     if (root is None) == (source is None):

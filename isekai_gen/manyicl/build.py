@@ -21,7 +21,8 @@ from ..resources import CONFIG_DIR
 from ..schema import validate
 from ..yamlio import load_yaml
 from .content import ContentRules, ContentScreen
-from .hub import HF_PREFIX, HubAdapter, HubSource, download, hub_adapter, output_name, parse_source
+from .hub import HubAdapter, hub_adapter, output_name
+from .hub_snapshot import HF_PREFIX, HubSource, download, parse_source
 from .manifest import write_manifest
 from .materialize import deviation, place_image, verify_output
 from .recipe import MATERIALIZE_MODES, Adapter, Pool, Recipe
