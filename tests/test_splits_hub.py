@@ -492,3 +492,15 @@ def test_a_row_group_of_absurd_image_bytes_is_refused_unread(tmp_path, monkeypat
     monkeypatch.setattr(hub, "ROW_GROUP_READ_LIMIT", 100)  # the 8x8 JPEGs of a row group are > 100 bytes
     with pytest.raises(UserError, match=r"row group 0 holds .* of image bytes \(limit 100 B\); not read"):
         build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1})
+
+
+def test_parquet_converter_layout_is_a_snapshot(tmp_path):
+    """The Hub's refs/convert/parquet branch: default/<split>/0000.parquet, no card."""
+    copy = eurosat_copy(tmp_path / "copy", per_split=2)
+    root = tmp_path / "converted"
+    for path in sorted(copy.glob("data/*.parquet")):
+        target = root / "default" / path.name.split("-", 1)[0] / "0000.parquet"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(path, target)
+    summary = build_split(get_adapter("eurosat"), root, tmp_path / "out", {"demo_per_class": 2, "test_per_class": 1})
+    assert summary["source"]["repo"] == "timm/eurosat-rgb" and summary["totals"] == {"demo": 20, "test": 10}

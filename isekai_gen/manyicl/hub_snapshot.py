@@ -99,13 +99,14 @@ def _local_dir_commit(root: Path) -> str | None:
 
 
 def _looks_like_snapshot(root: Path) -> bool:
-    """Parquet in the root, in ``data/`` or in ``<config>/<split>/`` (never a walk of a native image tree)."""
+    """Parquet in the root, in ``data/``, in the parquet converter's ``default/<split>/`` (the Hub's
+    ``refs/convert/parquet`` branch), or, beside a card, in ``<config>/<split>/``; never a walk of a
+    native image tree."""
     if not root.is_dir():
         return False
-    if any(root.glob("*.parquet")) or any((root / "data").glob("*.parquet")):
+    if any(root.glob("*.parquet")) or any((root / "data").glob("*.parquet")) or any(root.glob("default/*/*.parquet")):
         return True
-    readme = root / "README.md"
-    return readme.is_file() and any(root.glob("*/*/*.parquet"))
+    return (root / "README.md").is_file() and any(root.glob("*/*/*.parquet"))
 
 
 def parquet_files(root: Path) -> list[Path]:
