@@ -391,6 +391,11 @@ def test_export_publishes_the_manifest_but_not_the_images_of_a_non_redistributab
     assert summaries[0]["redistributable"] is False and summaries[0]["images"] == 0
     assert (shared / "split-manifest.json").read_bytes() == (out / "benchmarks" / "dtd" / "split-manifest.json").read_bytes()
     assert not (shared / "images").exists()
+    from isekai_gen.manyicl.manifest import manifest_only_notes
+
+    assert manifest_only_notes(tmp_path / "hf") == [
+        "benchmarks/dtd: images not published (licence: DTD terms: research use only (images collected from Flickr)); "
+        "its split-manifest.json rebuilds it from a user's own copy (isekai-gen splits build --from-manifest)"]
 
 
 def test_dtd_copy_without_ids_keeps_identical_images_off_both_sides(tmp_path):

@@ -46,6 +46,10 @@ def command(export_dir: Path, repo_id: str, private: bool, revision: str | None,
                f"to dataset {repo_id}:")
     for path, size in result["files"]:
         click.echo(f"  {size:>12,d}  {path}")
+    from isekai_gen.manyicl.manifest import manifest_only_notes
+
+    for line in manifest_only_notes(result["folder"]):  # splits whose licence forbids sharing the images
+        click.echo(line)
     if dry_run:
         click.echo(result["validation"])
     else:

@@ -160,3 +160,18 @@ def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: s
     return {"dataset": adapter.name, "folder": str(out_dir / adapter.name), "totals": meta["totals"],
             "fingerprint": meta["fingerprint"], "layouts": pool.layouts, "source": meta.get("source"),
             "verified": len(rows), "images": dict(Counter(row["image"]["action"] for row in rows))}
+
+
+def manifest_only_notes(hf_folder: str | Path) -> list[str]:
+    """One line per benchmark split of a Hugging Face export folder shared without its images (its
+    licence forbids redistribution): what ``publish`` says about them."""
+    lines = []
+    for split_json in sorted(Path(hf_folder).glob("benchmarks/*/split.json")):
+        recipe = read_json(split_json).get("recipe") or {}
+        folder = split_json.parent
+        if recipe.get("redistributable") is False:
+            how = ("its split-manifest.json rebuilds it from a user's own copy (isekai-gen splits build "
+                   "--from-manifest)" if (folder / MANIFEST_NAME).is_file() else "no split manifest: rebuild the split")
+            lines.append(f"benchmarks/{folder.name}: images not published (licence: {recipe.get('license') or 'unknown'}); "
+                         f"{how}")
+    return lines
