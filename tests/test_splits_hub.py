@@ -294,6 +294,10 @@ def test_cli_from_manifest_and_export_copies_the_manifest(tmp_path):
                     "--out", str(tmp_path / "p"))
     assert again.returncode == 0 and "images verified" in again.stdout, again.stderr
     assert csv_bytes(tmp_path / "p" / "eurosat") == csv_bytes(folder)
+    written = (folder / "split-manifest.json").read_bytes()
+    (folder / "split-manifest.json").unlink()
+    rewritten = run_cli("splits", "manifest", str(folder))
+    assert rewritten.returncode == 0 and (folder / "split-manifest.json").read_bytes() == written
 
 
 # --- bounded memory ----------------------------------------------------------------------------
