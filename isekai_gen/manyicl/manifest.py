@@ -97,6 +97,8 @@ def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: s
     ``source``: a ``hub.HubSource`` (``--source hf:...``). Returns the summary ``build_split``
     returns. Every image is verified by sha256 before anything is written.
     """
+    from tqdm import tqdm
+
     from isekai_gen.splits import get_adapter
 
     from . import build
@@ -119,8 +121,6 @@ def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: s
     by_id = _index(records, pool.layouts, isinstance(adapter, HubAdapter))
 
     problems, rows = [], []
-    from tqdm import tqdm
-
     for wanted in tqdm(manifest["rows"], desc=f"{adapter.name} verify", unit="img", disable=not progress):
         keys = (wanted["original_id"], wanted["file_name"], Path(wanted["file_name"]).stem)
         position = next((by_id[key] for key in keys if key in by_id), None)
