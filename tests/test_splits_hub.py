@@ -247,7 +247,7 @@ def test_manifest_round_trip_on_a_second_copy_and_one_altered_image_refused(tmp_
     manifest_path = Path(summary["folder"]) / "split-manifest.json"
     manifest = read_manifest(manifest_path)
     assert manifest["source"]["kind"] == "layout" and "2750/" not in manifest["rows"][0]["original_id"]
-    assert "/work/" not in manifest_path.read_text() and str(tmp_path) not in manifest_path.read_text()
+    assert str(tmp_path) not in manifest_path.read_text()  # no absolute path of this machine
     # Someone else's copy: the Zenodo zip layout inside a wrapper folder, same bytes.
     theirs = tmp_path / "theirs" / "downloads"
     shutil.copytree(first / "2750", theirs / "EuroSAT_RGB")
