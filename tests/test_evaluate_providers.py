@@ -29,7 +29,7 @@ from isekai_gen.evaluate.images import encode_image  # noqa: E402
 from isekai_gen.evaluate.providers import get_provider  # noqa: E402
 from isekai_gen.evaluate.providers import anthropic as anthropic_provider  # noqa: E402
 from isekai_gen.evaluate.providers import gemini as gemini_provider  # noqa: E402
-from isekai_gen.evaluate.providers.base import (EvalRequest, Limits, Part, PermanentError,  # noqa: E402
+from isekai_gen.evaluate.providers.base import (BatchFormat, EvalRequest, Limits, Part, PermanentError,  # noqa: E402
                                                 Reply, TransientError, Turn)
 from isekai_gen.evaluate.providers.retry_after import retry_after_seconds  # noqa: E402
 from provider_sdk_double import CLAUDE_MESSAGE, GEMINI_RESPONSE, ProviderDouble  # noqa: E402
@@ -248,8 +248,8 @@ def test_request_files_round_trip_and_split(tmp_path, monkeypatch, images, name)
         pytest.importorskip("openai")
     provider = get_provider(PROVIDER_SPECS[name])
     requests = [make_request(images, key=f"{i:064x}", model=PROVIDER_SPECS[name].partition(":")[2]) for i in range(5)]
-    monkeypatch.setitem(batch.FORMATS, name, batch.BatchFormat(batch.FORMATS[name].id_field, 2, None,
-                                                               batch.FORMATS[name].id_pattern))
+    fmt = provider.batch_format
+    monkeypatch.setattr(provider, "batch_format", BatchFormat(fmt.id_field, 2, None, fmt.id_pattern))
     paths = batch.write_request_files(provider, requests + requests[:1], tmp_path)   # a duplicate key goes once
     assert [p.name for p in paths] == [f"{name}-requests-0000{i}.jsonl" for i in range(3)]
     lines = [json.loads(line) for p in paths for line in p.read_text().splitlines()]
@@ -276,7 +276,7 @@ def test_a_request_over_the_batch_limit_leaves_the_folder_as_it_was(tmp_path, mo
     first = batch.write_request_files(provider, requests, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     line_bytes = len(first[0].read_bytes()) // 3
-    monkeypatch.setitem(batch.FORMATS, "anthropic", batch.BatchFormat("custom_id", None, line_bytes - 10))
+    monkeypatch.setattr(provider, "batch_format", BatchFormat("custom_id", None, line_bytes - 10))
     with pytest.raises(UserError, match=r"cell shots-1_batch-1: one anthropic batch request is \d+ bytes"):
         batch.write_request_files(provider, requests[:1], tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # no staging folder left either
