@@ -44,12 +44,13 @@ class OpenAIDouble:
 
     def __init__(self, truth: dict[str, str], wrong: dict[str, str] | None = None, *, latency_s: float = 0.0,
                  faults=(), timeout_sleep_s: float = 2.0, abstain: set[str] | None = None,
-                 usage: tuple[int, int] | None = (100, 10)):
+                 usage: tuple[int, int] | None = (100, 10), models: list[str] | None = None):
         self.truth, self.wrong = truth, dict(wrong or {})
         self.latency_s, self.timeout_sleep_s = latency_s, timeout_sleep_s
         self.faults = collections.deque(faults)
         self.abstain = set(abstain or ())     # query images answered without an Answer Choice line
         self.usage = usage                    # (prompt_tokens, completion_tokens) per reply; None: no usage
+        self.models = models                  # GET /v1/models lists these; None: 404, as servers without a list
         self.bodies: list[dict] = []
         self.counts: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
@@ -97,6 +98,12 @@ class OpenAIDouble:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models") and double.models is not None:
+                    data = [{"id": name, "object": "model", "created": 0, "owned_by": "double"} for name in double.models]
+                    return self._send(200, json.dumps({"object": "list", "data": data}).encode())
+                self._send(404, b'{"error": {"message": "not found"}}')
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
