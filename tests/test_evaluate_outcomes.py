@@ -172,3 +172,59 @@ def test_fallback_extractor_is_reported_beside_the_strict_score(tmp_path, split)
     assert cell["unparsed_queries"] == 1 and cell["value"] == pytest.approx(100 * 11 / 12)
     assert cell["fallback_value"] is not None and cell["fallback_recovered"] == 0   # the abstention names no class
     assert (tmp_path / "run" / "cells" / "shots-0_batch-1" / "predictions.fallback.jsonl").exists()
+
+
+def test_a_hung_server_stops_after_consecutive_timeouts(tmp_path, split):
+    root, truth = split
+    with OpenAIDouble(truth, latency_s=3.0) as double:
+        started = time.monotonic()
+        out = evaluate("--truth", root, "--model", "openai:m", "--endpoint", double.base_url, "--shots", "0",
+                       "--out", tmp_path / "run", "--timeout", 0.2, "--config", fast(tmp_path), expect=1)
+        assert time.monotonic() - started < 30
+    assert "stopped early: consecutive connection failures (APITimeoutError" in out
+    assert "12 of 12 requests unanswered" in out
+
+
+def test_batch_estimates_are_at_the_batch_price(tmp_path, split):
+    root, _ = split
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("date: '2025-06-01'\nbatch_discount: 0.5\nmodels:\n  openai:\n    m: {input: 1.0, output: 1.0}\n")
+    args = ["--truth", root, "--model", "openai:m", "--endpoint", "http://127.0.0.1:9/v1", "--shots", "1",
+            "--price-table", prices, "--dry-run"]
+    live = evaluate(*args, "--out", tmp_path / "live")
+    batch = evaluate(*args, "--out", tmp_path / "batch", "--batch")
+    dollars = [float(line.rsplit("$", 1)[1]) for text in (live, batch) for line in text.splitlines()
+               if line.startswith("estimate for the whole grid")]
+    assert dollars[1] == pytest.approx(dollars[0] / 2, rel=1e-3)
+    assert "batch API $" in live
+
+
+def test_a_new_provider_is_one_module_and_one_registry_line(tmp_path, split, monkeypatch):
+    """What a later provider (say an in-process `hf:` one) needs: a module with `create`, a PROVIDERS line."""
+    import sys
+    import types
+
+    from isekai_gen.evaluate import providers
+    from isekai_gen.evaluate.providers.base import Limits, Reply
+
+    class InProcess:
+        name, limits = "loop", Limits(None, None, None, None)
+
+        def __init__(self, model):
+            self.model, self.sent = model, []
+
+        def estimate_tokens(self, request):
+            return 10, request.max_tokens
+
+        async def send(self, request):
+            return Reply("\n".join(f"Answer Choice {n}: cat" for n in range(1, len(request.ids) + 1)), 10, 5, 0.0, {})
+
+    module = types.ModuleType("isekai_gen.evaluate.providers.loop")
+    module.create = lambda model, endpoint=None, **options: InProcess(model)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(providers.PROVIDERS, "loop", ("loop", "isekai_gen", "dev"))
+    out = evaluate("--truth", split[0], "--model", "loop:tiny", "--shots", "0", "--out", tmp_path / "run",
+                   "--config", fast(tmp_path), expect=0)
+    assert "12 calls: 12 answered" in out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["complete"] and report["cells"][0]["value"] == pytest.approx(100 * 4 / 12)

@@ -112,7 +112,8 @@ def find_prices(config: EvaluateConfig, provider) -> tuple[dict, str | None]:
     prefix, model = split_spec(config.model)
     table, source = load_price_table(config.price_table)
     if config.price_table is None and not getattr(provider, "own_api", False):
-        return {"live": None, "batch": None}, (f"{provider.endpoint or provider.name} is not {prefix}'s own API: "
+        where = getattr(provider, "endpoint", None) or f"the {provider.name} provider"
+        return {"live": None, "batch": None}, (f"{where} is not {prefix}'s own API: "
                                                "not priced from the shipped table (pass --price-table to price it)")
     return {"live": find_price(table, source, prefix, model),
             "batch": find_price(table, source, prefix, model, batch=True)}, None
