@@ -425,3 +425,16 @@ def test_gemini_batch_live_upload_create_poll_and_read_back(double, tmp_path, im
     assert jobs["gemini-requests-00000.jsonl"]["results"] == ["gemini-results-00000.jsonl"]
     results = batch.read_results(provider, batch.result_files(tmp_path, "gemini"), {r.key for r in requests})
     assert [(k, reply.text) for k, reply in results.records] == [(r.key, "Answer Choice 1: river") for r in requests]
+
+
+def test_preflight_asks_for_the_model_before_any_call(double, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    provider = get_provider("anthropic:claude-test", double.url)
+    double.script.append((200, {}, {"type": "model", "id": "claude-test", "display_name": "Claude test",
+                                    "created_at": "2025-01-01T00:00:00Z"}, 0.0))
+    assert run(provider.preflight()) == f"{double.url} knows claude-test"
+    assert double.received[-1][:2] == ("GET", "/v1/models/claude-test")
+    assert run(provider.preflight()) is None   # a proxy without the models endpoint (404): nothing checked
+    double.script.append((401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "bad"}}, 0.0))
+    with pytest.raises(UserError, match="anthropic: authentication failed"):
+        run(provider.preflight())

@@ -169,7 +169,7 @@ class AnthropicProvider(SDKProvider):
         try:
             await self.client().models.retrieve(self.model, timeout=min(30.0, self.timeout_s))
         except anthropic.APIStatusError as exc:
-            if exc.status_code == 404:
+            if exc.status_code == 404 and self.own_api:   # a proxy may lack the endpoint: not checked
                 raise UserError(f"anthropic: model {self.model!r} not found (HTTP 404); fix --model") from None
             error = _status_error(exc)
             if isinstance(error, UserError):

@@ -167,7 +167,7 @@ class GeminiProvider(SDKProvider):
         try:
             await self.client().aio.models.get(model=self.model)
         except genai_errors.APIError as exc:
-            if exc.code == 404:
+            if exc.code == 404 and self.own_api:   # a proxy may lack the endpoint: not checked
                 raise UserError(f"gemini: model {self.model!r} not found (HTTP 404); fix --model") from None
             error = _api_error(exc)
             if isinstance(error, UserError):

@@ -160,6 +160,8 @@ class OpenAIProvider(SDKProvider):
             raise self._status_error(exc.status_code, exc.message, exc.response.headers) if \
                 exc.status_code in FATAL_STATUS else UserError(f"openai provider ({where}): models list answered "
                                                                f"HTTP {exc.status_code}: {exc.message}") from None
+        except (openai.APIResponseValidationError, ValueError):
+            return None   # a list we cannot read: nothing checked
         except openai.APIConnectionError as exc:
             raise UserError(f"openai provider: cannot reach {where} ({type(exc).__name__}: {exc}); "
                             "check --endpoint / OPENAI_BASE_URL and that the server is up") from None
