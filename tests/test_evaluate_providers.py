@@ -427,8 +427,7 @@ def test_gemini_batch_live_upload_create_poll_and_read_back(double, tmp_path, im
     assert [(k, reply.text) for k, reply in results.records] == [(r.key, "Answer Choice 1: river") for r in requests]
 
 
-def test_preflight_asks_for_the_model_before_any_call(double, monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+def test_preflight_asks_for_the_model_before_any_call(double):
     provider = get_provider("anthropic:claude-test", double.url)
     double.script.append((200, {}, {"type": "model", "id": "claude-test", "display_name": "Claude test",
                                     "created_at": "2025-01-01T00:00:00Z"}, 0.0))

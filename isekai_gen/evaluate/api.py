@@ -218,7 +218,7 @@ def evaluate(config: EvaluateConfig, *, dry_run: bool = False, progress: bool = 
                              max_reasks=config.max_reasks, dataset=task.name, extractor=config.extractor,
                              classes=getattr(task, "classes", None))
                 for cell in cells]
-        report = write_run_report(out, task, config, rows, price)
+        report = write_run_report(out, task, config, rows, price, prices["batch"])
     summary.update(outcome=dataclasses.asdict(outcome), report=str(out / "report.json"),
                    spent_usd=journal.spent_usd(), value=report.get("value"), metric=report.get("metric"),
                    unanswered=unanswered(unique, journal.rows, config.max_reasks, outcome.stopped),

@@ -2,7 +2,7 @@
 
 `report.json` (schema `schemas/evaluate_report.schema.json`): `cells` (per cell: requests done /
 pending / failed / abstained, tokens (cache reads and writes among them), dollars and what the
-same tokens cost without the prompt cache, per-batch and per-example latency, per-example cost,
+same tokens cost without the prompt cache and at the batch price, per-batch and per-example latency, per-example cost,
 and the scorer's metric), `table3` (per shots: those figures by batch size), `curve` and
 `data_efficiency` (the scorer's, per batch size), `metric`, and `score` (path of the scorer's
 report). `report.md` shows the same as tables.
@@ -21,7 +21,7 @@ from ..fileio import atomic_write_text, write_json
 from ..schema import validate
 
 TABLE3_KEYS = ("shots", "n_demos", "batch_size", "per_batch_latency_s", "per_example_latency_s",
-               "per_example_cost_usd", "uncached_cost_usd", "cost_usd", "value")
+               "per_example_cost_usd", "uncached_cost_usd", "batch_cost_usd", "cost_usd", "value")
 
 
 def _score(out: Path, task, config, files: list[str], folder: str) -> dict | None:
@@ -71,8 +71,8 @@ def _markdown(report: dict) -> str:
                      f"{_fmt(c.get('fallback_value'), 2)} |")
     lines += ["", "## Cost and latency by batch size (ManyICL Table 3)", "",
               "| shots/class | demos | batch | per-batch latency s | per-example latency s | per-example $ | "
-              "$ without cache | $ paid | value |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "$ without cache | $ at batch price | $ paid | value |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["table3"]:
         lines.append("| " + " | ".join(_fmt(row[k], 4 if k != "value" else 2) for k in TABLE3_KEYS) + " |")
     if report.get("data_efficiency"):
@@ -94,7 +94,12 @@ def _uncached_cost(row: dict, price) -> float | None:
         + row["cache_write_tokens"] * (price.input_per_token - (price.cache_write_per_token or price.input_per_token))
 
 
-def write_run_report(out: Path, task, config, rows: list[dict], price) -> dict:
+def _batch_cost(row: dict, batch_price) -> float | None:
+    """The cell's tokens at the batch-API price (no cache), for Table 3's batching column."""
+    return batch_price.cost(row["input_tokens"], row["output_tokens"]) if batch_price else None
+
+
+def write_run_report(out: Path, task, config, rows: list[dict], price, batch_price=None) -> dict:
     scored = _score(out, task, config, [row["predictions"] for row in rows], "score")
     fallback = _score(out, task, config, [row.get("fallback_predictions") for row in rows], "score-fallback")
     runs = {(r["shots"], r["batch_size"]): r for r in (scored or {}).get("runs", [])}
@@ -110,7 +115,7 @@ def write_run_report(out: Path, task, config, rows: list[dict], price) -> dict:
                    answered_value=_answered_value(run, config, answered) if run else None,
                    n_scored=run["n_scored"] if run else 0,
                    fallback_value=(extra["value"] if extra and complete else None) if fallback else None,
-                   uncached_cost_usd=_uncached_cost(row, price))
+                   uncached_cost_usd=_uncached_cost(row, price), batch_cost_usd=_batch_cost(row, batch_price))
     table3 = [{key: row[key] for key in TABLE3_KEYS} for row in sorted(rows, key=lambda r: (r["shots"], r["batch_size"]))]
     complete = all(row["complete"] for row in rows)
     report = {
