@@ -200,31 +200,34 @@ def test_batch_estimates_are_at_the_batch_price(tmp_path, split):
 
 
 def test_a_new_provider_is_one_module_and_one_registry_line(tmp_path, split, monkeypatch):
-    """What a later provider (say an in-process `hf:` one) needs: a module with `create`, a PROVIDERS line."""
+    """What a later provider (say an in-process `hf:` one) needs: a module with `create`, a PROVIDERS line;
+    `InProcessProvider` gathers the runner's concurrent requests into batches for one forward pass."""
     import sys
     import types
 
     from isekai_gen.evaluate import providers
     from isekai_gen.evaluate.providers.base import Limits, Reply
 
-    class InProcess:
-        name, limits = "loop", Limits(None, None, None, None)
+    from isekai_gen.evaluate.providers.inprocess import InProcessProvider
 
-        def __init__(self, model):
-            self.model, self.sent = model, []
+    class InProcess(InProcessProvider):
+        name, max_batch_size = "loop", 4
 
         def estimate_tokens(self, request):
             return 10, request.max_tokens
 
-        async def send(self, request):
-            return Reply("\n".join(f"Answer Choice {n}: cat" for n in range(1, len(request.ids) + 1)), 10, 5, 0.0, {})
+        def generate(self, requests):   # one "forward pass" over the batch
+            return [Reply("\n".join(f"Answer Choice {n}: cat" for n in range(1, len(r.ids) + 1)), 10, 5, 0.0, {})
+                    for r in requests]
 
+    made = []
     module = types.ModuleType("isekai_gen.evaluate.providers.loop")
-    module.create = lambda model, endpoint=None, **options: InProcess(model)
+    module.create = lambda model, endpoint=None, **options: made.append(InProcess(model)) or made[-1]
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(providers.PROVIDERS, "loop", ("loop", "isekai_gen", "dev"))
     out = evaluate("--truth", split[0], "--model", "loop:tiny", "--shots", "0", "--out", tmp_path / "run",
                    "--config", fast(tmp_path), expect=0)
     assert "12 calls: 12 answered" in out
+    assert sum(made[0].batches) == 12 and max(made[0].batches) <= 4 and len(made[0].batches) < 12   # batched
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["complete"] and report["cells"][0]["value"] == pytest.approx(100 * 4 / 12)

@@ -25,8 +25,10 @@ A provider turns one provider-neutral `EvalRequest` into one call of a model API
   API leaves `batch_format` None.
 - `preflight()` (async, optional) checks the endpoint and the model before the first paid call
   (a models list, or one cheap call) and raises `UserError` in one line when either is wrong.
-- A provider that runs the model in-process (no HTTP) implements the same `send`; it may batch
-  requests itself behind it. `official_host` None marks it as unpriced by the shipped table.
+- A provider that runs the model in-process (no HTTP) implements the same `send`;
+  `providers/inprocess.py` `InProcessProvider` gathers the runner's concurrent sends into batches
+  for one `generate(requests)` call in a worker thread. `official_host` None: never priced by the
+  shipped table.
 - Credentials come only from the SDKs' usual environment variables (OPENAI_API_KEY,
   ANTHROPIC_API_KEY, GEMINI_API_KEY / GOOGLE_API_KEY); a provider never prints, logs or writes them.
 
