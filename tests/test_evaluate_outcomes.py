@@ -206,7 +206,7 @@ def test_a_new_provider_is_one_module_and_one_registry_line(tmp_path, split, mon
     import types
 
     from isekai_gen.evaluate import providers
-    from isekai_gen.evaluate.providers.base import Limits, Reply
+    from isekai_gen.evaluate.providers.base import Reply
 
     from isekai_gen.evaluate.providers.inprocess import InProcessProvider
 

@@ -46,8 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError, where
-from ..fileio import (TEMP_PREFIX, atomic_open, atomic_write_bytes, dumps_canonical, read_json, sha256_file,
-                      write_json)
+from ..fileio import TEMP_PREFIX, atomic_open, dumps_canonical, read_json, sha256_file, write_json
 from ..paths import check_file_name
 from .providers import get_provider
 from .providers.base import BatchFormat, EvalRequest, PermanentError, Provider, Reply, TransientError
