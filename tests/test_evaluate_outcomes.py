@@ -53,6 +53,14 @@ def test_typed_defaults_agree_with_the_schema_and_round_trip():
         config.seed = 3   # frozen
 
 
+def test_a_misspelt_setting_names_the_closest_one(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("temprature: 1\n")
+    out = evaluate("--config", path, "--truth", "x", "--model", "openai:m", "--shots", "0", "--out", tmp_path / "o",
+                   expect=1)
+    assert "run.yaml: unknown setting 'temprature'; did you mean 'temperature'?" in out
+
+
 def test_manyicl_original_preset_sends_seed_66_and_caps_output_at_4096(tmp_path, split):
     root, truth = split
     with OpenAIDouble(truth) as double:

@@ -19,6 +19,7 @@ Protocol presets (`protocol`) fill the settings the user did not give:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,17 @@ DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.de
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
+def _check_names(config, path: Path) -> None:
+    """An unknown key is one line naming the closest known one (a typo must not be ignored)."""
+    if not isinstance(config, dict):
+        return   # the schema says what is wrong
+    known = [f.name for f in dataclasses.fields(EvaluateConfig)]
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            raise UserError(f"{path}: unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
 def load_run_config(config_file: str | Path | None, options: dict) -> EvaluateConfig:
     """Effective settings; ``options`` are the command line's (None = not given)."""
     config: dict = {}
@@ -116,6 +128,7 @@ def load_run_config(config_file: str | Path | None, options: dict) -> EvaluateCo
         if not path.is_file():
             raise UserError(f"{path}: config file not found")
         config = load_yaml(path) or {}
+        _check_names(config, path)
         validate(config, "evaluate_config", path)
         for key in PATH_KEYS:
             if config.get(key) is not None:
