@@ -160,6 +160,7 @@ def _print_plan(summary: dict, config, dry_run: bool) -> None:
     budget = config.budget_usd
     if dry_run and budget is not None and summary["est_cost_usd"] + summary["spent_usd"] > budget:
         click.echo(f"over --budget-usd {budget}: a live run would refuse to start")
+    click.get_text_stream("stdout").flush()   # in a log file too, before the first call
 
 
 def _finish(summary: dict) -> None:
