@@ -115,6 +115,11 @@ def plan_rows(by_cell: dict, provider, prices: dict) -> list[dict]:
     return plan
 
 
+# The shortest prefix the providers cache: 1,024 tokens (OpenAI "Prompt caching"; Anthropic for
+# Sonnet/Opus models — Haiku needs 2,048); a shorter demo block is priced as uncached.
+MIN_CACHED_PREFIX = 1024
+
+
 def _cost(price: Price | None, rows: list[dict], cached: bool) -> float | None:
     """Dollars of the rows; with ``cached``, the first request of each cell writes its demo block
     into the cache and every later one reads it (what the cache-friendly order makes possible)."""
@@ -123,7 +128,7 @@ def _cost(price: Price | None, rows: list[dict], cached: bool) -> float | None:
     total, written = 0.0, set()
     for row in rows:
         tokens_in, tokens_out, head = row["est_input_tokens"], row["est_output_tokens"], row["est_prefix_tokens"]
-        if not cached or not head:
+        if not cached or head < MIN_CACHED_PREFIX:
             total += price.cost(tokens_in, tokens_out)
         elif row["cell"] in written:
             total += price.cost(tokens_in, tokens_out, cache_read=head)
@@ -141,7 +146,7 @@ def estimates(plan: list[dict], unique: dict, pending: list, prices: dict, *, ba
     rows = {row["key"]: row for row in plan}
     out = {}
     live, batch_price = prices.get("live"), prices.get("batch")
-    cacheable = any(row["est_prefix_tokens"] for row in plan)
+    cacheable = any(row["est_prefix_tokens"] >= MIN_CACHED_PREFIX for row in plan)
     for name, keys in (("grid", list(unique)), ("est", [r.key for r in pending])):
         chosen = [rows[key] for key in keys]
         tokens_in = sum(row["est_input_tokens"] for row in chosen)
