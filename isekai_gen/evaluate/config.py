@@ -12,8 +12,8 @@ Protocol presets (`protocol`) fill the settings the user did not give:
 - `manyicl-original`: what ManyICL's `LMM.py` sends on top of that (stanfordmlgroup/ManyICL
   `GPT4VAPI.__init__(seed=66, temperature=0, detail='low')` and `__call__`'s
   `max_tokens=min(4096, max_tokens)`; `GeminiAPI` caps `max_output_tokens` at 8192 and sends no
-  seed): `api_seed: 66` and a 4096-token output cap; an OpenAI `detail: low` is left to
-  `provider_options` because it changes the image tokens billed.
+  seed): `api_seed: 66` and a 4096-token output cap. The image `detail` stays `auto`, our default:
+  prompt.py `work(..., detail='auto')` passes it to `GPT4VAPI`, overriding LMM.py's `'low'`.
 """
 
 from __future__ import annotations
