@@ -130,11 +130,10 @@ class Runner:
                 self._calibrate(request, reply)
                 return reply
             except TransientError as exc:
-                self.outcome.last_error = str(exc)
                 if exc.connection:
                     self.connection_failures += 1
                     if self.connection_failures >= self.settings.max_connection_failures and not self.outcome.stopped:
-                        self.outcome.stopped = "connection_failures"
+                        self.outcome.stopped, self.outcome.last_error = "connection_failures", str(exc)
                         log.warning("%d connection failures in a row (%s): stopping", self.connection_failures, exc)
                 if retry == self.settings.max_retries or self.outcome.stopped:
                     self.outcome.gave_up += 1
