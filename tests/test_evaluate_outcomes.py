@@ -239,3 +239,49 @@ def test_a_new_provider_is_one_module_and_one_registry_line(tmp_path, split, mon
     assert sum(made[0].batches) == 12 and max(made[0].batches) <= 4 and len(made[0].batches) < 12   # batched
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["complete"] and report["cells"][0]["value"] == pytest.approx(100 * 4 / 12)
+
+
+def test_replies_over_their_estimate_never_pass_the_budget_under_concurrency(tmp_path):
+    """Each reply reports 3x its estimated input: the first reply calibrates the reservation of the
+    calls in flight, so 4 calls at a time still stop inside the budget."""
+    import asyncio
+
+    from isekai_gen.evaluate.journal import Journal
+    from isekai_gen.evaluate.providers.base import EvalRequest, Limits, Part, Reply, Turn
+    from isekai_gen.evaluate.runner import run_requests
+
+    class ThreeTimes:
+        name, limits = "double", Limits(None, None, None, None)
+
+        def estimate_tokens(self, request):
+            return 1000, 60
+
+        async def send(self, request):
+            await asyncio.sleep(0.01)
+            return Reply("Answer Choice 1: cat", 3000, 60, 0.01, {})
+
+    price = Price(1e-6, 1e-6, "test")
+    requests = [EvalRequest(f"{n:064x}", "c", (str(n),), 0, None, (Turn("user", (Part(text="q"),)),), 60, 0.0, "m")
+                for n in range(40)]
+    budget = 10.5 * price.cost(3000, 60)
+    config = EvaluateConfig(truth="t", model="openai:m", shots=(0,), out="o", concurrency=4, budget_usd=budget)
+    journal = Journal(tmp_path / "journal.jsonl")
+    outcome = run_requests(ThreeTimes(), journal, requests, price, config, lambda request, text: False)
+    journal.close()
+    assert outcome.stopped == "budget" and journal.spent_usd() <= budget and outcome.answered == 10
+
+
+def test_cached_tokens_are_read_from_each_providers_usage_fields():
+    pytest.importorskip("google.genai")
+    from isekai_gen.evaluate.providers.gemini import reply_from_response
+    from isekai_gen.evaluate.providers.openai import OpenAIProvider
+
+    gemini = reply_from_response({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}],
+                                  "usageMetadata": {"promptTokenCount": 5000, "cachedContentTokenCount": 4096,
+                                                    "candidatesTokenCount": 7}}, 0.1)
+    assert (gemini.input_tokens, gemini.cache_read_tokens) == (5000, 4096)
+    openai_reply = OpenAIProvider("gpt-4o")._reply({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
+                                                   "usage": {"prompt_tokens": 2000, "completion_tokens": 3,
+                                                             "prompt_tokens_details": {"cached_tokens": 1920}}},
+                                                  0.1, None)
+    assert (openai_reply.input_tokens, openai_reply.cache_read_tokens) == (2000, 1920)
