@@ -28,9 +28,9 @@ class KnowsOneConcept(OpenAIDouble):
 
     def reply(self, messages: list[dict]) -> str:
         shas, text = images_and_text(messages)
-        if text.startswith("Write the texts of one invented concept"):
-            return self._writer(json.loads(text.splitlines()[1]))
-        asked = re.match(r'What is a "([^"]+)"\?', text)
+        if "Write the texts of one invented concept" in text:
+            return self._writer(json.loads(next(line for line in text.splitlines() if line.startswith("{"))))
+        asked = re.search(r'What is a "([^"]+)"\?', text)
         if asked:
             if asked.group(1) == self.known_label:
                 return f"A {asked.group(1)} is a small creature: a {' '.join(self.known_parts)} hybrid."

@@ -85,13 +85,13 @@ def test_names_are_not_english_words_and_not_near_reserved_names(invented):
 
 def test_name_rules_refuse_words_near_words_and_reserved_names():
     rules = NameRules(["cactihog"])
-    assert rules.problem("hedgehog") == "is_word"
+    assert rules.problem("garden") == "is_word"
     assert rules.problem("cactihug") == "near_reserved"
     assert rules.problem("icemik") == "near_reserved"               # published ISEKAI name
     assert rules.problem("xkqzv") == "not_pronounceable"
     assert rules.problem("bananu") == "near_frequent_word"
-    assert rules.accept(["hedgehog", "mumelo"]) == "mumelo"
-    assert rules.problem("mumela") == "duplicate"
+    assert rules.accept(["garden", "tovirel"]) == "tovirel"
+    assert rules.problem("tovirol") == "duplicate"
     assert rules.rejected == {"is_word": 1}
 
 
@@ -133,7 +133,7 @@ def test_writer_replies_are_checked_reasked_and_refused(tmp_path, monkeypatch):
     catalog = load_catalog(str(tmp_path / "w.yaml"))
     assert all(c.description.startswith("Written by the double") for c in catalog.concepts)
     assert report["rejected"]["writer_refused"] == 1 and len(report["writer"]["refused"]) == 1
-    assert calls == 3 + 2 + 3      # refused group: 3 calls; then one call per other draft (5 drafts)
+    assert calls == 3 + 4          # 5 drafts: the refused one asked 3 times, the other 4 once each
 
 
 def test_writer_dry_run_sends_nothing(tmp_path, monkeypatch):
