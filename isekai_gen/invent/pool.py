@@ -19,6 +19,7 @@ class Category:
     name: str          # plain words; the real concept's label
     kind: str          # animal | plant | food | material | object | vehicle | building
     traits: tuple[str, ...]
+    wordnet: str | None = None   # WordNet 3.0 sense, NLTK naming (hedgehog.n.02); see wordnet.py
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def load_pool(path: str | Path | None = None) -> Pool:
         raise UserError(f"{path}: concept pool not found")
     data = load_yaml(path)
     validate(data, "invent_pool", path)
-    categories = tuple(Category(c["id"], c["name"], c["kind"], tuple(c["traits"])) for c in data["categories"])
+    categories = tuple(Category(c["id"], c["name"], c["kind"], tuple(c["traits"]), c.get("wordnet")) for c in data["categories"])
     attributes = tuple(Attribute(a["id"], a["word"], a["phrase"], tuple(a["traits"])) for a in data["attributes"])
     seen: dict[str, str] = {}
     for entry in (*categories, *attributes):

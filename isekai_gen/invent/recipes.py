@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from .pool import Attribute, Category
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 @dataclass(frozen=True)
 class Recipe:
     id: str
@@ -32,10 +36,10 @@ class Recipe:
 
     def subject(self, partner: Category, modifier) -> str:
         if self.id == "made_of":
-            return f"a {partner.name} made entirely of {modifier.name}"
+            return f"{_a(partner.name)} made entirely of {modifier.name}"
         if self.id == "shaped_like":
-            return f"a {partner.name} shaped like a {modifier.name}"
-        return f"a {partner.name} {modifier.phrase}"
+            return f"{_a(partner.name)} shaped like {_a(modifier.name)}"
+        return f"{_a(partner.name)} {modifier.phrase}"
 
     def plain_name(self, partner: Category, modifier) -> str:
         if self.id == "impossible_attribute":
@@ -78,8 +82,8 @@ def template_texts(recipe: Recipe, partner: Category, modifier, label: str) -> d
     isekai = {
         "description": (f"An invented concept: {subject}. It keeps the {partner.name}'s "
                         f"{', '.join(partner.traits)}, and shows {', '.join(modifier.traits)}. Without the "
-                        f"{modifier.name} it is just a {partner.name}; without the {partner.name}'s form it "
-                        f"is not a {partner.name} at all."),
+                        f"{modifier.name} it is just {_a(partner.name)}; without the {partner.name}'s form it "
+                        f"is not {_a(partner.name)} at all."),
         "prompts": [f"{style} {subject}, {', '.join(features)}, {setting}, {light}" for style, setting, light in VARIANTS],
         "negative_prompt": f"ordinary {partner.name}, plain {modifier.name}, {GENERIC_NEGATIVE}",
     }
