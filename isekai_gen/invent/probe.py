@@ -8,25 +8,26 @@
 - Image probe (a build folder): each kept image (up to ``images_per_concept`` per concept) is
   shown alone with every label of the catalog, in a seeded order, and the model is asked which
   one it shows. Per concept, the number named correctly is tested against chance (1 / labels) with
-  a one-sided exact binomial test (scipy); an invented concept named above chance at ``alpha`` is
+  a one-sided exact binomial test; an invented concept named above chance at ``alpha`` is
   flagged ``known``. A reply naming no label, or several, is asked again (the runner's re-asks)
   and counts as wrong when it stays so.
 
 Run folder (``--out``): run.json, plan.jsonl, journal.jsonl (see llm.py), report.json, report.md.
 Probing a build folder also records a summary in ``OUT/probes/<model>.json``, which the build's
-dataset card lists (`probe_card_text`).
+dataset card lists (`card.probe_card_text`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from pathlib import Path
 
 from ..catalog import Catalog, load_catalog
 from ..errors import UserError
-from ..fileio import atomic_write_text, read_json, read_jsonl, write_json
+from ..fileio import atomic_write_text, read_jsonl, write_json
 from ..lock import build_lock
 from ..scoring.matching import LabelMatcher
 from .llm import LLMSettings, make_provider, run_llm, text_request
@@ -69,9 +70,10 @@ def text_verdict(catalog: Catalog, concept, reply: str | None) -> dict:
 
 
 def binomial_p_greater(successes: int, trials: int, chance: float) -> float:
-    from scipy.stats import binomtest
-
-    return float(binomtest(successes, trials, chance, alternative="greater").pvalue)
+    """P(X >= successes) for X ~ Binomial(trials, chance): the exact one-sided test (scipy's
+    ``binomtest(..., alternative="greater")``), in three lines rather than a scipy dependency."""
+    tail = sum(math.comb(trials, k) * chance ** k * (1 - chance) ** (trials - k) for k in range(successes, trials + 1))
+    return min(1.0, tail)
 
 
 def load_target(target: str) -> tuple[Catalog, Path | None]:
@@ -205,19 +207,3 @@ def report_markdown(report: dict) -> str:
     lines += ["", f"{cost['requests']} requests, ${cost['spent_usd']:.4f} spent ({cost['price'] or 'no price known'})."]
     return "\n".join(lines) + "\n"
 
-
-def probe_card_text(build_dir: Path) -> str:
-    """The dataset card's paragraph on the probes recorded in ``OUT/probes/``."""
-    files = sorted(Path(build_dir).glob("probes/*.json"))
-    if not files:
-        return ("No contamination probe has been run on this build (`isekai-gen catalog probe OUT --model ...` "
-                "asks a model whether it already knows the concepts).")
-    rows = []
-    for path in files:
-        probe_summary = read_json(path)
-        known = ", ".join(probe_summary["known"]) or "none"
-        rows.append(f"| {probe_summary['model']} | {' + '.join(probe_summary['kinds'])} | "
-                    f"{probe_summary['known_share']:.0%} | {known} |")
-    return "\n".join(["Contamination probes (`isekai-gen catalog probe`): the share of invented concepts each model "
-                      "already knew.", "", "| model | probe | known share | known concepts |", "|---|---|---|---|",
-                      *rows])
