@@ -145,3 +145,38 @@ def test_writer_dry_run_sends_nothing(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         assert "writer requests pending" in result.output and not double.bodies
     assert not (tmp_path / "d.yaml").exists()
+
+
+def _wordnet_dict(folder, senses: dict[str, list[int]]):
+    """index.noun / data.noun in WordNet 3.0's format: ``senses`` maps a lemma to the lexicographer
+    file numbers of its senses, in order; offsets are the byte offsets of the data lines."""
+    data, index, offsets = [b"  1 This software and database is being provided to you ...\n"], [], {}
+    for lemma, lexfiles in senses.items():
+        offsets[lemma] = []
+        for lexfile in lexfiles:
+            offset = sum(len(line) for line in data)
+            offsets[lemma].append(f"{offset:08d}")
+            data.append(f"{offset:08d} {lexfile:02d} n 01 {lemma} 0 000 | a gloss  \n".encode())
+    for lemma, found in offsets.items():
+        index.append(f"{lemma} n {len(found)} 1 @ {len(found)} 0 {' '.join(found)}  \n")
+    (folder / "data.noun").write_bytes(b"".join(data))
+    (folder / "index.noun").write_text("  1 This software and database ...\n" + "".join(index))
+
+
+def test_wordnet_check_reads_the_real_file_format(tmp_path):
+    from isekai_gen.invent.wordnet import check
+
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"name": "p", "source": "s", "license": "l", "attributes": [], "categories": [
+        {"id": "hedgehog", "name": "hedgehog", "kind": "animal", "wordnet": "hedgehog.n.02", "traits": ["a b", "c d"]},
+        {"id": "glass", "name": "glass", "kind": "material", "wordnet": "glass.n.02", "traits": ["a b", "c d"]},
+        {"id": "teapot", "name": "teapot", "kind": "object", "traits": ["a b", "c d"]},
+    ]}))
+    _wordnet_dict(tmp_path, {"hedgehog": [5, 5], "glass": [27, 6], "teapot": [6]})
+    problems = check(tmp_path, str(pool), suggest=True)
+    assert problems == ["teapot: no wordnet sense given (first fitting sense: teapot.n.01)"]
+    _wordnet_dict(tmp_path, {"hedgehog": [5, 18], "glass": [27, 4], "teapot": [6]})
+    assert check(tmp_path, str(pool))[:2] == [
+        "hedgehog: hedgehog.n.02 is not a sense of 'hedgehog' of kind animal in WordNet 3.0 (fitting senses: [1])",
+        "glass: glass.n.02 is not a sense of 'glass' of kind material in WordNet 3.0 (fitting senses: [1])",
+    ]

@@ -59,7 +59,7 @@ def check(dict_dir: Path, pool_path: str | None = None, suggest: bool = False) -
             continue
         sense = category.wordnet.rpartition(".n.")[2]
         if int(sense) not in fitting:
-            problems.append(f"{category.id}: {category.wordnet} is not a {category.kind} sense of {lemma!r} "
+            problems.append(f"{category.id}: {category.wordnet} is not a sense of {lemma!r} of kind {category.kind} "
                             f"in WordNet 3.0 (fitting senses: {fitting or 'none'})")
     return problems
 
