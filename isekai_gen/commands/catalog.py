@@ -95,6 +95,9 @@ def invent(groups, seed, out, pool, exclude, writer, familiarity_preset, no_fami
         cost = "unknown" if summary["est_cost_usd"] is None else f"~${summary['est_cost_usd']:.4f}"
         click.echo(f"dry run: {summary['pending']} of {summary['requests']} writer requests pending, cost {cost}")
         return
+    familiarity = report["familiarity"]
+    if familiarity["status"] == "unavailable":
+        click.echo(f"warning: no familiarity check in the report: {familiarity['reason']}", err=True)
     rejected = ", ".join(f"{k} {v}" for k, v in report["rejected"].items()) or "none"
     click.echo(f"{out}: {report['groups']} groups ({', '.join(f'{k} {v}' for k, v in report['recipes'].items())}); "
                f"rejected candidates: {rejected}; familiarity: {report['familiarity']['status']}; "
