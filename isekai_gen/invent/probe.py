@@ -3,8 +3,8 @@
 - Text probe: for every concept, ask what its label is, without images. An invented label the
   model describes in terms of the concept's own parts (the content words of its plain name, e.g.
   "cactus" and "hedgehog" for cactihog) or of its partner — at least two of those words, or all of
-  them when there are fewer — is flagged ``known``. Real concepts are asked too, as the control: a
-  working probe finds them known.
+  them when there are fewer — is flagged ``known``. Real concepts are asked too, as the control: one
+  described at all (not ``UNKNOWN``) is known, and a working probe finds them so.
 - Image probe (a build folder): each kept image (up to ``images_per_concept`` per concept) is
   shown alone with every label of the catalog, in a seeded order, and the model is asked which
   one it shows. Per concept, the number named correctly is tested against chance (1 / labels) with
@@ -63,6 +63,8 @@ def text_verdict(catalog: Catalog, concept, reply: str | None) -> dict:
         return {"verdict": "no_reply", "matched": []}
     if reply.strip().upper().startswith(UNKNOWN):
         return {"verdict": "unknown", "matched": []}
+    if concept.world == "real":   # the control: a real thing described at all is known
+        return {"verdict": "known", "matched": []}
     parts = _parts(catalog, concept)
     matched = [p for p in parts if _mentions(reply, p)]
     known = len(matched) >= min(2, len(parts))
