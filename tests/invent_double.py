@@ -5,8 +5,8 @@ evaluate_double.py (127.0.0.1 only) with the three kinds of request these comman
 - writer requests: valid JSON texts stating every defining feature, except that the first
   ``bad_writer_replies`` writer requests get a reply that fails the checks (the writer must
   re-ask, then refuse);
-- text probes: the known label is described by its parts (``known_parts``); every other label
-  gets ``UNKNOWN``;
+- text probes: the known label is described by its parts (``known_parts``), each of
+  ``real_labels`` as the real thing it is; every other label gets ``UNKNOWN``;
 - image probes: the true label (``truth``: image sha256 -> label) when it is the known label,
   otherwise the first listed label that is not the true one (always wrong).
 """
@@ -21,8 +21,9 @@ from evaluate_double import OpenAIDouble, images_and_text
 
 class KnowsOneConcept(OpenAIDouble):
     def __init__(self, known_label: str, known_parts: list[str], truth: dict[str, str] | None = None,
-                 bad_writer_replies: int = 0):
+                 bad_writer_replies: int = 0, real_labels=()):
         super().__init__(truth or {})
+        self.real_labels = set(real_labels)
         self.known_label, self.known_parts = known_label, known_parts
         self.bad_writer_replies = bad_writer_replies
 
@@ -34,6 +35,8 @@ class KnowsOneConcept(OpenAIDouble):
         if asked:
             if asked.group(1) == self.known_label:
                 return f"A {asked.group(1)} is a small creature: a {' '.join(self.known_parts)} hybrid."
+            if asked.group(1) in self.real_labels:
+                return f"A {asked.group(1)} is a familiar everyday thing."
             return "UNKNOWN"
         listed = text.split("Labels: ", 1)[1].rsplit(". Answer", 1)[0].split(", ")
         true = self.truth[shas[-1]]

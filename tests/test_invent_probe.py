@@ -60,7 +60,8 @@ def _double_for(catalog, out: Path | None = None) -> KnowsOneConcept:
         for row in read_jsonl(out / "manifest.jsonl"):
             if row["status"] == "ok":
                 truth[sha256_file(out / row["image"])] = row["label"]
-    return KnowsOneConcept(isekai.label, isekai.name.split(), truth)
+    real = [c.label for c in catalog.concepts if c.world == "real"]
+    return KnowsOneConcept(isekai.label, isekai.name.split(), truth, real_labels=real)
 
 
 def test_text_probe_flags_the_one_known_concept_and_resumes(tmp_path, monkeypatch):
@@ -81,9 +82,10 @@ def test_text_probe_flags_the_one_known_concept_and_resumes(tmp_path, monkeypatc
         assert again.exit_code == 0 and len(double.bodies) == 6      # all from the journal
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["known"] == [known] and report["known_share"] == pytest.approx(1 / 3)
-    verdicts = {e["label"]: e["text"]["verdict"] for e in report["concepts"]}
+    verdicts = {e["label"]: e["text"]["verdict"] for e in report["concepts"] if e["world"] == "isekai"}
     assert verdicts[known] == "known"
     assert all(v == "unknown" for label, v in verdicts.items() if label != known)
+    assert report["real_known_share"] == 1.0          # the control
     assert f"| {known} | isekai | known |" in (tmp_path / "run" / "report.md").read_text()
 
 
