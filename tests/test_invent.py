@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from isekai_gen.catalog import load_catalog, prompt_token_count
 from isekai_gen.cli import main as cli
-from isekai_gen.errors import UserError
 from isekai_gen.invent import invent_catalog, load_pool
 from isekai_gen.invent.llm import LLMSettings
 from isekai_gen.invent.names import PUBLISHED, NameRules, edit_distance
