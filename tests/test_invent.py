@@ -61,6 +61,8 @@ def test_catalog_loads_as_build_loads_it_and_follows_the_schema(invented):
     validate(report, "invent_report", "report")
     assert report["familiarity"]["status"] == "done" and report["familiarity"]["model"] == "isekai-tiny-clip"
     assert all(len(c["nearest"]) == 3 and c["nearest"][0]["category"] in pool for c in report["concepts"])
+    assert all(c["collapse_risk"] == (c["nearest"][0]["category"] in (c["partner"], c["modifier"]))
+               for c in report["concepts"])
 
 
 def test_names_are_not_english_words_and_not_near_reserved_names(invented):

@@ -195,6 +195,11 @@ def _write_with(writer, drafts, run_dir, dry_run):
     return write_texts(drafts, writer, Path(run_dir), dry_run=dry_run)
 
 
+def _collapse_risk(nearest: list[dict] | None, draft: Draft) -> bool | None:
+    """The nearest pool category is the concept's own partner or modifier: it may render as just that."""
+    return None if not nearest else nearest[0]["category"] in (draft.partner.id, draft.modifier.id)
+
+
 def _report(out, seed, pool, exclude, chosen, rejected, concepts, writer_summary, familiarity_preset, drafting):
     familiarity = {"status": "skipped", "reason": "--no-familiarity"}
     if familiarity_preset is not None:
@@ -220,7 +225,8 @@ def _report(out, seed, pool, exclude, chosen, rejected, concepts, writer_summary
         "recipes": dict(sorted(Counter(d.recipe.id for d in chosen).items())),
         "concepts": [{"id": d.label, "group": d.group, "recipe": d.recipe.id, "partner": d.partner.id,
                       "modifier": d.modifier.id, "features": list(d.features),
-                      "nearest": nearest.get(d.label, [])} for d in chosen],
+                      "nearest": nearest.get(d.label, []), "collapse_risk": _collapse_risk(nearest.get(d.label), d)}
+                     for d in chosen],
         "familiarity": {k: v for k, v in familiarity.items() if k != "nearest"},
         "writer": writer,
     }
