@@ -1,8 +1,12 @@
 """Check a concept pool against Princeton WordNet 3.0's database files (``index.noun``, ``data.noun``).
 
-Each pool category names its WordNet sense (``wordnet: hedgehog.n.02``, NLTK's naming: lemma, part of
-speech, sense number in ``index.noun`` order); the sense's lexicographer file must fit the category's
-kind (animal: noun.animal, plant: noun.plant, food: noun.food, material: noun.substance, object /
+Each pool category names its WordNet sense as NLTK's ``wordnet.synset("hedgehog.n.02")`` looks one up:
+lemma, part of speech, sense number in the lemma's ``index.noun`` order (NLTK's reader indexes its
+lemma-to-offsets map the same way, and may print the synset under its first lemma's name, as
+``synset("dog.n.02")`` prints ``frump.n.01``). The files are read in their wndb(5WN) format: an
+``index.noun`` line is ``lemma pos synset_cnt p_cnt [ptr_symbol...] sense_cnt tagsense_cnt
+offset...``, a ``data.noun`` line starts at its byte offset with ``offset lex_filenum``. The
+sense's lexicographer file must fit the category's kind (animal: noun.animal, plant: noun.plant, food: noun.food, material: noun.substance, object /
 vehicle / building: noun.artifact). WordNet's data is not on PyPI (nltk and wn download it at run
 time), so this is a maintainer's check, run where the files are (Debian: package wordnet-base):
 
