@@ -4,7 +4,11 @@ against an English word list the generator does not use), exclusions, the writer
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +22,8 @@ from isekai_gen.invent.names import PUBLISHED, NameRules, edit_distance
 from isekai_gen.schema import validate
 
 from invent_double import KnowsOneConcept
+
+ISEKAI_GEN = str(Path(sys.executable).parent / "isekai-gen")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,11 @@ def _isekai_labels(path) -> list[str]:
 
 def test_same_seed_same_bytes_other_seed_other_catalog(invented, tmp_path):
     folder, _ = invented
-    invent_catalog(tmp_path / "a.yaml", groups=8, seed=7, familiarity_preset="tiny")
+    # another process with another hash seed, through the CLI: nothing may depend on set order
+    proc = subprocess.run([ISEKAI_GEN, "catalog", "invent", "--groups", "8", "--seed", "7", "--out",
+                           str(tmp_path / "a.yaml"), "--familiarity-preset", "tiny"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "a.yaml").read_bytes() == (folder / "a.yaml").read_bytes()
     assert (tmp_path / "a.yaml.report.json").read_bytes() == (folder / "a.yaml.report.json").read_bytes()
     invent_catalog(tmp_path / "b.yaml", groups=8, seed=8, familiarity_preset=None)
