@@ -24,7 +24,8 @@ from ..evaluate.prices import find_price, load_price_table
 from ..evaluate.prompts import request_key
 from ..evaluate.providers import get_provider, split_spec
 from ..evaluate.providers.base import EncodedImage, EvalRequest, Part, Turn
-from ..evaluate.runner import RunSettings, run_requests
+from ..evaluate.config import EvaluateConfig
+from ..evaluate.runner import run_requests
 from ..fileio import read_json, write_json, write_jsonl
 from ..lock import build_lock
 
@@ -107,10 +108,13 @@ def run_llm(out: Path, settings: LLMSettings, requests: list[EvalRequest], is_in
             if settings.budget_usd is not None and summary["spent_usd"] + estimate > settings.budget_usd:
                 raise UserError(f"--budget-usd {settings.budget_usd}: the {len(pending)} pending requests may cost up "
                                 f"to ${estimate:.4f} (+ ${summary['spent_usd']:.4f} spent); raise the budget")
-            run_settings = RunSettings(concurrency=settings.concurrency, max_retries=settings.max_retries,
-                                       max_reasks=settings.max_reasks, budget_usd=settings.budget_usd,
-                                       progress=settings.progress)
-            outcome = run_requests(provider, journal, pending, price, run_settings, is_invalid)
+            # the runner reads its knobs from an evaluate run config; the rest keep their defaults
+            run_config = EvaluateConfig(truth=purpose, model=settings.spec, shots=(0,), out=str(out),
+                                        endpoint=settings.endpoint, concurrency=settings.concurrency,
+                                        max_retries=settings.max_retries, max_reasks=settings.max_reasks,
+                                        budget_usd=settings.budget_usd, temperature=settings.temperature,
+                                        request_timeout_s=settings.request_timeout_s)
+            outcome = run_requests(provider, journal, pending, price, run_config, is_invalid, settings.progress)
         finally:
             journal.close()
     summary.update(outcome=dataclasses.asdict(outcome), spent_usd=journal.spent_usd())
