@@ -15,6 +15,11 @@ from ._options import (BUILD_FOLDER, build_folder, config_options, engine_option
               help="Build folder, or a bucket URL (s3://bucket/prefix, any fsspec URL); rerunning into it resumes "
                    "and recomputes nothing already done.")
 @config_options
+@click.option("--catalog", "catalog", default=None, metavar="FILE|NAME",
+              callback=lambda ctx, param, value: value if value is None or "/" not in value and
+              not value.endswith((".yaml", ".yml")) else str(Path(value).resolve()),
+              help="Concept catalog to build (config: catalog): a shipped name or a YAML file, e.g. one written by "
+                   "`isekai-gen catalog invent`.")
 @generation_options
 @engine_options
 @progress_option

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..catalog import Catalog
+from ..invent.card import probe_card_text
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from ..filtering.rules import REJECT_REASONS
@@ -257,6 +258,7 @@ def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_conf
         "episodes": episodes_text(episodes),
         "benchmarks": benchmarks_text(benchmarks),
         "catalog": f"`{Path(catalog.source).name}` ({catalog.name})",
+        "probes": probe_card_text(Path(hf_dir).parent.parent),   # OUT/probes/ of OUT/export/hf
         "license": config["export"]["card"]["license"],
         "tool_version": str(run.get("tool_version", "unknown")),
         "versions": versions_table(run),
