@@ -33,6 +33,7 @@ FORMATS = {
     "lcl": "isekai_gen.export.lcl",
     "webdataset": "isekai_gen.export.webdataset",
     "hf": "isekai_gen.export.hf",
+    "lmms-eval": "isekai_gen.harness.lmms_tasks",
 }
 
 
