@@ -34,6 +34,7 @@ FORMATS = {
     "webdataset": "isekai_gen.export.webdataset",
     "hf": "isekai_gen.export.hf",
     "lmms-eval": "isekai_gen.harness.lmms_tasks",
+    "vlmevalkit": "isekai_gen.harness.vlmevalkit",
 }
 
 
