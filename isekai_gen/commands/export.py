@@ -39,7 +39,7 @@ def command(out_dir: Path | str | None, formats: str | None, split_folders: tupl
 
     Without --preset or --config the config recorded in OUT/run.json is used (--set still applies).
     """
-    from ..export.registry import BUILD, SPLITS, SplitsInput, parse_formats
+    from ..export.registry import BUILD, SPLITS, SplitsInput, get_exporter, parse_formats
     from ..export.stage import run_export, run_split_export
 
     if (out_dir is None) == (not split_folders):
@@ -50,7 +50,8 @@ def command(out_dir: Path | str | None, formats: str | None, split_folders: tupl
         names = parse_formats(formats, SPLITS)
         summary = run_split_export(SplitsInput(list(split_folders), dest, shots, seed, progress), names)
         for name, info in summary["formats"].items():
-            click.echo(f"{name}: {info['tasks']} task(s) -> {info['path']}")
+            for line in get_exporter(name).describe(info, lambda path: str(dest / path)):
+                click.echo(line)
         return
     if dest is not None:
         raise click.UsageError("--dest applies to --splits; a build's formats go to OUT/export/")
@@ -62,17 +63,7 @@ def command(out_dir: Path | str | None, formats: str | None, split_folders: tupl
         catalog, _ = build_catalog(config)
         summary = run_export(config, work_dir, catalog, formats=names, progress=progress, shots=shots, seed=seed)
     for name, info in summary["formats"].items():
-        if name == "webdataset":
-            click.echo(f"webdataset: {info['samples']} samples in {len(info['shards'])} shard(s) "
-                       f"-> {shown(out_dir, work_dir, work_dir / 'export' / 'webdataset')}")
-        elif name == "hf":
-            for config_name, config_info in info.items():
-                click.echo(f"hf config {config_name}: {config_info['rows']} rows in {len(config_info['files'])} "
-                           "Parquet file(s)")
-        elif name == "lcl":
-            click.echo(f"lcl: {info['images']} images ({info['linked']} linked, {info['copied']} copied) "
-                       f"-> {shown(out_dir, work_dir, info['path'])}")
-        else:
-            click.echo(f"{name}: {info['tasks']} task(s) -> {shown(out_dir, work_dir, info['path'])}")
+        for line in get_exporter(name).describe(info, lambda path: shown(out_dir, work_dir, work_dir / "export" / path)):
+            click.echo(line)
     if summary["content_hash"] is not None:
         click.echo(f"content hash {summary['content_hash']} over {summary['files']} files (export/SHA256SUMS)")

@@ -228,6 +228,10 @@ class HFExporter(Exporter):
                      for file, digest in info["sha256"].items())
         return ExportResult(files, self.configs)
 
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"hf config {name}: {info['rows']} rows in {len(info['files'])} Parquet file(s)"
+                for name, info in summary.items()]
+
     def finish(self, source, content_hash: str) -> None:
         write_card(
             source.export_dir / HF_DIR, config=source.config, run=read_run(source.out_dir), catalog=source.catalog,

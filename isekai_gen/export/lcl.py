@@ -209,5 +209,9 @@ class LCLExporter(Exporter):
         summary = export_lcl(source.config, source.out_dir, source.catalog, progress=source.progress)
         return ExportResult(placed_digests(source.out_dir), summary)
 
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"lcl: {summary['images']} images ({summary['linked']} linked, {summary['copied']} copied) "
+                f"-> {show(summary['path'])}"]
+
 
 EXPORTER = LCLExporter

@@ -112,6 +112,11 @@ class Exporter:
     def finish(self, source: BuildInput, content_hash: str) -> None:
         """After SHA256SUMS: write what states the content hash."""
 
+    def describe(self, summary: dict, show) -> list[str]:
+        """The command's lines for ``summary``; ``show`` renders a path (absolute, or relative to the export
+        root) as the user knows it."""
+        return [f"{self.name}: {summary['tasks']} task(s) -> {show(summary['path'])}"]
+
 
 def format_names(reads: str | None = None) -> list[str]:
     """Registered formats in run order (those that read ``reads``, when given)."""

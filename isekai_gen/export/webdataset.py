@@ -264,13 +264,17 @@ class WebDatasetExporter(Exporter):
     def export(self, source) -> ExportResult:
         export, catalog = source.config["export"], source.catalog
         settings = export["webdataset"]
+        folder = source.export_dir / WEBDATASET_DIR
         index = write_webdataset(
-            source.items, source.export_dir / WEBDATASET_DIR, split=export["split"], classes=catalog.ids,
+            source.items, folder, split=export["split"], classes=catalog.ids,
             max_samples_per_shard=settings["max_samples_per_shard"],
             max_bytes_per_shard=settings["max_bytes_per_shard"], progress=source.progress,
         )
         return ExportResult({f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in index["shards"]},
                             index)
+
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"webdataset: {summary['samples']} samples in {len(summary['shards'])} shard(s) -> {show(self.folder)}"]
 
 
 EXPORTER = WebDatasetExporter
