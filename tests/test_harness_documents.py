@@ -52,3 +52,29 @@ def test_split_cli_needs_dest_shots_and_format(tmp_path):
                                        "--format", "lmms-eval", "--shots", "2"])
     assert result.exit_code == 1 and "class 'cat' has 1 demo rows; --shots 2 needs 2 per class" in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_reexport_is_byte_identical_and_drops_tasks_no_longer_asked_for(tmp_path):
+    from isekai_gen.export.registry import SplitsInput
+    from isekai_gen.export.stage import run_split_export
+    from isekai_gen.fileio import sha256_file
+
+    split = tmp_path / "UCM"
+    make_split(split, demo_per_class=2, test_per_class=1)
+
+    def hashes():
+        root = tmp_path / "dest"
+        return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+    run_split_export(SplitsInput([split], tmp_path / "dest", [1, 2]), ["lmms-eval", "vlmevalkit"])
+    first = hashes()
+    run_split_export(SplitsInput([split], tmp_path / "dest", [1, 2]), ["lmms-eval", "vlmevalkit"])
+    assert hashes() == first
+    run_split_export(SplitsInput([split], tmp_path / "dest", [1]), ["lmms-eval", "vlmevalkit"])
+    left = hashes()
+    assert not [name for name in left if "2shot" in name]
+    assert {name: first[name] for name in left} == left
+    # A different run seed reshuffles the demonstrations (evaluate --seed does the same).
+    run_split_export(SplitsInput([split], tmp_path / "dest", [1], seed=7), ["lmms-eval"])
+    assert hashes()["lmms-eval/manyicl_ucm/docs/manyicl_ucm_1shot.parquet"] != left[
+        "lmms-eval/manyicl_ucm/docs/manyicl_ucm_1shot.parquet"]
