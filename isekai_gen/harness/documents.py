@@ -47,6 +47,7 @@ class Document:
     shots: int
     messages: list[dict]  # [{"role", "content": [{"type": "text", "text"} | {"type": "image", "image": file}]}]
     target: list[str]    # true labels (ManyICL; several or none for multi-label sets) or the LCL label
+    choices: tuple[str, ...]  # the classes (ManyICL) or the episode's (positive, negative) labels
     max_tokens: int
     temperature: float
 
@@ -111,7 +112,7 @@ def manyicl_documents(task: ManyICLTask, shots: int, store: ImageStore, seed: in
                                 temperature=DEFAULTS["temperature"], tokens_per_query=DEFAULTS["tokens_per_query"])
     labels = {example.id: list(example.labels) for example in task.test}
     return [Document(request.ids[0], position, request.seed, shots, _messages(request, store),
-                     labels[request.ids[0]], request.max_tokens, request.temperature)
+                     labels[request.ids[0]], task.classes, request.max_tokens, request.temperature)
             for position, request in enumerate(requests)]
 
 
@@ -124,7 +125,9 @@ def lcl_documents(task: LCLTask, shots: int, store: ImageStore, seed: int | None
     requests = lcl_requests(task.episodes, shots, cell=cell_name(shots), run_seed=run_seed, provider=_KEY_PROVIDER,
                             model=_KEY_MODEL, images=store.cache, temperature=DEFAULTS["temperature"],
                             max_tokens=DEFAULTS["lcl_max_tokens"])
-    labels = {episode.id: episode.label for episode in task.episodes}
+    episodes = {episode.id: episode for episode in task.episodes}
     return [Document(request.ids[0], position, request.seed, shots, _messages(request, store),
-                     [labels[request.ids[0]]], request.max_tokens, request.temperature)
+                     [episodes[request.ids[0]].label],
+                     (episodes[request.ids[0]].positive_label, episodes[request.ids[0]].negative_label),
+                     request.max_tokens, request.temperature)
             for position, request in enumerate(requests)]

@@ -30,19 +30,15 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 
-from ..errors import UserError
 from ..export.registry import BUILD, SPLITS, BuildInput, ExportResult, Exporter
 from ..fileio import atomic_write_bytes, atomic_write_text, remove_stale, write_json
-from ..scoring.metrics import ACCURACY, MACRO_F1
-from .documents import Document, ImageStore, lcl_documents, manyicl_documents
+from .documents import Document
+from .groups import TaskGroup, groups_of, slug
 from .hooks import IMAGES_DIR, TASK_FILE
 
 FOLDER = "lmms-eval"
-LCL_SETS = {"ISEKAI-10": "isekai10", "ISEKAI-pair": "isekai_pair"}
-MAX_LCL_SHOTS = 16   # the largest shot count of the LCL paper
 
 UTILS = '''"""lmms-eval hooks of this task folder, written by `isekai-gen export --format lmms-eval`.
 
@@ -61,11 +57,6 @@ doc_to_target = _hooks.doc_to_target
 process_results = _hooks.process_results
 aggregate = _hooks.aggregate
 '''
-
-
-def slug(name: str) -> str:
-    """A task-name part: lower case, runs of other characters as one underscore."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def _docs_table(documents: list[Document]) -> bytes:
@@ -115,30 +106,32 @@ metadata:
 """
 
 
-def write_group(folder: Path, group: str, truth: Path, metric: str, by_shots: dict[int, list[Document]],
-                store: ImageStore, source: str) -> list[str]:
+def group_name(group: TaskGroup) -> str:
+    return {"ISEKAI-10": "isekai10", "ISEKAI-pair": "isekai_pair"}[group.name] if group.kind == "lcl" else \
+        f"manyicl_{slug(group.name)}"
+
+
+def write_group(folder: Path, group: TaskGroup) -> list[str]:
     """One task group folder; returns its task names. Files of earlier exports not rewritten are removed."""
+    name = group_name(group)
     written: set[Path] = set()
 
-    def put_text(path: Path, text: str) -> None:
-        atomic_write_text(path, text)
+    def put(path: Path, data: bytes | str) -> None:
+        (atomic_write_text if isinstance(data, str) else atomic_write_bytes)(path, data)
         written.add(path)
 
-    truth_copy = folder / "truth" / truth.name
-    atomic_write_bytes(truth_copy, truth.read_bytes())
-    written.add(truth_copy)
-    write_json(folder / TASK_FILE, {"truth": f"truth/{truth.name}", "metric": metric})
+    put(folder / "truth" / group.truth.name, group.truth.read_bytes())
+    write_json(folder / TASK_FILE, {"truth": f"truth/{group.truth.name}", "metric": group.metric})
     written.add(folder / TASK_FILE)
-    put_text(folder / "utils.py", UTILS)
+    put(folder / "utils.py", UTILS)
     tasks = []
-    for shots, documents in sorted(by_shots.items()):
-        task = f"{group}_{shots}shot"
+    for shots, documents in sorted(group.documents.items()):
+        task = f"{name}_{shots}shot"
         docs = folder / "docs" / f"{task}.parquet"
-        atomic_write_bytes(docs, _docs_table(documents))
-        written.add(docs)
-        put_text(folder / f"{task}.yaml", _yaml(task, group, docs.resolve(), documents, metric, source))
+        put(docs, _docs_table(documents))
+        put(folder / f"{task}.yaml", _yaml(task, name, docs.resolve(), documents, group.metric, group.truth.name))
         tasks.append(task)
-    written.update(folder / IMAGES_DIR / file for file in store.write(folder / IMAGES_DIR))
+    written.update(folder / IMAGES_DIR / file for file in group.store.write(folder / IMAGES_DIR))
     remove_stale(folder, written)
     return tasks
 
@@ -150,51 +143,10 @@ class LmmsEvalExporter(Exporter):
     hashed = False   # a view of the LCL files and splits, which the content hash covers
 
     def export(self, source) -> ExportResult:
-        from_build = isinstance(source, BuildInput)
-        root = (source.export_dir if from_build else source.dest) / FOLDER
-        groups = build_groups(source) if from_build else split_groups(source)
-        tasks = []
-        for group, (truth, metric, by_shots, store, origin) in groups.items():
-            tasks += write_group(root / group, group, truth, metric, by_shots, store, origin)
-        return ExportResult({}, {"tasks": len(tasks), "groups": list(groups), "path": str(root)})
-
-
-def build_groups(source) -> dict:
-    """ISEKAI-10 and ISEKAI-pair groups from ``OUT/export/lcl/`` (run the lcl format first)."""
-    from ..evaluate.tasks import load_task
-    from ..export.lcl import LCL_DIR, annotation_file
-
-    groups = {}
-    for set_name, group in LCL_SETS.items():
-        path = source.out_dir / LCL_DIR / annotation_file(set_name)
-        if not path.is_file():
-            continue
-        task = load_task(path)
-        shots = source.shots if source.shots is not None else range(min(MAX_LCL_SHOTS, task.max_shots) + 1)
-        store = ImageStore()
-        by_shots = {k: lcl_documents(task, k, store, source.seed) for k in shots}
-        groups[group] = (path, ACCURACY, by_shots, store, f"{LCL_DIR}/{path.name}")
-    if not groups:
-        lcl = source.out_dir / LCL_DIR
-        raise UserError(f"{lcl}: no ISEKAI-10.json or ISEKAI-pair.json; write them first "
-                        f"(`isekai-gen export --out {source.out_dir} --format lcl,{FOLDER}`)")
-    return groups
-
-
-def split_groups(source) -> dict:
-    """One ``manyicl_<dataset>`` group per split folder."""
-    from ..evaluate.tasks import load_manyicl
-
-    groups = {}
-    for folder in source.folders:
-        task = load_manyicl(Path(folder))
-        group = f"manyicl_{slug(task.name)}"
-        if group in groups:
-            raise UserError(f"{folder}: a second split folder named {task.name!r}; export them into separate --dest folders")
-        store = ImageStore()
-        by_shots = {k: manyicl_documents(task, k, store, source.seed) for k in source.shots}
-        groups[group] = (task.truth_path, MACRO_F1 if task.multilabel else ACCURACY, by_shots, store, task.name)
-    return groups
+        root = (source.export_dir if isinstance(source, BuildInput) else source.dest) / FOLDER
+        groups = groups_of(source, FOLDER)
+        tasks = [task for group in groups for task in write_group(root / group_name(group), group)]
+        return ExportResult({}, {"tasks": len(tasks), "groups": [group_name(g) for g in groups], "path": str(root)})
 
 
 EXPORTER = LmmsEvalExporter

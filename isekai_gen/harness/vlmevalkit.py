@@ -27,14 +27,13 @@ lmms-eval's task folders store each image once.
 from __future__ import annotations
 
 import io
-import json
 import string
-from pathlib import Path
 
 from ..errors import UserError
 from ..export.registry import BUILD, SPLITS, BuildInput, ExportResult, Exporter
 from ..fileio import atomic_write_bytes, atomic_write_text, remove_stale
-from .documents import Document, ImageStore, lcl_documents, manyicl_documents
+from .documents import Document
+from .groups import TaskGroup, groups_of
 
 FOLDER = "vlmevalkit"
 CIRCULAR_TRIGGERS = ("mmbench", "ccbench", "circular", "mmcr")
@@ -79,22 +78,29 @@ def dataset_name(stem: str, shots: int) -> str:
     return name
 
 
-def _rows(documents: list[Document], classes: list[str], category: str, group_of, store: ImageStore) -> list[dict]:
+def table_name(group: TaskGroup, shots: int) -> str:
+    stem = LCL_STEMS[group.name] if group.kind == "lcl" else f"ManyICL_{group.name}"
+    return dataset_name(stem, shots)
+
+
+def _rows(group: TaskGroup, documents: list[Document]) -> list[dict]:
     letters = string.ascii_uppercase
-    if len(classes) > len(letters):
-        raise UserError(f"{category}: {len(classes)} classes; VLMEvalKit's option columns are the letters A-Z")
     rows = []
     for number, document in enumerate(documents):
+        choices = list(document.choices)
+        if len(choices) > len(letters):
+            raise UserError(f"{group.truth}: {len(choices)} classes; VLMEvalKit's option columns are the letters A-Z")
         images = document.images
         rows.append({
             "index": number,
-            "image": str([store.files[file].data_b64 for file in images]),
+            "image": str([group.store.files[file].data_b64 for file in images]),
             "image_path": str(images),
             "question": document.text,
-            **{letters[i]: name for i, name in enumerate(classes)},
-            "answer": letters[classes.index(document.target[0])],
-            "category": category, "split": "test",
-            "id": document.id, "shots": document.shots, "seed": document.seed, "group": group_of(document),
+            **{letters[i]: name for i, name in enumerate(choices)},
+            "answer": letters[choices.index(document.target[0])],
+            "category": group.name, "split": "test",
+            "id": document.id, "shots": document.shots, "seed": document.seed,
+            "group": " vs ".join(choices) if group.kind == "lcl" else group.name,
         })
     return rows
 
@@ -114,60 +120,23 @@ class VLMEvalKitExporter(Exporter):
     hashed = False   # a view of the LCL files and splits, which the content hash covers
 
     def export(self, source) -> ExportResult:
-        from_build = isinstance(source, BuildInput)
-        root = (source.export_dir if from_build else source.dest) / FOLDER
+        root = (source.export_dir if isinstance(source, BuildInput) else source.dest) / FOLDER
+        groups = groups_of(source, FOLDER)
+        for group in groups:
+            if group.multilabel:
+                raise UserError(f"{group.truth}: a multi-label set; a VLMEvalKit multiple-choice row has exactly one "
+                                "answer (use --format lmms-eval)")
+        tables = {table_name(group, shots): _rows(group, documents)
+                  for group in groups for shots, documents in sorted(group.documents.items())}
         written = set()
-        for name, rows in (_build_tables(source) if from_build else _split_tables(source)):
+        for name, rows in tables.items():
             atomic_write_bytes(root / f"{name}.tsv", _tsv(rows))
             written.add(root / f"{name}.tsv")
         atomic_write_text(root / DATASET_CLASS_FILE, DATASET_CLASS)
         written.add(root / DATASET_CLASS_FILE)
+        # images/ is VLMEvalKit's own (dump_image writes there when LMUData is this folder).
         remove_stale(root, written | {p for p in root.glob("images/**/*") if p.is_file()})
-        return ExportResult({}, {"tasks": len(written) - 1, "path": str(root)})
-
-
-def _build_tables(source):
-    from ..evaluate.tasks import load_task
-    from ..export.lcl import LCL_DIR, annotation_file
-    from .lmms_tasks import MAX_LCL_SHOTS
-
-    found = False
-    for set_name, stem in LCL_STEMS.items():
-        path = source.out_dir / LCL_DIR / annotation_file(set_name)
-        if not path.is_file():
-            continue
-        found = True
-        task = load_task(path)
-        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        store = ImageStore()
-        shots = source.shots if source.shots is not None else range(min(MAX_LCL_SHOTS, task.max_shots) + 1)
-        for k in shots:
-            documents = lcl_documents(task, k, store, source.seed)
-            rows = []
-            for document in documents:   # options: this episode's two labels, positive first
-                line = lines[int(document.id) - 1]
-                rows += _rows([document], [line["positive_promt"], line["negative_promt"]], set_name,
-                              lambda d, line=line: f"{line['positive_promt']} vs {line['negative_promt']}", store)
-            for number, row in enumerate(rows):
-                row["index"] = number
-            yield dataset_name(stem, k), rows
-    if not found:
-        raise UserError(f"{source.out_dir / LCL_DIR}: no ISEKAI-10.json or ISEKAI-pair.json; write them first "
-                        f"(`isekai-gen export --out {source.out_dir} --format lcl,{FOLDER}`)")
-
-
-def _split_tables(source):
-    from ..evaluate.tasks import load_manyicl
-
-    for folder in source.folders:
-        task = load_manyicl(Path(folder))
-        if task.multilabel:
-            raise UserError(f"{folder}: a multi-label set; a VLMEvalKit multiple-choice row has exactly one answer "
-                            "(use --format lmms-eval)")
-        store = ImageStore()
-        for k in source.shots:
-            documents = manyicl_documents(task, k, store, source.seed)
-            yield dataset_name(f"ManyICL_{task.name}", k), _rows(documents, list(task.classes), task.name, lambda d: task.name, store)
+        return ExportResult({}, {"tasks": len(tables), "path": str(root)})
 
 
 EXPORTER = VLMEvalKitExporter
