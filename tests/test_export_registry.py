@@ -47,15 +47,18 @@ def test_formats_are_registered_in_run_order_and_unknown_names_are_refused():
 
 def test_a_new_format_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     config, catalog = make_build(tmp_path)
-    run_export(config, tmp_path, catalog)
+    summary_before = run_export(config, tmp_path, catalog)
     card = (tmp_path / "export" / "hf" / "README.md").read_bytes()
     monkeypatch.setitem(registry.FORMATS, "toy", __name__)
     summary = run_export(config, tmp_path, catalog, formats=["toy"])
     assert summary["formats"] == {"toy": {"tasks": 1, "path": str(tmp_path / "export" / "toy")}}
     sums = (tmp_path / "export" / "SHA256SUMS").read_text()
     assert f"{sha256_file(tmp_path / 'export' / 'toy' / 'ids.txt')}  toy/ids.txt\n" in sums
-    # A format that ran without the hf format leaves the card alone (it is rewritten with hf).
-    assert (tmp_path / "export" / "hf" / "README.md").read_bytes() == card
+    # The card stated the old content hash: it is removed (publish refuses the folder) until hf runs again.
+    assert not (tmp_path / "export" / "hf" / "README.md").exists()
+    content_hash = run_export(config, tmp_path, catalog, formats=["hf"])["content_hash"]
+    assert content_hash != summary_before["content_hash"] and content_hash == summary["content_hash"]
+    assert content_hash in (tmp_path / "export" / "hf" / "README.md").read_text() != card.decode()
 
 
 def test_format_option_writes_only_the_named_formats(tmp_path):
@@ -72,7 +75,8 @@ def test_format_option_writes_only_the_named_formats(tmp_path):
     after = export_hashes(tmp_path)
     assert after["webdataset/index.json"] == before["webdataset/index.json"]
     assert after["lcl/ISEKAI-10.json"] != before["lcl/ISEKAI-10.json"]
-    assert after["hf/README.md"] == before["hf/README.md"]
+    assert after["hf/data/images-test-00000-of-00001.parquet"] == before["hf/data/images-test-00000-of-00001.parquet"]
+    assert "hf/README.md" not in after   # the edited LCL file changed the content hash the card stated
 
 
 def test_cli_refuses_unknown_formats_and_mixed_inputs_in_one_line(tmp_path):

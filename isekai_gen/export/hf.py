@@ -19,6 +19,7 @@ are byte-deterministic: fixed row order and row-group size, no timestamps in Par
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -37,6 +38,7 @@ from .webdataset import plan_shards
 if TYPE_CHECKING:
     from .items import ExportItem
 
+log = logging.getLogger(__name__)
 
 HF_DIR = "hf"
 DATA_DIR = "data"
@@ -231,6 +233,13 @@ class HFExporter(Exporter):
     def describe(self, summary: dict, show) -> list[str]:
         return [f"hf config {name}: {info['rows']} rows in {len(info['files'])} Parquet file(s)"
                 for name, info in summary.items()]
+
+    def outdated(self, source, content_hash: str) -> None:
+        card = source.export_dir / HF_DIR / README
+        if card.is_file() and content_hash not in card.read_text(encoding="utf-8"):
+            log.warning("removing %s: it states the content hash before this export; "
+                        "run `isekai-gen export --format hf` to write it again", card)
+            card.unlink()
 
     def finish(self, source, content_hash: str) -> None:
         write_card(

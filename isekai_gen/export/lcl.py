@@ -211,7 +211,7 @@ class LCLExporter(Exporter):
 
     def describe(self, summary: dict, show) -> list[str]:
         return [f"lcl: {summary['images']} images ({summary['linked']} linked, {summary['copied']} copied) "
-                f"-> {show(summary['path'])}"]
+                f"-> {show(self.folder)}"]
 
 
 EXPORTER = LCLExporter

@@ -112,10 +112,13 @@ class Exporter:
     def finish(self, source: BuildInput, content_hash: str) -> None:
         """After SHA256SUMS: write what states the content hash."""
 
+    def outdated(self, source: BuildInput, content_hash: str) -> None:
+        """Another format changed the content hash: drop what of ours states the old one."""
+
     def describe(self, summary: dict, show) -> list[str]:
-        """The command's lines for ``summary``; ``show`` renders a path (absolute, or relative to the export
-        root) as the user knows it."""
-        return [f"{self.name}: {summary['tasks']} task(s) -> {show(summary['path'])}"]
+        """The command's lines for ``summary``; ``show`` renders a path relative to the export root (OUT/export/
+        or --dest) as the user knows it."""
+        return [f"{self.name}: {summary['tasks']} task(s) -> {show(self.folder)}"]
 
 
 def format_names(reads: str | None = None) -> list[str]:

@@ -87,6 +87,11 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, formats: list[s
     for exporter in exporters:
         if exporter.hashed:
             exporter.finish(source, content_hash)
+    if any(exporter.hashed for exporter in exporters):
+        ran = {exporter.name for exporter in exporters}
+        for name in FORMATS:
+            if name not in ran:
+                get_exporter(name).outdated(source, content_hash)
     return {"formats": summaries, **summaries, "content_hash": content_hash, "files": files}
 
 
