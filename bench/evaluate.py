@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from evaluate_double import OpenAIDouble  # noqa: E402
 
 from isekai_gen.evaluate.api import evaluate  # noqa: E402
-from isekai_gen.evaluate.config import DEFAULTS  # noqa: E402
+from isekai_gen.evaluate.config import EvaluateConfig  # noqa: E402
 from isekai_gen.evaluate.images import ImageCache  # noqa: E402
 from isekai_gen.evaluate.prompts import IMG, manyicl_prompt, manyicl_requests  # noqa: E402
 from isekai_gen.evaluate.providers.base import Limits  # noqa: E402
@@ -106,8 +106,8 @@ def throughput(args, work: Path) -> None:
     try:
         base_url = queue.get(timeout=30)
         base = sequential_original(task, base_url, shots=1)
-        settings = {**DEFAULTS, "truth": str(root), "model": "openai:m", "endpoint": base_url, "shots": [1],
-                    "batch_size": [1], "out": str(work / "run"), "concurrency": 16, "bootstrap": 0}
+        settings = EvaluateConfig(truth=str(root), model="openai:m", endpoint=base_url, shots=(1,), batch_size=(1,),
+                                  out=str(work / "run"), concurrency=16, bootstrap=0)
         import isekai_gen.scoring.writers  # noqa: F401  (a one-off import, not per-run work)
 
         start = time.perf_counter()

@@ -44,12 +44,15 @@ class OpenAIDouble:
 
     def __init__(self, truth: dict[str, str], wrong: dict[str, str] | None = None, *, latency_s: float = 0.0,
                  faults=(), timeout_sleep_s: float = 2.0, abstain: set[str] | None = None,
-                 usage: tuple[int, int] | None = (100, 10)):
+                 usage: tuple[int, int] | None = (100, 10), models: list[str] | None = None, usage_fn=None):
         self.truth, self.wrong = truth, dict(wrong or {})
         self.latency_s, self.timeout_sleep_s = latency_s, timeout_sleep_s
         self.faults = collections.deque(faults)
         self.abstain = set(abstain or ())     # query images answered without an Answer Choice line
         self.usage = usage                    # (prompt_tokens, completion_tokens) per reply; None: no usage
+        self.models = models                  # GET /v1/models lists these; None: 404, as servers without a list
+        self.usage_fn = usage_fn              # body -> usage dict (a bench's token and cache accounting)
+        self.keep_bodies = True               # a bench of huge requests turns this off
         self.bodies: list[dict] = []
         self.counts: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
@@ -98,11 +101,18 @@ class OpenAIDouble:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models") and double.models is not None:
+                    data = [{"id": name, "object": "model", "created": 0, "owned_by": "double"} for name in double.models]
+                    return self._send(200, json.dumps({"object": "list", "data": data}).encode())
+                self._send(404, b'{"error": {"message": "not found"}}')
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
                 with double.lock:
-                    double.bodies.append(body)
+                    if double.keep_bodies:
+                        double.bodies.append(body)
                     double.counts[digest] += 1
                     fault = double.faults.popleft() if double.faults else None
                 time.sleep(double.latency_s)
@@ -123,7 +133,10 @@ class OpenAIDouble:
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": text}}],
                 }
-                if double.usage is not None:
+                if double.usage_fn is not None:
+                    with double.lock:
+                        completion["usage"] = double.usage_fn(body)
+                elif double.usage is not None:
                     completion["usage"] = {"prompt_tokens": double.usage[0], "completion_tokens": double.usage[1],
                                            "total_tokens": sum(double.usage)}
                 payload = json.dumps(completion).encode()

@@ -35,7 +35,8 @@ from isekai_gen.evaluate.journal import Journal
 from isekai_gen.evaluate.prices import Price
 from isekai_gen.evaluate.prompts import IMG, manyicl_prompt, manyicl_requests
 from isekai_gen.evaluate.providers.base import EvalRequest, Limits, Part, Reply, Turn
-from isekai_gen.evaluate.runner import RunSettings, run_requests
+from isekai_gen.evaluate.config import EvaluateConfig
+from isekai_gen.evaluate.runner import run_requests
 from isekai_gen.evaluate.tasks import load_manyicl
 
 pytest.importorskip("openai")
@@ -194,7 +195,8 @@ def test_concurrent_calls_never_spend_past_the_budget_when_replies_cost_their_es
     requests = [EvalRequest(f"{n:064x}", "c", (str(n),), 0, None, (Turn("user", (Part(text="q"),)),), 60, 0.0, "m")
                 for n in range(12)]
     journal = Journal(tmp_path / "journal.jsonl")
-    settings = RunSettings(concurrency=4, budget_usd=5.5 * per_call)
+    settings = EvaluateConfig(truth="t", model="openai:m", shots=(0,), out="o", concurrency=4,
+                              budget_usd=5.5 * per_call)
     outcome = run_requests(_FixedCostProvider(), journal, requests, price, settings, lambda request, text: False)
     journal.close()
     assert outcome.stopped == "budget" and outcome.calls == outcome.answered == 5

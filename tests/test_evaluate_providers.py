@@ -29,7 +29,7 @@ from isekai_gen.evaluate.images import encode_image  # noqa: E402
 from isekai_gen.evaluate.providers import get_provider  # noqa: E402
 from isekai_gen.evaluate.providers import anthropic as anthropic_provider  # noqa: E402
 from isekai_gen.evaluate.providers import gemini as gemini_provider  # noqa: E402
-from isekai_gen.evaluate.providers.base import (EvalRequest, Limits, Part, PermanentError,  # noqa: E402
+from isekai_gen.evaluate.providers.base import (BatchFormat, EvalRequest, Limits, Part, PermanentError,  # noqa: E402
                                                 Reply, TransientError, Turn)
 from isekai_gen.evaluate.providers.retry_after import retry_after_seconds  # noqa: E402
 from provider_sdk_double import CLAUDE_MESSAGE, GEMINI_RESPONSE, ProviderDouble  # noqa: E402
@@ -248,8 +248,8 @@ def test_request_files_round_trip_and_split(tmp_path, monkeypatch, images, name)
         pytest.importorskip("openai")
     provider = get_provider(PROVIDER_SPECS[name])
     requests = [make_request(images, key=f"{i:064x}", model=PROVIDER_SPECS[name].partition(":")[2]) for i in range(5)]
-    monkeypatch.setitem(batch.FORMATS, name, batch.BatchFormat(batch.FORMATS[name].id_field, 2, None,
-                                                               batch.FORMATS[name].id_pattern))
+    fmt = provider.batch_format
+    monkeypatch.setattr(provider, "batch_format", BatchFormat(fmt.id_field, 2, None, fmt.id_pattern))
     paths = batch.write_request_files(provider, requests + requests[:1], tmp_path)   # a duplicate key goes once
     assert [p.name for p in paths] == [f"{name}-requests-0000{i}.jsonl" for i in range(3)]
     lines = [json.loads(line) for p in paths for line in p.read_text().splitlines()]
@@ -276,7 +276,7 @@ def test_a_request_over_the_batch_limit_leaves_the_folder_as_it_was(tmp_path, mo
     first = batch.write_request_files(provider, requests, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     line_bytes = len(first[0].read_bytes()) // 3
-    monkeypatch.setitem(batch.FORMATS, "anthropic", batch.BatchFormat("custom_id", None, line_bytes - 10))
+    monkeypatch.setattr(provider, "batch_format", BatchFormat("custom_id", None, line_bytes - 10))
     with pytest.raises(UserError, match=r"cell shots-1_batch-1: one anthropic batch request is \d+ bytes"):
         batch.write_request_files(provider, requests[:1], tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # no staging folder left either
@@ -425,3 +425,15 @@ def test_gemini_batch_live_upload_create_poll_and_read_back(double, tmp_path, im
     assert jobs["gemini-requests-00000.jsonl"]["results"] == ["gemini-results-00000.jsonl"]
     results = batch.read_results(provider, batch.result_files(tmp_path, "gemini"), {r.key for r in requests})
     assert [(k, reply.text) for k, reply in results.records] == [(r.key, "Answer Choice 1: river") for r in requests]
+
+
+def test_preflight_asks_for_the_model_before_any_call(double):
+    provider = get_provider("anthropic:claude-test", double.url)
+    double.script.append((200, {}, {"type": "model", "id": "claude-test", "display_name": "Claude test",
+                                    "created_at": "2025-01-01T00:00:00Z"}, 0.0))
+    assert run(provider.preflight()) == f"{double.url} knows claude-test"
+    assert double.received[-1][:2] == ("GET", "/v1/models/claude-test")
+    assert run(provider.preflight()) is None   # a proxy without the models endpoint (404): nothing checked
+    double.script.append((401, {}, {"type": "error", "error": {"type": "authentication_error", "message": "bad"}}, 0.0))
+    with pytest.raises(UserError, match="anthropic: authentication failed"):
+        run(provider.preflight())

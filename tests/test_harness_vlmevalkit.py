@@ -28,7 +28,7 @@ from isekai_gen.errors import UserError
 from isekai_gen.evaluate.tasks import load_manyicl
 from isekai_gen.export.registry import SplitsInput
 from isekai_gen.export.stage import run_export, run_split_export
-from isekai_gen.harness.documents import ImageStore, manyicl_documents
+from isekai_gen.harness.documents import ImageStore, task_documents
 from isekai_gen.harness.vlmevalkit import DATASET_CLASS, DATASET_CLASS_FILE
 
 
@@ -63,7 +63,7 @@ def test_manyicl_tsv_loads_as_custom_mcq_and_interleaves_like_evaluate(tmp_path)
                                                         DATASET_CLASS_FILE]
     data, images, paths = loader_view(folder / "ManyICL_UCM_5shot.tsv")
     task = load_manyicl(split)
-    documents = manyicl_documents(task, 5, ImageStore())
+    documents = task_documents(task, [5], ImageStore())[5]
     assert len(data) == len(task.test) == len(documents)
     assert [data[letter][0] for letter in string.ascii_uppercase[:3]] == list(task.classes)
     for row, cell, names, document in zip(data.to_dict("records"), images, paths, documents):

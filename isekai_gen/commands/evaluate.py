@@ -67,10 +67,28 @@ def _model_spec(ctx, param, value):
                    "instead of calling live; result files put there are read back on every run.")
 @click.option("--submit", "submit", is_flag=True, default=None,
               help="With --batch: submit the files, wait for the jobs and read their results.")
+@click.option("--protocol", type=click.Choice(["default", "manyicl-original"]), default=None,
+              help="Preset of the settings not given: manyicl-original sends what ManyICL's LMM.py sends "
+                   "(API seed 66, at most 4096 output tokens, temperature 0).  [default: default]")
+@click.option("--timeout", "request_timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds one call may take.  [default: 600]")
+@click.option("--max-retries", "max_retries", type=click.IntRange(min=0), default=None,
+              help="Retries of a transient error per call.  [default: 6]")
+@click.option("--max-tokens", "max_tokens", type=click.IntRange(min=1), default=None,
+              help="Cap on the output tokens of one request (ManyICL: 60 x batch size, capped at 4096).")
+@click.option("--temperature", type=click.FloatRange(min=0), default=None, help="Sampling temperature.  [default: 0]")
+@click.option("--api-seed", "api_seed", type=click.IntRange(min=0), default=None,
+              help="The `seed` sent to APIs that take one (ManyICL sends 66); --seed seeds the demo shuffles.")
+@click.option("--demo-order", "demo_order", type=click.Choice(["per-request", "cache-friendly"]), default=None,
+              help="per-request: the original's demo shuffle per request; cache-friendly: one shuffle per cell, "
+                   "the demo block first and byte-identical, so the provider's prompt cache serves it.")
+@click.option("--extractor", type=click.Choice(["strict", "labels"]), default=None,
+              help="strict: ManyICL's parse; labels: also a fallback label match, reported separately.")
 @progress_option
 @click.pass_context
 def command(ctx, config_file, truth, images, model, endpoint, shots, batch_size, out, concurrency, seed, budget_usd,
-            dry_run, max_requests, price_table, retry_failed, batch, submit, progress) -> None:
+            dry_run, max_requests, price_table, retry_failed, batch, submit, protocol, request_timeout_s, max_retries,
+            max_tokens, temperature, api_seed, demo_order, extractor, progress) -> None:
     """Run the (shots x batch size) grid against a model, then score it.
 
     \b
@@ -87,45 +105,88 @@ def command(ctx, config_file, truth, images, model, endpoint, shots, batch_size,
                "shots": shots, "batch_size": batch_size,
                "out": out, "concurrency": concurrency, "seed": seed, "budget_usd": budget_usd,
                "max_requests": max_requests, "price_table": price_table,
-               "batch": batch or None, "submit": submit or None, "retry_failed": retry_failed or None}
+               "batch": batch or None, "submit": submit or None, "retry_failed": retry_failed or None,
+               "protocol": protocol, "request_timeout_s": request_timeout_s, "max_retries": max_retries,
+               "max_tokens": max_tokens, "temperature": temperature, "api_seed": api_seed,
+               "demo_order": demo_order, "extractor": extractor}
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     missing = [name for name in REQUIRED if options[name] is None]
     if config_file is None and missing:
         raise click.UsageError(f"missing option --{missing[0].replace('_', '-')} (or give a --config file)")
-    settings = load_run_config(config_file, options)
-    summary = evaluate(settings, dry_run=dry_run, progress=progress)
-    def dollars(value):
-        return f"${value:.4f}" if value is not None else "cost unknown (no price in the table)"
-
-    click.echo(f"{summary['cells']} cells, {summary['requests']} requests ({summary['pending']} pending), "
-               f"{summary['images']} images ({summary['resized']} resized)")
-    click.echo(f"estimate for the whole grid: {summary['grid_input_tokens']} input + {summary['grid_output_tokens']} "
-               f"output tokens (output at max_tokens, the worst case), {dollars(summary['grid_cost_usd'])}")
-    click.echo(f"estimate for the {summary['pending']} pending requests: {summary['est_input_tokens']} input + "
-               f"{summary['est_output_tokens']} output tokens, {dollars(summary['est_cost_usd'])}; "
-               f"spent so far ${summary['spent_usd']:.4f}")
-    if summary["imported"]:
-        click.echo(f"read {summary['imported']} batch results into the journal")
+    config = load_run_config(config_file, options)
+    summary = evaluate(config, dry_run=dry_run, progress=progress, on_plan=lambda plan: _print_plan(plan, config, dry_run))
     if summary["batch"]:
         click.echo(summary["batch"])
-    budget = settings["budget_usd"]
-    if dry_run and budget is not None and summary["est_cost_usd"] + summary["spent_usd"] > budget:
-        click.echo(f"over --budget-usd {budget}: a live run would refuse to start")
     if dry_run:
         click.echo(f"dry run: nothing sent; plan in {summary['run_dir']}/plan.jsonl")
         return
+    if summary["preflight"]:
+        click.echo(f"preflight: {summary['preflight']}")
     outcome = summary["outcome"]
     click.echo(f"{outcome['calls']} calls: {outcome['answered']} answered, {outcome['abstained']} abstentions, "
                f"{outcome['failed']} permanent errors, {outcome['gave_up']} gave up after retries; "
-               f"${outcome['cost_usd']:.4f} this run")
+               f"${outcome['cost_usd']:.4f} this run"
+               + (f" ({outcome['cache_read_tokens']} input tokens read from the prompt cache)"
+                  if outcome["cache_read_tokens"] else ""))
     click.echo(f"wrote {summary['report']}")
-    if outcome["stopped"]:
-        from isekai_gen.errors import UserError
+    _finish(summary)
 
-        reason = {"budget": "the spend would pass --budget-usd", "max_requests": "--max-requests reached",
-                  "permanent_errors": f"the first calls all failed permanently ({outcome['last_error']}); "
-                                      "fix the settings, then rerun with --retry-failed"}
-        raise UserError(f"stopped early: {reason[outcome['stopped']]}; rerun the same command to continue")
+
+def _dollars(value):
+    return f"${value:.4f}" if value is not None else "cost unknown (no price)"
+
+
+def _print_plan(summary: dict, config, dry_run: bool) -> None:
+    """The plan and the estimate, printed before the first call (a log shows them from the start)."""
+    click.echo(f"{summary['cells']} cells, {summary['requests']} requests ({summary['pending']} pending), "
+               f"{summary['images']} images ({summary['resized']} resized); endpoint {summary['endpoint'] or '-'}")
+    if summary["price_note"]:
+        click.echo(f"price: {summary['price_note']}")
+    click.echo(f"estimate for the whole grid: {summary['grid_input_tokens']} input + {summary['grid_output_tokens']} "
+               f"output tokens (output at max_tokens, the worst case), {_dollars(summary['grid_cost_usd'])}")
+    click.echo(f"estimate for the {summary['pending']} pending requests: {summary['est_input_tokens']} input + "
+               f"{summary['est_output_tokens']} output tokens, {_dollars(summary['est_cost_usd'])}; "
+               f"spent so far ${summary['spent_usd']:.4f}")
+    uncached, cached, batch = (summary[f"grid_{k}_cost_usd"] for k in ("uncached", "cached", "batch"))
+    if uncached:
+        parts = [f"live {_dollars(uncached)}"]
+        if cached is not None:
+            parts.append(f"live with the prompt cache {_dollars(cached)} (saves {100 * (1 - cached / uncached):.0f}%)")
+        if batch is not None:
+            parts.append(f"batch API {_dollars(batch)} (saves {100 * (1 - batch / uncached):.0f}%)")
+        click.echo("grid cost: " + "; ".join(parts))
+    if summary["imported"]:
+        click.echo(f"read {summary['imported']} batch results into the journal")
+    budget = config.budget_usd
+    if dry_run and budget is not None and summary["est_cost_usd"] + summary["spent_usd"] > budget:
+        click.echo(f"over --budget-usd {budget}: a live run would refuse to start")
+    click.get_text_stream("stdout").flush()   # in a log file too, before the first call
+
+
+def _finish(summary: dict) -> None:
+    """Exit 0 only when every requested cell is complete, or a --max-requests trial did what it was asked."""
+    from isekai_gen.errors import UserError
+    from isekai_gen.evaluate.runner import STOP_REASONS
+
+    outcome, missing = summary["outcome"], summary["unanswered"]
+    if summary["batch"] and missing["count"]:
+        click.echo(f"batch: {missing['count']} of {summary['requests']} requests wait for batch results")
+        return
+    if outcome["stopped"] == "max_requests" and not (outcome["failed"] or outcome["gave_up"]):
+        click.echo(f"trial: {outcome['started']} requests sent (--max-requests), {missing['count']} of "
+                   f"{summary['requests']} still to ask; rerun without --max-requests to continue")
+        return
+    if not missing["count"]:
+        return
+    hint = {"permanent_errors": "fix the settings, then rerun with --retry-failed",
+            "connection_failures": "check the endpoint, then rerun the same command"}.get(
+        outcome["stopped"], "rerun the same command to continue (--retry-failed sends failed ones again)")
+    stopped = ""
+    if outcome["stopped"]:
+        detail = f" ({outcome['last_error']})" if outcome["stopped"] in ("permanent_errors", "connection_failures") else ""
+        stopped = f"stopped early: {STOP_REASONS[outcome['stopped']]}{detail}; "
+    raise UserError(f"{stopped}{missing['count']} of {summary['requests']} requests unanswered, "
+                    f"{missing['cause_count']} of them: {missing['cause']}; {hint}")
 
 
 @command.command("status")

@@ -1,8 +1,8 @@
 """Batch API files for half-price runs: write request files, read result files, submit and poll.
 
-One module for the three providers: a request line is `provider.batch_line(request)` and a
-result line goes through `provider.parse_batch_result(line)`; only the file limits, the id field
-and the live SDK calls differ per provider.
+Provider-neutral: a request line is `provider.batch_line(request)`, a result line goes through
+`provider.parse_batch_result(line)`, the file limits and id rule are `provider.batch_format`, and
+the live SDK calls are `provider.batch_backend()` (each provider's module holds its own backend).
 
 Request files (`<folder>/<provider>-requests-NNNNN.jsonl`, split to stay under each API's limits):
 - OpenAI Batch input (openai-python `resources/batches.py` `AsyncBatches.create`, "Batch API"
@@ -41,43 +41,26 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError, where
-from ..fileio import (TEMP_PREFIX, atomic_open, atomic_write_bytes, dumps_canonical, read_json, sha256_file,
-                      write_json)
+from ..fileio import TEMP_PREFIX, atomic_open, dumps_canonical, read_json, sha256_file, write_json
 from ..paths import check_file_name
 from .providers import get_provider
-from .providers.base import EvalRequest, PermanentError, Provider, Reply, TransientError
+from .providers.base import BatchFormat, EvalRequest, PermanentError, Provider, Reply, TransientError
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "batch.json"
 
 
-@dataclass(frozen=True)
-class BatchFormat:
-    id_field: str
-    max_requests: int | None
-    max_bytes: int | None
-    id_pattern: re.Pattern | None = None
-
-
-FORMATS = {
-    "openai": BatchFormat("custom_id", 50_000, 200_000_000),
-    "anthropic": BatchFormat("custom_id", 100_000, 256_000_000, re.compile(r"[a-zA-Z0-9_-]{1,64}")),
-    "gemini": BatchFormat("key", None, 2_000_000_000),
-}
-
-
 def _format(provider: Provider) -> BatchFormat:
-    try:
-        return FORMATS[provider.name]
-    except KeyError:
-        raise UserError(f"batch: no batch API for provider {provider.name!r}") from None
+    fmt = getattr(provider, "batch_format", None)
+    if fmt is None:
+        raise UserError(f"batch: no batch API for provider {provider.name!r}")
+    return fmt
 
 
 # --- request files ---------------------------------------------------------------------------------
@@ -210,103 +193,12 @@ def _shard(name: str) -> str:
     return name.rsplit("-", 1)[1].removesuffix(".jsonl")
 
 
-class _OpenAIBatches:
-    """files.create(purpose="batch") + batches.create / retrieve + files.content (openai-python)."""
-    ended = {"completed", "failed", "expired", "cancelled"}
-
-    def __init__(self, client):
-        import openai
-        self.client, self.sdk_errors = client, (openai.OpenAIError,)
-
-    async def submit(self, path: Path, model: str) -> dict:
-        with open(path, "rb") as handle:
-            uploaded = await self.client.files.create(file=handle, purpose="batch")
-        batch = await self.client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                                 completion_window="24h")
-        return {"id": batch.id, "input_file_id": uploaded.id, "status": batch.status}
-
-    async def status(self, job: dict) -> str:
-        batch = await self.client.batches.retrieve(job["id"])
-        job.update(output_file_id=batch.output_file_id, error_file_id=batch.error_file_id)
-        if batch.errors:   # the input file failed validation: no request was run
-            job["errors"] = batch.errors.model_dump(mode="json", exclude_none=True)
-        return batch.status
-
-    async def download(self, job: dict, folder: Path, shard: str) -> list[str]:
-        names = []
-        for kind, file_id in (("results", job.get("output_file_id")), ("errors", job.get("error_file_id"))):
-            if file_id:
-                name = f"openai-{kind}-{shard}.jsonl"
-                atomic_write_bytes(folder / name, (await self.client.files.content(file_id)).content)
-                names.append(name)
-        return names
-
-
-class _AnthropicBatches:
-    """messages.batches.create(requests=...) / retrieve / results (anthropic-sdk-python)."""
-    ended = {"ended"}
-
-    def __init__(self, client):
-        import anthropic
-        self.client, self.sdk_errors = client, (anthropic.AnthropicError,)
-
-    async def submit(self, path: Path, model: str) -> dict:
-        with open(path, encoding="utf-8") as handle:
-            requests = [json.loads(line) for line in handle if line.strip()]
-        batch = await self.client.messages.batches.create(requests=requests)
-        return {"id": batch.id, "status": batch.processing_status}
-
-    async def status(self, job: dict) -> str:
-        batch = await self.client.messages.batches.retrieve(job["id"])
-        job["request_counts"] = batch.request_counts.model_dump()
-        return batch.processing_status
-
-    async def download(self, job: dict, folder: Path, shard: str) -> list[str]:
-        name = f"anthropic-results-{shard}.jsonl"
-        with atomic_open(folder / name, "w", encoding="utf-8", newline="\n") as handle:
-            async for item in await self.client.messages.batches.results(job["id"]):
-                handle.write(dumps_canonical(item.model_dump(mode="json", exclude_none=True)) + "\n")
-        return [name]
-
-
-class _GeminiBatches:
-    """files.upload + batches.create(model, src="files/...") / get + files.download (python-genai)."""
-    ended = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
-
-    def __init__(self, client):
-        from google.genai import errors, types
-        self.client, self.types, self.sdk_errors = client, types, (errors.APIError,)
-
-    async def submit(self, path: Path, model: str) -> dict:
-        uploaded = await self.client.aio.files.upload(
-            file=str(path), config=self.types.UploadFileConfig(display_name=path.name, mime_type="jsonl"))
-        job = await self.client.aio.batches.create(model=model, src=uploaded.name,
-                                                   config={"display_name": path.stem})
-        return {"id": job.name, "input_file": uploaded.name, "status": job.state.name if job.state else None}
-
-    async def status(self, job: dict) -> str:
-        batch = await self.client.aio.batches.get(name=job["id"])
-        job["output_file"] = batch.dest.file_name if batch.dest else None
-        if batch.error:
-            job["errors"] = batch.error.model_dump(mode="json", exclude_none=True)
-        return batch.state.name
-
-    async def download(self, job: dict, folder: Path, shard: str) -> list[str]:
-        if not job.get("output_file"):
-            return []
-        name = f"gemini-results-{shard}.jsonl"
-        atomic_write_bytes(folder / name, await self.client.aio.files.download(file=job["output_file"]))
-        return [name]
-
-
-BACKENDS = {"openai": _OpenAIBatches, "anthropic": _AnthropicBatches, "gemini": _GeminiBatches}
-
-
 def _backend(state: dict, endpoint: str | None):
-    """The SDK client of the provider that wrote the files (`provider.client()`: the same
-    endpoint, credential and error handling as live calls), wrapped for the batch calls."""
+    """The batch backend of the provider that wrote the files, on its own SDK client
+    (`provider.client()`: the same endpoint, credential and error handling as live calls)."""
     provider = get_provider(f"{state['provider']}:{state['model']}", endpoint)
-    return BACKENDS[provider.name](provider.client())
+    _format(provider)
+    return provider.batch_backend()
 
 
 @contextlib.asynccontextmanager

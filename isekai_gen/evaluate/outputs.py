@@ -9,6 +9,11 @@
   (`EXP_NAME`, written for run.py's runs; name and content): `str(list_of_ids) -> reply`
   (`ERROR!!!! ...` for a permanent error, as work() stores a failed call)
   and `token_usage = (completion, prompt, total)`; the released eval.py reads it unchanged.
+- `cells/<cell>/predictions.fallback.jsonl` (opt-in `extractor: labels`): the same rows, where a
+  query the strict parse found no answer for gets the one class name its reply segment names
+  (`scoring.matching.LabelMatcher`: whole words, exactly one label, else none) — for a one-query
+  request the whole reply, for a batch the reply's lines that name the query's number. Scored
+  separately (report `fallback_value`), never mixed into the strict score.
 - Cost and latency per cell (ManyICL Table 3): per-batch latency = mean latency of the requests'
   final calls; per-example latency = their sum / the examples they answered (batch-API results
   have no call latency and are left out); per-example cost = all calls' cost (re-asks included) /
@@ -23,9 +28,22 @@ from pathlib import Path
 
 from ..fileio import atomic_write_bytes, write_jsonl
 from ..scoring.manyicl import extract_answer
+from ..scoring.matching import LabelMatcher
 from .journal import ABSTAINED, ANSWERED, GAVE_UP, PERMANENT, request_state
 
 CONFIDENCE = "Confidence Score {n}:"
+FALLBACK_NAME = "predictions.fallback.jsonl"
+
+
+def fallback_answer(text: str, number: int, count: int, matcher: LabelMatcher) -> str | None:
+    """The one class named where the strict parse found nothing (see the module docstring)."""
+    if count == 1:
+        segment = text
+    else:
+        mention = re.compile(rf"(?<![0-9]){number}(?![0-9])")
+        segment = "\n".join(line for line in text.split("\n") if mention.search(line))
+    found = matcher.find(segment)
+    return matcher.labels[found[0]] if len(found) == 1 else None
 
 
 def confidence(text: str, number: int) -> float | None:
@@ -48,13 +66,15 @@ def pickle_name(dataset: str, n_demos: int, model: str, batch_size: int) -> str:
 
 
 def cell_outputs(cell: dict, requests, journal_rows: dict, *, kind: str, model_spec: str, max_reasks: int,
-                 dataset: str) -> dict:
+                 dataset: str, extractor: str = "strict", classes=None) -> dict:
     """Write one cell's files; return its accounting row."""
     folder = Path(cell["dir"])
-    predictions, raw = [], {}
+    predictions, raw, fallback = [], {}, []
+    matcher = LabelMatcher(classes) if extractor == "labels" and kind == "manyicl" else None
     stats = {"requests": len(requests), "done": 0, "pending": 0, "failed": 0, "abstained": 0, "calls": 0,
-             "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "examples": 0, "latency_sum_s": 0.0, "replied": 0,
-             "latency_examples": 0}
+             "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+             "cost_usd": 0.0, "examples": 0, "unparsed_queries": 0, "fallback_recovered": 0,
+             "latency_sum_s": 0.0, "replied": 0, "latency_examples": 0}
     base = {"shots": cell["n_demos"], "shots_per_class": cell["shots"], "batch_size": cell["batch_size"],
             "model": model_spec}
     for request in requests:
@@ -65,6 +85,8 @@ def cell_outputs(cell: dict, requests, journal_rows: dict, *, kind: str, model_s
                 stats["calls"] += 1
                 stats["input_tokens"] += row["input_tokens"]
                 stats["output_tokens"] += row["output_tokens"]
+                stats["cache_read_tokens"] += row.get("cache_read_tokens", 0)
+                stats["cache_write_tokens"] += row.get("cache_write_tokens", 0)
                 stats["cost_usd"] += row.get("cost_usd") or 0.0
         last = final_row(rows)
         if last is None:
@@ -91,11 +113,21 @@ def cell_outputs(cell: dict, requests, journal_rows: dict, *, kind: str, model_s
         for number, item_id in enumerate(request.ids, start=1):
             if kind == "manyicl":
                 row = {"id": item_id, "prediction": extract_answer(text, number), "confidence": confidence(text, number)}
+                stats["unparsed_queries"] += row["prediction"] is None
             else:
                 row = {"id": item_id, "prediction": text}
             predictions.append({**row, **base, "status": last["status"], "request": request.key})
+            if matcher is not None and row["prediction"] is None:
+                guess = fallback_answer(text, number, len(request.ids), matcher)
+                stats["fallback_recovered"] += guess is not None
+                row = {**row, "prediction": guess}
+            if matcher is not None:
+                fallback.append({**row, **base, "status": last["status"], "request": request.key,
+                                 "extractor": "labels"})
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl(folder / "predictions.jsonl", predictions)
+    if matcher is not None:
+        write_jsonl(folder / FALLBACK_NAME, fallback)
     if kind == "manyicl":
         raw["token_usage"] = (stats["output_tokens"], stats["input_tokens"],
                               stats["input_tokens"] + stats["output_tokens"])
@@ -107,4 +139,5 @@ def cell_outputs(cell: dict, requests, journal_rows: dict, *, kind: str, model_s
     stats["per_example_latency_s"] = latency_sum / timed if timed else None
     stats["per_example_cost_usd"] = stats["cost_usd"] / examples if examples else None
     return {"cell": cell["name"], "shots": cell["shots"], "n_demos": cell["n_demos"],
-            "batch_size": cell["batch_size"], **stats, "predictions": str(folder / "predictions.jsonl")}
+            "batch_size": cell["batch_size"], **stats, "predictions": str(folder / "predictions.jsonl"),
+            "fallback_predictions": str(folder / FALLBACK_NAME) if matcher is not None else None}

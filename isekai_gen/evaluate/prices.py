@@ -1,4 +1,15 @@
-"""The price table: shipped `configs/evaluate/prices.yaml` (dated) or the user's `--price-table`."""
+"""The price table: shipped `configs/evaluate/prices.yaml` (dated) or the user's `--price-table`.
+
+An entry is `{input, output}` dollars per million tokens, plus optionally `cache_read` and
+`cache_write` (prompt-cache reads and writes per million input tokens; absent: cache reads and
+writes cost the input price, i.e. no saving is claimed) and `batch_input` / `batch_output`
+(absent: the table's `batch_discount` times the live price).
+
+Which endpoint a price applies to: the shipped table prices only the providers' own APIs (no
+`--endpoint`, or the provider's official host). A local or third-party server under a known model
+name is not priced as that model (it is not billed by OpenAI); pass your own `--price-table` to
+price such an endpoint, and its entries are taken for whatever endpoint the run uses.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..yamlio import load_yaml
 from ..resources import CONFIG_DIR
 from ..schema import validate
+from ..yamlio import load_yaml
 
 SHIPPED = CONFIG_DIR / "evaluate" / "prices.yaml"
 
@@ -18,9 +29,16 @@ class Price:
     input_per_token: float
     output_per_token: float
     source: str          # "<table path> (<date>): <provider>/<key>"
+    cache_read_per_token: float | None = None    # None: the input price
+    cache_write_per_token: float | None = None   # None: the input price
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return input_tokens * self.input_per_token + output_tokens * self.output_per_token
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float:
+        """Dollars of one call; ``input_tokens`` counts every input token, cached ones included."""
+        read = self.input_per_token if self.cache_read_per_token is None else self.cache_read_per_token
+        write = self.input_per_token if self.cache_write_per_token is None else self.cache_write_per_token
+        plain = max(0, input_tokens - cache_read - cache_write)
+        return (plain * self.input_per_token + cache_read * read + cache_write * write
+                + output_tokens * self.output_per_token)
 
 
 def load_price_table(path: str | Path | None = None) -> tuple[dict, str]:
@@ -39,7 +57,13 @@ def find_price(table: dict, source: str, provider: str, model: str, *, batch: bo
     if not matches:
         return None
     key = max(matches, key=len)
-    factor = table.get("batch_discount", 1.0) if batch else 1.0
     entry = models[key]
-    return Price(entry["input"] * factor / 1e6, entry["output"] * factor / 1e6,
-                 f"{source} ({table['date']}): {provider}/{key}")
+    per_token = {name: (entry[name] / 1e6 if entry.get(name) is not None else None)
+                 for name in ("cache_read", "cache_write")}
+    name = f"{source} ({table['date']}): {provider}/{key}"
+    if not batch:
+        return Price(entry["input"] / 1e6, entry["output"] / 1e6, name, per_token["cache_read"],
+                     per_token["cache_write"])
+    factor = table.get("batch_discount", 1.0)
+    return Price(entry.get("batch_input", entry["input"] * factor) / 1e6,
+                 entry.get("batch_output", entry["output"] * factor) / 1e6, name + " (batch)")

@@ -61,8 +61,11 @@ def _text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def request_key(provider: str, model: str, system, turns, max_tokens: int, temperature: float) -> str:
-    """sha256 of the canonical request: what is sent, texts and images by the sha256 of their bytes."""
+def request_key(provider: str, model: str, system, turns, max_tokens: int, temperature: float,
+                cache_prefix: int = 0) -> str:
+    """sha256 of the canonical request: what is sent, texts and images by the sha256 of their bytes
+    (a cache marker after the first ``cache_prefix`` parts counts only when there is one, so the
+    keys of runs without one stay what they always were)."""
     canonical = {
         "provider": provider, "model": model, "max_tokens": max_tokens, "temperature": temperature,
         "system": system,
@@ -70,6 +73,8 @@ def request_key(provider: str, model: str, system, turns, max_tokens: int, tempe
                                {"image": p.image.sha256, "type": p.image.media_type} for p in turn.parts]]
                   for turn in turns],
     }
+    if cache_prefix:
+        canonical["cache_prefix"] = cache_prefix
     return hashlib.sha256(dumps_canonical(canonical).encode()).hexdigest()
 
 
@@ -115,8 +120,15 @@ def manyicl_prompt(task: ManyICLTask, demos: list[Example], queries: list[Exampl
 
 def manyicl_requests(task: ManyICLTask, shots: int, batch_size: int, test_order: list[int], *, cell: str,
                      run_seed: int, provider: str, model: str, images: ImageCache, temperature: float = 0.0,
-                     tokens_per_query: int = TOKENS_PER_QUERY) -> list[EvalRequest]:
+                     tokens_per_query: int = TOKENS_PER_QUERY, max_tokens_cap: int | None = None,
+                     demo_order: str = "per-request", mark_cache: bool = True) -> list[EvalRequest]:
     """One request per consecutive batch of the shuffled test rows, demos reshuffled per request.
+
+    With ``demo_order="cache-friendly"`` the demos are shuffled once per cell (seed from the run
+    seed and the cell), so the demo block is byte-identical and first in every request of the
+    cell and a provider's prompt cache can serve it; with ``mark_cache`` the requests say where
+    the block ends (`EvalRequest.cache_prefix`) for providers that take an explicit marker.
+    ``max_tokens_cap`` is LMM.py's `min(4096, max_tokens)`.
 
     The parts are those of LMM.py's split of `manyicl_prompt` at the image tokens (the prompt
     starts with an image and no text is blank, so every image is followed by its text), built
@@ -129,9 +141,12 @@ def manyicl_requests(task: ManyICLTask, shots: int, batch_size: int, test_order:
     demo_parts = {e.id: (Part(image=images.get(e.image)), Part(text=_demo_text(e, choices, multi))) for e in demos}
     query_parts: dict[int, list[Part]] = {}   # by batch length: the same texts for every full batch
     requests = []
+    shared = demo_order == "cache-friendly"
+    cell_seed = request_seed(run_seed, cell, "demos") if shared else None
+    cache_prefix = 2 * len(demos) if shared and mark_cache else 0
     for position, start in enumerate(range(0, len(test_order), batch_size)):
         queries = [task.test[i] for i in test_order[start:start + batch_size]]
-        seed = request_seed(run_seed, cell, str(position))
+        seed = cell_seed if shared else request_seed(run_seed, cell, str(position))
         order = list(demos)
         random.Random(seed).shuffle(order)
         if len(queries) not in query_parts:
@@ -141,9 +156,11 @@ def manyicl_requests(task: ManyICLTask, shots: int, batch_size: int, test_order:
             parts += (Part(image=images.get(query.image)), text)
         turns = (Turn("user", tuple(parts)),)
         max_tokens = tokens_per_query * batch_size   # prompt.py: 60*num_qns_per_round, short last batch too
-        key = request_key(provider, model, None, turns, max_tokens, temperature)
+        if max_tokens_cap is not None:
+            max_tokens = min(max_tokens_cap, max_tokens)
+        key = request_key(provider, model, None, turns, max_tokens, temperature, cache_prefix)
         requests.append(EvalRequest(key, cell, tuple(q.id for q in queries), seed, None, turns, max_tokens,
-                                    temperature, model))
+                                    temperature, model, cache_prefix))
     return requests
 
 

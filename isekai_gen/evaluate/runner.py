@@ -14,15 +14,23 @@
   calling again while the reply starts with `ERROR` or lacks the last question's `END FORMAT
   TEMPLATE` line (default `max_reasks: 2` = 3 calls). Ours asks again when any query's
   `Answer Choice i:` line is missing, which is what eval.py fails to parse.
-- Budget: before each call its estimated worst-case cost is reserved; when spent + reserved +
-  this call would pass `budget_usd`, no further call starts, the calls in flight finish and are
-  journaled, and the run reports `stopped: budget`.
+- Connection failures (refused, unreachable, timed out: no answer at all) are counted in a row;
+  `max_connection_failures` of them stop the run in seconds instead of retrying every request
+  for minutes (`stopped: connection_failures`). Any reply resets the count.
+- Budget: before each call its worst-case cost is reserved — the estimated input tokens times
+  the largest ratio of reported to estimated input tokens seen so far in this run (>= 1), and
+  the output at `max_tokens`. Until the first reply has calibrated that ratio, a run with a
+  budget has one call in flight. When spent + reserved + this call would pass `budget_usd`, no
+  further call starts, the calls in flight finish and are journaled, and the run reports
+  `stopped: budget`. (A reply whose input exceeds every earlier ratio can still pass the
+  estimate; the spend is then at most one call over the worst case seen.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -30,24 +38,16 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from .config import EvaluateConfig
 from .journal import ABSTAINED, ANSWERED, GAVE_UP, PERMANENT, Journal
 from .prices import Price
 from .providers.base import EvalRequest, PermanentError, Provider, Reply, TransientError
 
 log = logging.getLogger(__name__)
 FAIL_FAST = 3   # this many permanent errors before any answer: stop instead of failing every request
-
-
-@dataclass
-class RunSettings:
-    concurrency: int = 8
-    max_retries: int = 6
-    retry_base_s: float = 1.0
-    retry_max_s: float = 60.0
-    max_reasks: int = 2
-    budget_usd: float | None = None
-    max_requests: int | None = None
-    progress: bool = False
+STOP_REASONS = {"budget": "the spend would pass --budget-usd", "max_requests": "--max-requests reached",
+                "permanent_errors": "the first calls all failed permanently",
+                "connection_failures": "consecutive connection failures"}
 
 
 @dataclass
@@ -61,24 +61,39 @@ class RunOutcome:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
-    stopped: str | None = None      # "budget" | "max_requests" | "permanent_errors" | None
+    stopped: str | None = None      # a key of STOP_REASONS, or None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     last_error: str | None = None
     started: int = 0
     elapsed_s: float = 0.0          # wall time of the sending phase
 
 
 class Runner:
-    def __init__(self, provider: Provider, journal: Journal, price: Price | None, settings: RunSettings,
-                 is_abstention: Callable[[EvalRequest, str], bool]):
+    def __init__(self, provider: Provider, journal: Journal, price: Price | None, settings: EvaluateConfig,
+                 is_abstention: Callable[[EvalRequest, str], bool], progress: bool = False):
         self.provider, self.journal, self.price, self.settings = provider, journal, price, settings
         self.is_abstention = is_abstention
+        self.progress = progress
         self.outcome = RunOutcome()
         self.spent = journal.spent_usd()
         self.reserved = 0.0
+        self.input_ratio = 1.0          # largest reported / estimated input tokens seen
+        self.connection_failures = 0    # in a row
+        self.in_flight = 0
         self._bar = None
+        self._calibrated: asyncio.Event | None = None
 
     def estimate_usd(self, request: EvalRequest) -> float:
-        return self.price.cost(*self.provider.estimate_tokens(request)) if self.price else 0.0
+        if not self.price:
+            return 0.0
+        tokens_in, tokens_out = self.provider.estimate_tokens(request)
+        return self.price.cost(math.ceil(tokens_in * self.input_ratio), tokens_out)
+
+    def _calibrate(self, request: EvalRequest, reply: Reply) -> None:
+        estimated = self.provider.estimate_tokens(request)[0]
+        if estimated > 0:
+            self.input_ratio = max(self.input_ratio, reply.input_tokens / estimated)
 
     def _reserve(self, amount: float) -> bool:
         budget = self.settings.budget_usd
@@ -101,17 +116,29 @@ class Runner:
                 "time": time.time(), **fields}
 
     async def _call(self, request: EvalRequest, attempt: int) -> Reply | PermanentError | None:
-        estimate = self.estimate_usd(request)
         for retry in range(self.settings.max_retries + 1):
+            if self.settings.budget_usd is not None and self.in_flight and not self._calibrated.is_set():
+                await self._calibrated.wait()   # one call first: its reply calibrates the reservations
+            estimate = self.estimate_usd(request)
             if not self._reserve(estimate):
                 return None
             self.outcome.calls += 1
+            self.in_flight += 1
             try:
-                return await self.provider.send(request)
+                reply = await self.provider.send(request)
+                self.connection_failures = 0
+                self._calibrate(request, reply)
+                return reply
             except TransientError as exc:
-                if retry == self.settings.max_retries:
+                if exc.connection:
+                    self.connection_failures += 1
+                    if self.connection_failures >= self.settings.max_connection_failures and not self.outcome.stopped:
+                        self.outcome.stopped, self.outcome.last_error = "connection_failures", str(exc)
+                        log.warning("%d connection failures in a row (%s): stopping", self.connection_failures, exc)
+                if retry == self.settings.max_retries or self.outcome.stopped:
                     self.outcome.gave_up += 1
-                    await self._journal(self._row(request, attempt, GAVE_UP, retry, error=str(exc)))
+                    await self._journal(self._row(request, attempt, GAVE_UP, retry, error=str(exc),
+                                                  **({"connection": True} if exc.connection else {})))
                     return None
                 self.outcome.retries += 1
                 backoff = random.uniform(0, min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** retry))
@@ -122,6 +149,8 @@ class Runner:
                 return exc
             finally:
                 self.reserved -= estimate
+                self.in_flight -= 1
+                self._calibrated.set()
         return None
 
     async def _process(self, request: EvalRequest) -> None:
@@ -138,16 +167,21 @@ class Runner:
                     self.outcome.stopped = "permanent_errors"   # a setting every request shares is wrong
                 await self._journal(self._row(request, attempt, PERMANENT, 0, error=str(result)))
                 return
-            cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else None
+            cost = self.price.cost(result.input_tokens, result.output_tokens, result.cache_read_tokens,
+                                   result.cache_write_tokens) if self.price else None
             self.spent += cost or 0.0   # before the await: its reservation is gone, other calls must see the spend
             abstained = self.is_abstention(request, result.text)
+            cached = {name: value for name, value in (("cache_read_tokens", result.cache_read_tokens),
+                                                      ("cache_write_tokens", result.cache_write_tokens)) if value}
             await self._journal(self._row(
                 request, attempt, ABSTAINED if abstained else ANSWERED, 0, text=result.text,
-                input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                input_tokens=result.input_tokens, output_tokens=result.output_tokens, **cached,
                 latency_s=round(result.latency_s, 6), cost_usd=cost, raw=result.raw))
             out = self.outcome
             out.input_tokens += result.input_tokens
             out.output_tokens += result.output_tokens
+            out.cache_read_tokens += result.cache_read_tokens
+            out.cache_write_tokens += result.cache_write_tokens
             out.cost_usd += cost or 0.0
             if self._bar is not None:
                 self._bar.set_postfix(tokens=out.input_tokens + out.output_tokens, usd=f"{out.cost_usd:.4f}",
@@ -164,7 +198,8 @@ class Runner:
         queue: asyncio.Queue = asyncio.Queue()
         for request in requests:
             queue.put_nowait(request)
-        self._bar = tqdm(total=len(requests), unit="req", desc="evaluate", disable=not self.settings.progress)
+        self._bar = tqdm(total=len(requests), unit="req", desc="evaluate", disable=not self.progress)
+        self._calibrated = asyncio.Event()
 
         async def worker():
             while not self.outcome.stopped:
@@ -199,5 +234,5 @@ class Runner:
 
 
 def run_requests(provider: Provider, journal: Journal, requests: list[EvalRequest], price: Price | None,
-                 settings: RunSettings, is_abstention) -> RunOutcome:
-    return asyncio.run(Runner(provider, journal, price, settings, is_abstention).run(requests))
+                 settings: EvaluateConfig, is_abstention, progress: bool = False) -> RunOutcome:
+    return asyncio.run(Runner(provider, journal, price, settings, is_abstention, progress).run(requests))

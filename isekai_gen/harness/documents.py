@@ -1,8 +1,8 @@
 """Harness documents: the requests `isekai-gen evaluate` would send, one document per query.
 
-Nothing here words a prompt. Each document is built from ``evaluate.prompts.manyicl_requests`` /
-``lcl_requests`` themselves, with `evaluate`'s default settings (``evaluate.config.DEFAULTS``: run
-seed, ManyICL's test shuffle, output caps, temperature) and batch size 1, so a harness sends the
+Nothing here words a prompt. Each document is one of the requests `evaluate`'s own planner builds
+(``evaluate.plan.build_requests``) under its default ``EvaluateConfig`` (run seed, ManyICL's test
+shuffle, per-request demo order, output caps, temperature) at batch size 1, so a harness sends the
 same texts and images, in the same order and with the same seeded demonstration shuffles, as
 ``isekai-gen evaluate --batch-size 1`` does. Batched ManyICL queries (several test images in
 one request) have no harness equivalent: a harness scores one document per request.
@@ -19,11 +19,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..evaluate.api import _test_order
-from ..evaluate.config import DEFAULTS
+from ..evaluate.config import EvaluateConfig
 from ..evaluate.images import ImageCache
-from ..evaluate.prompts import lcl_requests, manyicl_requests
+from ..evaluate.plan import build_requests, cells_of
 from ..evaluate.providers.base import EncodedImage, Limits
 from ..evaluate.tasks import LCLTask, ManyICLTask
 from ..fileio import atomic_write_bytes, remove_stale
@@ -31,12 +29,7 @@ from ..fileio import atomic_write_bytes, remove_stale
 IMAGE_MARKER = "<image>"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 # The request key names a provider and model; the documents do not depend on them.
-_KEY_PROVIDER, _KEY_MODEL = "harness", "export"
-
-
-def cell_name(shots: int) -> str:
-    """`evaluate`'s cell of ``shots`` at batch size 1 (its seeds depend on the name)."""
-    return f"shots-{shots}_batch-1"
+_KEY_PROVIDER, _KEY_MODEL = "openai", "harness-export"
 
 
 @dataclass(frozen=True)
@@ -103,31 +96,27 @@ def _messages(request, store: ImageStore) -> list[dict]:
     return messages
 
 
-def manyicl_documents(task: ManyICLTask, shots: int, store: ImageStore, seed: int | None = None) -> list[Document]:
-    """One document per test row, in `evaluate`'s shuffled order (ManyICL's ``random_state=66``)."""
-    run_seed = DEFAULTS["seed"] if seed is None else seed
-    order = _test_order(task, DEFAULTS["test_shuffle_seed"])
-    requests = manyicl_requests(task, shots, 1, order, cell=cell_name(shots), run_seed=run_seed,
-                                provider=_KEY_PROVIDER, model=_KEY_MODEL, images=store.cache,
-                                temperature=DEFAULTS["temperature"], tokens_per_query=DEFAULTS["tokens_per_query"])
-    labels = {example.id: list(example.labels) for example in task.test}
-    return [Document(request.ids[0], position, request.seed, shots, _messages(request, store),
-                     labels[request.ids[0]], task.classes, request.max_tokens, request.temperature)
-            for position, request in enumerate(requests)]
+def task_documents(task: ManyICLTask | LCLTask, shots: list[int], store: ImageStore,
+                   seed: int | None = None) -> dict[int, list[Document]]:
+    """shots -> one document per request of `evaluate`'s cell ``shots-<k>_batch-1``, in cell order.
 
-
-def lcl_documents(task: LCLTask, shots: int, store: ImageStore, seed: int | None = None) -> list[Document]:
-    """One document per episode line, in file order."""
-    if shots > task.max_shots:
-        raise UserError(f"--shots {shots}: {task.truth_path} has support lists of only {task.max_shots} images "
-                        "per side in some episode")
-    run_seed = DEFAULTS["seed"] if seed is None else seed
-    requests = lcl_requests(task.episodes, shots, cell=cell_name(shots), run_seed=run_seed, provider=_KEY_PROVIDER,
-                            model=_KEY_MODEL, images=store.cache, temperature=DEFAULTS["temperature"],
-                            max_tokens=DEFAULTS["lcl_max_tokens"])
-    episodes = {episode.id: episode for episode in task.episodes}
-    return [Document(request.ids[0], position, request.seed, shots, _messages(request, store),
-                     [episodes[request.ids[0]].label],
-                     (episodes[request.ids[0]].positive_label, episodes[request.ids[0]].negative_label),
-                     request.max_tokens, request.temperature)
-            for position, request in enumerate(requests)]
+    The requests are `evaluate`'s own (``plan.cells_of`` + ``plan.build_requests``) under its
+    default ``EvaluateConfig`` with ``seed`` as the run seed: ManyICL test rows in its shuffled
+    order (``random_state=66``), LCL episodes in file order.
+    """
+    values = {"truth": str(task.truth_path), "model": f"{_KEY_PROVIDER}:{_KEY_MODEL}", "shots": tuple(shots),
+              "out": "."}
+    config = EvaluateConfig(**values, **({} if seed is None else {"seed": seed}))
+    cells = cells_of(task, config)
+    by_cell = build_requests(task, cells, config, store.cache)
+    if isinstance(task, ManyICLTask):
+        labels = {example.id: list(example.labels) for example in task.test}
+        choices = {item_id: task.classes for item_id in labels}
+    else:
+        labels = {episode.id: [episode.label] for episode in task.episodes}
+        choices = {episode.id: (episode.positive_label, episode.negative_label) for episode in task.episodes}
+    return {cell["shots"]: [Document(request.ids[0], position, request.seed, cell["shots"], _messages(request, store),
+                                     labels[request.ids[0]], choices[request.ids[0]], request.max_tokens,
+                                     request.temperature)
+                            for position, request in enumerate(by_cell[cell["name"]])]
+            for cell in cells}

@@ -17,7 +17,7 @@ from ..evaluate.tasks import load_manyicl, load_task
 from ..export.lcl import LCL_DIR, annotation_file
 from ..export.registry import BuildInput
 from ..scoring.metrics import ACCURACY, MACRO_F1
-from .documents import Document, ImageStore, lcl_documents, manyicl_documents
+from .documents import Document, ImageStore, task_documents
 
 LCL_SETS = ("ISEKAI-10", "ISEKAI-pair")
 MAX_LCL_SHOTS = 16
@@ -52,7 +52,7 @@ def build_groups(source, needed_by: str) -> list[TaskGroup]:
         task = load_task(path)
         group = TaskGroup("lcl", set_name, path, multilabel=False)
         shots = source.shots if source.shots is not None else range(min(MAX_LCL_SHOTS, task.max_shots) + 1)
-        group.documents = {k: lcl_documents(task, k, group.store, source.seed) for k in shots}
+        group.documents = task_documents(task, list(shots), group.store, source.seed)
         groups.append(group)
     if not groups:
         raise UserError(f"{source.out_dir / LCL_DIR}: no ISEKAI-10.json or ISEKAI-pair.json; write them first "
@@ -69,7 +69,7 @@ def split_groups(source) -> list[TaskGroup]:
             raise UserError(f"{folder}: named like {seen[slug(task.name)]}; export them into separate --dest folders")
         seen[slug(task.name)] = folder
         group = TaskGroup("manyicl", task.name, task.truth_path, task.multilabel)
-        group.documents = {k: manyicl_documents(task, k, group.store, source.seed) for k in source.shots}
+        group.documents = task_documents(task, list(source.shots), group.store, source.seed)
         groups.append(group)
     return groups
 

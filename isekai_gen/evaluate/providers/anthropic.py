@@ -37,20 +37,36 @@ timeouts and connection errors are `TransientError`, with the wait from `retry-a
 400 `invalid_request_error`, 404 (unknown model), 413 and 422 are `PermanentError`, and so is a
 reply with `stop_reason == "refusal"` (content policy). 401/402/403 (key, billing, permission)
 fail the whole run in one line: every request would fail the same way.
+
+Prompt caching (docs "Prompt caching"): a request whose demo block is marked (`cache_prefix`,
+cache-friendly order) carries `cache_control: {"type": "ephemeral"}` on the block's last content
+block, so every later request of the cell reads the block from the cache (5-minute TTL, writes
+billed 1.25x and reads 0.1x the input price: `cache_write` / `cache_read` in the price table).
+`usage.cache_creation_input_tokens` and `usage.cache_read_input_tokens` are read back.
+
+Preflight: `client.models.retrieve(model)` (GET /v1/models/{id}): 404 stops the run in one line.
+
+Message Batches (anthropic-sdk-python `resources/messages/batches.py`): `batches.create(requests=
+[{"custom_id", "params"}])` (a request list read from our file), at most 100,000 requests and 256
+MB per batch, `custom_id` matching `^[a-zA-Z0-9_-]{1,64}$`; `retrieve` / `results` stream
+`MessageBatchIndividualResponse` lines.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import math
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
 
 from ...errors import UserError
-from .base import EvalRequest, Limits, PermanentError, Reply, TransientError
+from ...fileio import atomic_open, dumps_canonical
+from .base import BatchFormat, EvalRequest, Limits, PermanentError, Reply, SDKProvider, TransientError
 from .retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -78,14 +94,16 @@ def image_tokens(width: int, height: int) -> int:
     return math.ceil(int(width * scale) * int(height * scale) / PIXELS_PER_TOKEN)
 
 
-def _content(parts) -> list[dict]:
+def _content(parts, cache_after: int = 0) -> list[dict]:
     blocks = []
-    for part in parts:
+    for number, part in enumerate(parts, start=1):
         if part.image is not None:
             blocks.append({"type": "image", "source": {"type": "base64", "media_type": part.image.media_type,
                                                        "data": part.image.data_b64}})
         else:
             blocks.append({"type": "text", "text": part.text})
+        if number == cache_after:
+            blocks[-1]["cache_control"] = {"type": "ephemeral"}
     return blocks
 
 
@@ -94,7 +112,8 @@ def message_params(request: EvalRequest) -> dict:
     params: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
-        "messages": [{"role": turn.role, "content": _content(turn.parts)} for turn in request.turns],
+        "messages": [{"role": turn.role, "content": _content(turn.parts, request.cache_prefix if i == 0 else 0)}
+                     for i, turn in enumerate(request.turns)],
     }
     if request.system:
         params["system"] = request.system
@@ -113,7 +132,8 @@ def reply_from_message(message: dict, latency_s: float) -> Reply:
     input_tokens = sum(usage.get(name) or 0 for name in
                        ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     return Reply(text=text, input_tokens=input_tokens, output_tokens=usage.get("output_tokens") or 0,
-                 latency_s=latency_s, raw=message)
+                 latency_s=latency_s, raw=message, cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+                 cache_write_tokens=usage.get("cache_creation_input_tokens") or 0)
 
 
 def _status_error(exc: anthropic.APIStatusError) -> Exception:
@@ -128,28 +148,37 @@ def _status_error(exc: anthropic.APIStatusError) -> Exception:
     return PermanentError(detail)
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     name = "anthropic"
+    official_host = "api.anthropic.com"
+    default_limits = LIMITS
+    batch_format = BatchFormat("custom_id", 100_000, 256_000_000, re.compile(r"[a-zA-Z0-9_-]{1,64}"))
 
     def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0):
-        self.model = model
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
-        self.limits = LIMITS   # the run config's `limits:` replaces fields (api.make_provider)
-        self._client: anthropic.AsyncAnthropic | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(model, endpoint, timeout_s=timeout_s)
         self._told_temperature = False
 
-    def client(self) -> anthropic.AsyncAnthropic:
-        """One async client per event loop (an httpx client must not outlive its loop). The key
-        comes from ANTHROPIC_API_KEY as the SDK reads it; the SDK never retries (the runner does)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            client = anthropic.AsyncAnthropic(base_url=self.endpoint, max_retries=0, timeout=self.timeout_s)
-            if not (client.api_key or client.auth_token or getattr(client, "credentials", None)):
-                raise UserError("anthropic: no credentials: set ANTHROPIC_API_KEY")
-            self._client, self._client_loop = client, loop
-        return self._client
+    def make_client(self) -> anthropic.AsyncAnthropic:
+        """The key comes from ANTHROPIC_API_KEY as the SDK reads it; the SDK never retries (the runner does)."""
+        client = anthropic.AsyncAnthropic(base_url=self.endpoint, max_retries=0, timeout=self.timeout_s)
+        if not (client.api_key or client.auth_token or getattr(client, "credentials", None)):
+            raise UserError("anthropic: no credentials: set ANTHROPIC_API_KEY")
+        return client
+
+    async def preflight(self) -> str | None:
+        try:
+            await self.client().models.retrieve(self.model, timeout=min(30.0, self.timeout_s))
+        except anthropic.APIStatusError as exc:
+            if exc.status_code == 404 and self.own_api:   # a proxy may lack the endpoint: not checked
+                raise UserError(f"anthropic: model {self.model!r} not found (HTTP 404); fix --model") from None
+            error = _status_error(exc)
+            if isinstance(error, UserError):
+                raise error from None
+            return None   # a proxy without the models endpoint: nothing checked
+        except anthropic.APIConnectionError as exc:
+            raise UserError(f"anthropic: cannot reach {self.endpoint or self.official_host} "
+                            f"({type(exc).__name__}: {exc})") from None
+        return f"{self.endpoint or self.official_host} knows {self.model}"
 
     def estimate_tokens(self, request: EvalRequest) -> tuple[int, int]:
         text = math.ceil(sum(len(t) for t in request.texts()) / CHARS_PER_TOKEN)
@@ -166,7 +195,7 @@ class AnthropicProvider:
         except anthropic.APIStatusError as exc:
             raise _status_error(exc) from None
         except anthropic.APIConnectionError as exc:   # timeouts included (APITimeoutError)
-            raise TransientError(f"anthropic: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"anthropic: {type(exc).__name__}: {exc}", connection=True) from None
         except (anthropic.APIResponseValidationError, ValueError) as exc:   # a body that did not parse
             raise TransientError(f"anthropic: unreadable reply ({type(exc).__name__})") from None
         return reply_from_message(message.model_dump(mode="json", exclude_none=True), time.monotonic() - start)
@@ -198,6 +227,37 @@ class AnthropicProvider:
         if kind in ("canceled", "expired"):
             raise TransientError(f"anthropic batch: request {kind}")
         raise ValueError(f"unknown Message Batches result type {kind!r}")
+
+
+    def batch_backend(self) -> "AnthropicBatches":
+        return AnthropicBatches(self.client())
+
+
+class AnthropicBatches:
+    """messages.batches.create(requests=...) / retrieve / results (anthropic-sdk-python)."""
+    ended = {"ended"}
+    sdk_errors = (anthropic.AnthropicError,)
+
+    def __init__(self, client):
+        self.client = client
+
+    async def submit(self, path: Path, model: str) -> dict:
+        with open(path, encoding="utf-8") as handle:
+            requests = [json.loads(line) for line in handle if line.strip()]
+        batch = await self.client.messages.batches.create(requests=requests)
+        return {"id": batch.id, "status": batch.processing_status}
+
+    async def status(self, job: dict) -> str:
+        batch = await self.client.messages.batches.retrieve(job["id"])
+        job["request_counts"] = batch.request_counts.model_dump()
+        return batch.processing_status
+
+    async def download(self, job: dict, folder: Path, shard: str) -> list[str]:
+        name = f"anthropic-results-{shard}.jsonl"
+        with atomic_open(folder / name, "w", encoding="utf-8", newline="\n") as handle:
+            async for item in await self.client.messages.batches.results(job["id"]):
+                handle.write(dumps_canonical(item.model_dump(mode="json", exclude_none=True)) + "\n")
+        return [name]
 
 
 def create(model: str, endpoint: str | None = None, **options) -> AnthropicProvider:

@@ -27,21 +27,33 @@ Errors: 429 RESOURCE_EXHAUSTED, 408, 5xx, timeouts and connection errors are `Tr
 (400 INVALID_ARGUMENT, 404 unknown model, 413) and a blocked prompt or candidate
 (`promptFeedback.blockReason`, `finishReason` SAFETY / PROHIBITED_CONTENT / ...) are
 `PermanentError`; 401/403 (key, permission) fail the whole run in one line.
+
+Prompt caching: Gemini 2.5+ caches implicitly (docs "Context caching": "implicit caching is
+enabled by default"; a common prefix placed first is a cache hit), so the cache-friendly order
+is all it needs; cached tokens come back as `usageMetadata.cachedContentTokenCount`.
+
+Preflight: `client.aio.models.get(model=...)`; 404 stops the run in one line.
+
+Batch mode (googleapis/python-genai `batches.py` `AsyncBatches.create(model, src="files/...")`,
+"Batch API" guide): input lines `{"key", "request": GenerateContentRequest}`, at most 2 GB per
+file; `files.upload` + `batches.create` / `get` + `files.download`; result lines `{"key",
+"response"}` or `{"key", "error": google.rpc.Status}`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import time
+from pathlib import Path
 
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
 from ...errors import UserError
-from .base import EncodedImage, EvalRequest, Limits, PermanentError, Reply, TransientError
+from ...fileio import atomic_write_bytes
+from .base import BatchFormat, EncodedImage, EvalRequest, Limits, PermanentError, Reply, SDKProvider, TransientError
 from .retry_after import google_retry_delay, retry_after_seconds
 
 LIMITS = Limits(max_images=3000, max_image_bytes=None, max_request_bytes=20_000_000,
@@ -116,7 +128,7 @@ def reply_from_response(response: dict, latency_s: float) -> Reply:
     usage = response.get("usageMetadata") or {}
     output = (usage.get("candidatesTokenCount") or 0) + (usage.get("thoughtsTokenCount") or 0)
     return Reply(text=text, input_tokens=usage.get("promptTokenCount") or 0, output_tokens=output,
-                 latency_s=latency_s, raw=response)
+                 latency_s=latency_s, raw=response, cache_read_tokens=usage.get("cachedContentTokenCount") or 0)
 
 
 def _api_error(exc: genai_errors.APIError) -> Exception:
@@ -131,32 +143,40 @@ def _api_error(exc: genai_errors.APIError) -> Exception:
     return PermanentError(detail)
 
 
-class GeminiProvider:
+class GeminiProvider(SDKProvider):
     name = "gemini"
+    official_host = "generativelanguage.googleapis.com"
+    default_limits = LIMITS
+    batch_format = BatchFormat("key", None, 2_000_000_000)
 
     def __init__(self, model: str, endpoint: str | None = None, *, timeout_s: float = 600.0):
-        self.model = model
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
-        self.limits = LIMITS   # the run config's `limits:` replaces fields (api.make_provider)
-        self._client: genai.Client | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(model, endpoint, timeout_s=timeout_s)
         self._image_bytes: dict[str, bytes] = {}   # sha256 -> decoded bytes: once per image per run
 
-    def client(self) -> genai.Client:
-        """One client per event loop (the SDK's aiohttp session belongs to a loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # With a base URL of its own the SDK drops the API version; keep the default's (v1beta)
-            # so a proxy sees the paths the real service serves.
-            options = types.HttpOptions(base_url=self.endpoint, api_version="v1beta" if self.endpoint else None,
-                                        timeout=int(self.timeout_s * 1000))
-            try:
-                self._client = genai.Client(http_options=options)
-            except ValueError as exc:   # no key in the environment
-                raise UserError(f"gemini: {exc} (set GEMINI_API_KEY)") from None
-            self._client_loop = loop
-        return self._client
+    def make_client(self) -> genai.Client:
+        # With a base URL of its own the SDK drops the API version; keep the default's (v1beta)
+        # so a proxy sees the paths the real service serves.
+        options = types.HttpOptions(base_url=self.endpoint, api_version="v1beta" if self.endpoint else None,
+                                    timeout=int(self.timeout_s * 1000))
+        try:
+            return genai.Client(http_options=options)
+        except ValueError as exc:   # no key in the environment
+            raise UserError(f"gemini: {exc} (set GEMINI_API_KEY)") from None
+
+    async def preflight(self) -> str | None:
+        try:
+            await self.client().aio.models.get(model=self.model)
+        except genai_errors.APIError as exc:
+            if exc.code == 404 and self.own_api:   # a proxy may lack the endpoint: not checked
+                raise UserError(f"gemini: model {self.model!r} not found (HTTP 404); fix --model") from None
+            error = _api_error(exc)
+            if isinstance(error, UserError):
+                raise error from None
+            return None
+        except NETWORK_ERRORS as exc:
+            raise UserError(f"gemini: cannot reach {self.endpoint or self.official_host} "
+                            f"({type(exc).__name__}: {exc})") from None
+        return f"{self.endpoint or self.official_host} knows {self.model}"
 
     def _bytes(self, image: EncodedImage) -> bytes:
         data = self._image_bytes.get(image.sha256)
@@ -178,7 +198,7 @@ class GeminiProvider:
         except genai_errors.APIError as exc:
             raise _api_error(exc) from None
         except NETWORK_ERRORS as exc:
-            raise TransientError(f"gemini: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"gemini: {type(exc).__name__}: {exc}", connection=True) from None
         except ValueError as exc:   # a body that did not parse (JSONDecodeError, ValidationError)
             raise TransientError(f"gemini: unreadable reply ({type(exc).__name__})") from None
         raw = response.model_dump(mode="json", by_alias=True, exclude_none=True,   # REST JSON, as in batch files
@@ -213,6 +233,40 @@ class GeminiProvider:
             return key, reply_from_response(line["response"], latency_s=0.0)
         except PermanentError as exc:
             return key, exc
+
+
+    def batch_backend(self) -> "GeminiBatches":
+        return GeminiBatches(self.client())
+
+
+class GeminiBatches:
+    """files.upload + batches.create(model, src="files/...") / get + files.download (python-genai)."""
+    ended = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+    sdk_errors = (genai_errors.APIError,)
+
+    def __init__(self, client):
+        self.client = client
+
+    async def submit(self, path: Path, model: str) -> dict:
+        uploaded = await self.client.aio.files.upload(
+            file=str(path), config=types.UploadFileConfig(display_name=path.name, mime_type="jsonl"))
+        job = await self.client.aio.batches.create(model=model, src=uploaded.name,
+                                                   config={"display_name": path.stem})
+        return {"id": job.name, "input_file": uploaded.name, "status": job.state.name if job.state else None}
+
+    async def status(self, job: dict) -> str:
+        batch = await self.client.aio.batches.get(name=job["id"])
+        job["output_file"] = batch.dest.file_name if batch.dest else None
+        if batch.error:
+            job["errors"] = batch.error.model_dump(mode="json", exclude_none=True)
+        return batch.state.name
+
+    async def download(self, job: dict, folder: Path, shard: str) -> list[str]:
+        if not job.get("output_file"):
+            return []
+        name = f"gemini-results-{shard}.jsonl"
+        atomic_write_bytes(folder / name, await self.client.aio.files.download(file=job["output_file"]))
+        return [name]
 
 
 def create(model: str, endpoint: str | None = None, **options) -> GeminiProvider:
