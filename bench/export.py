@@ -36,7 +36,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from isekai_gen.catalog import load_catalog  # noqa: E402
-from isekai_gen.export.stage import collect_items  # noqa: E402
+from isekai_gen.export.items import collect_items  # noqa: E402
 from isekai_gen.export.webdataset import write_webdataset  # noqa: E402
 from isekai_gen.fileio import sha256_file  # noqa: E402
 from isekai_gen.manifest import write_manifest  # noqa: E402

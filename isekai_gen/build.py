@@ -1,4 +1,4 @@
-"""``isekai-gen build``: generate -> filter (with top-up rounds) -> episodes -> exports -> splits.
+"""``isekai-gen build``: generate -> filter (with top-up rounds) -> episodes -> splits -> exports.
 
 Every stage is resumable and idempotent, so rerunning a build into the same folder finishes
 an interrupted one and recomputes nothing that is already done.
@@ -57,7 +57,6 @@ def topup_counts(starved: dict[str, int], generated: dict[str, int], minimum: in
 
 def run_build(config: dict, out_dir: Path, *, progress: bool = True, shard: Shard | None = None) -> BuildSummary:
     from .episodes import run_episodes
-    from .export.lcl import export_lcl
     from .export.stage import run_export
     from .filtering import run_filter
     from .generation import initial_round, run_generation
@@ -90,8 +89,7 @@ def run_build(config: dict, out_dir: Path, *, progress: bool = True, shard: Shar
     summary.kept_per_concept = dict(result.kept_per_concept)
     summary.images = sum(sum(r.values()) for r in rounds)
     summary.stages["episodes"] = run_episodes(config, out_dir, catalog, progress=progress)
-    summary.stages["lcl"] = export_lcl(config, out_dir, catalog, progress=progress)
     # ManyICL splits first: the exporters package them beside the ISEKAI data.
     summary.stages["benchmarks"] = run_benchmarks(config, out_dir, progress=progress)
-    summary.stages["export"] = run_export(config, out_dir, catalog, progress=progress)
+    summary.stages["export"] = run_export(config, out_dir, catalog, progress=progress)  # LCL files included
     return summary

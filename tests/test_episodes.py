@@ -381,7 +381,7 @@ def write_catalog_yaml(path: Path, catalog: Catalog) -> None:
     path.write_text(yaml.safe_dump({"name": "test", "concepts": concepts}))
 
 
-def test_cli_episodes_runs_episodes_and_lcl_export(tmp_path):
+def test_cli_episodes_cuts_episodes_and_export_writes_the_lcl_files(tmp_path):
     from isekai_gen.cli import main
 
     catalog = make_catalog(2)
@@ -394,8 +394,13 @@ def test_cli_episodes_runs_episodes_and_lcl_export(tmp_path):
                                        "--set", "episodes.pair.partner=random", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "ISEKAI-10 8, ISEKAI-pair 4" in result.output
-    assert (out / "export" / "lcl" / "ISEKAI-10.json").exists()
+    assert not (out / "export").exists()   # episodes only cut episodes; the LCL files are an export format
     assert len(read_rows(out)) == 12
+    result = CliRunner().invoke(main, ["export", "--out", str(out), "--config", str(tmp_path / "config.yaml"),
+                                       "--format", "lcl", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (out / "export" / "lcl" / "ISEKAI-10.json").exists()
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["SHA256SUMS", "lcl"]
 
     (out / "manifest.jsonl").unlink()
     result = CliRunner().invoke(main, ["episodes", "--out", str(out), "--config", str(tmp_path / "config.yaml")])

@@ -370,7 +370,7 @@ def test_run_json_that_is_not_an_object_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("recorded_size", [4, 6])
 def test_image_whose_size_changed_after_planning_is_an_error(tmp_path, recorded_size):
-    from isekai_gen.export.stage import ExportItem
+    from isekai_gen.export.items import ExportItem
 
     image = tmp_path / "a-00000.png"
     image.write_bytes(b"12345")

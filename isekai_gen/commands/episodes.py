@@ -1,4 +1,4 @@
-"""``isekai-gen episodes``: cut link-context episodes from a build and export the LCL files."""
+"""``isekai-gen episodes``: cut link-context episodes from a build (the LCL files are `isekai-gen export`'s)."""
 
 from __future__ import annotations
 
@@ -17,20 +17,18 @@ from ._options import BUILD_FOLDER, build_folder, config_options, load_command_c
 @wait_option
 def command(out_dir: Path | str, preset: str | None, config_file: Path | None, overrides: tuple[str, ...],
             progress: bool, wait: bool) -> None:
-    """Cut ISEKAI-10 and ISEKAI-pair episodes from the kept images of OUT and write the LCL files.
+    """Cut ISEKAI-10 and ISEKAI-pair episodes from the kept images of OUT.
 
     Without --preset or --config the config recorded in OUT/run.json is used (--set still applies).
-    Writes OUT/episodes/episodes.jsonl and OUT/export/lcl/{ISEKAI-10.json, ISEKAI-pair.json, images/}.
+    Writes OUT/episodes/episodes.jsonl; `isekai-gen export --out OUT --format lcl` writes the LCL
+    files (OUT/export/lcl/) from it.
     """
     from ..build import build_catalog
     from ..episodes import run_episodes
-    from ..export.lcl import export_lcl
 
     with build_folder(out_dir, wait) as work_dir:
         config = load_command_config(preset, config_file, overrides, work_dir, require_run=True)
         catalog, _ = build_catalog(config)
         episodes = run_episodes(config, work_dir, catalog, progress=progress)
-        lcl = export_lcl(config, work_dir, catalog, progress=progress)
     sets = ", ".join(f"{name} {count}" for name, count in episodes["sets"].items())
     click.echo(f"episodes: {sets} lines -> {shown(out_dir, work_dir, episodes['path'])}")
-    click.echo(f"lcl: {lcl['images']} images ({lcl['linked']} linked, {lcl['copied']} copied) -> {shown(out_dir, work_dir, lcl['path'])}")

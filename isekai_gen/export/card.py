@@ -20,7 +20,6 @@ from ..errors import UserError
 from ..fileio import atomic_write_text
 from ..filtering.rules import REJECT_REASONS
 from ..resources import DATASET_CARD_TEMPLATE
-from .hf import IMAGES_CONFIG
 
 README = "README.md"
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
@@ -63,10 +62,11 @@ def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path):
     from huggingface_hub import DatasetCardData
 
     card = config["export"]["card"]
+    # The first config is the default: hf.write_hf_data writes the images config first.
     configs = [
         {"config_name": name, "data_files": [{"split": info["split"], "path": info["data_files"]}],
-         **({"default": True} if name == IMAGES_CONFIG else {})}
-        for name, info in hf_configs.items()
+         **({"default": True} if position == 0 else {})}
+        for position, (name, info) in enumerate(hf_configs.items())
     ]
     tags = list(dict.fromkeys([*card["tags"], *PAPER_TAGS]))
     # Every image and episode is made here: "original" (the Hub's spec, hub-docs datasetcard.md). Its other

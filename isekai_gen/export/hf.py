@@ -19,6 +19,7 @@ are byte-deterministic: fixed row order and row-group size, no timestamps in Par
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -28,13 +29,18 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale, sha256_bytes
 from ..manyicl.writer import shared_files
-from .stage import METADATA_FIELDS
+from ..run_info import read_run
+from .card import README, write_card
+from .items import METADATA_FIELDS
+from .registry import ExportResult, Exporter
 from .webdataset import plan_shards
 
 if TYPE_CHECKING:
-    from .stage import ExportItem
+    from .items import ExportItem
 
+log = logging.getLogger(__name__)
 
+HF_DIR = "hf"
 DATA_DIR = "data"
 BENCHMARKS_DIR = "benchmarks"
 IMAGES_CONFIG = "images"
@@ -190,3 +196,57 @@ def copy_benchmark_splits(out_dir: Path, hf_dir: Path) -> tuple[list[dict], dict
     if target_root.is_dir() and not any(target_root.iterdir()):
         target_root.rmdir()
     return summaries, digests
+
+
+class HFExporter(Exporter):
+    """``OUT/export/hf/``: Parquet configs, the ManyICL splits, and the card (``export.hf``).
+
+    The card states the content hash, so it is written in ``finish``, after SHA256SUMS; until
+    then the folder has no README.md and is visibly unfinished (publish refuses it).
+    """
+
+    name = "hf"
+    folder = HF_DIR
+    default = True
+    unhashed = (README,)
+
+    def enabled(self, config: dict) -> bool:
+        return config["export"]["hf"]["enabled"]
+
+    def export(self, source) -> ExportResult:
+        export = source.config["export"]
+        settings = export["hf"]
+        hf_dir = source.export_dir / HF_DIR
+        (hf_dir / README).unlink(missing_ok=True)
+        self.configs = write_hf_data(
+            source.items, source.episodes, hf_dir, split=export["split"], classes=source.catalog.ids,
+            max_rows_per_shard=settings["max_rows_per_shard"], max_bytes_per_shard=settings["max_bytes_per_shard"],
+            row_group_rows=settings["row_group_rows"], progress=source.progress,
+        )
+        self.benchmarks, copied = copy_benchmark_splits(source.out_dir, hf_dir)
+        export_dir = source.export_dir
+        files = {path.relative_to(export_dir).as_posix(): digest for path, digest in copied.items()}
+        files.update((f"{HF_DIR}/{file}", digest) for info in self.configs.values()
+                     for file, digest in info["sha256"].items())
+        return ExportResult(files, self.configs)
+
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"hf config {name}: {info['rows']} rows in {len(info['files'])} Parquet file(s)"
+                for name, info in summary.items()]
+
+    def outdated(self, source, content_hash: str) -> None:
+        card = source.export_dir / HF_DIR / README
+        if card.is_file() and content_hash not in card.read_text(encoding="utf-8"):
+            log.warning("removing %s: it states the content hash before this export; "
+                        "run `isekai-gen export --format hf` to write it again", card)
+            card.unlink()
+
+    def finish(self, source, content_hash: str) -> None:
+        write_card(
+            source.export_dir / HF_DIR, config=source.config, run=read_run(source.out_dir), catalog=source.catalog,
+            manifest_rows=source.manifest_rows, items=source.items, episodes=source.episodes,
+            hf_configs=self.configs, benchmarks=self.benchmarks, content_hash=content_hash,
+        )
+
+
+EXPORTER = HFExporter

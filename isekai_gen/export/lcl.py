@@ -37,7 +37,8 @@ from ..errors import UserError
 from ..fileio import read_json, remove_stale, sha256_file, write_json, write_jsonl
 from ..manifest import MANIFEST
 from ..storage import fetch_images
-from .stage import read_episodes
+from .items import read_episodes
+from .registry import ExportResult, Exporter
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,10 @@ def placed_digests(out_dir: Path) -> dict[str, str]:
     return {}
 
 
+def _no_episodes(out_dir: Path) -> str:
+    return f"{Path(out_dir) / EPISODES_FILE}: not found; run `isekai-gen episodes --out {out_dir}` first"
+
+
 def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
     """Write the LCL annotation files and their image root from ``OUT/episodes/episodes.jsonl``."""
     out_dir = Path(out_dir)
@@ -145,7 +150,7 @@ def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
     mode = config.get("export", {}).get("lcl", {}).get("images", "clone")
     episodes_file = out_dir / EPISODES_FILE
     if not episodes_file.exists():
-        raise UserError(f"{episodes_file}: not found; run `isekai-gen episodes --out {out_dir}` first")
+        raise UserError(_no_episodes(out_dir))
     rows = read_episodes(out_dir, set(path_of))
 
     lcl_dir = out_dir / LCL_DIR
@@ -187,3 +192,26 @@ def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool 
         "removed": removed,
         "path": str(lcl_dir),
     }
+
+
+class LCLExporter(Exporter):
+    """``OUT/export/lcl/``: the annotation files and image root of the original ISEKAI release."""
+
+    name = "lcl"
+    folder = LCL_DIR.name
+    default = True
+
+    def missing_input(self, source) -> str | None:
+        return None if (source.out_dir / EPISODES_FILE).exists() else _no_episodes(source.out_dir)
+
+    def export(self, source) -> ExportResult:
+        source.items  # the manifest checks every build format shares (filtered, kept images present)
+        summary = export_lcl(source.config, source.out_dir, source.catalog, progress=source.progress)
+        return ExportResult(placed_digests(source.out_dir), summary)
+
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"lcl: {summary['images']} images ({summary['linked']} linked, {summary['copied']} copied) "
+                f"-> {show(self.folder)}"]
+
+
+EXPORTER = LCLExporter

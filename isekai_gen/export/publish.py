@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from .card import README, check_card
-from .stage import EXPORT_DIR, HF_DIR
+from .hf import HF_DIR
+from .items import EXPORT_DIR
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,13 @@ from tqdm import tqdm
 
 from ..fileio import atomic_open, dumps_canonical, remove_stale, write_json
 from ..schema import validate
+from .registry import ExportResult, Exporter
 
 if TYPE_CHECKING:
-    from .stage import ExportItem
+    from .items import ExportItem
 
 
+WEBDATASET_DIR = "webdataset"
 INDEX = "index.json"
 MEMBERS = ("cls", "json", "png", "txt")
 SHARD_PATTERN = "{split}-%06d.tar"
@@ -247,3 +249,32 @@ def write_webdataset(
     validate(index, "webdataset_index", folder / INDEX)
     write_json(folder / INDEX, index)
     return index
+
+
+class WebDatasetExporter(Exporter):
+    """``OUT/export/webdataset/``: the kept images as webdataset shards (``export.webdataset``)."""
+
+    name = "webdataset"
+    folder = WEBDATASET_DIR
+    default = True
+
+    def enabled(self, config: dict) -> bool:
+        return config["export"]["webdataset"]["enabled"]
+
+    def export(self, source) -> ExportResult:
+        export, catalog = source.config["export"], source.catalog
+        settings = export["webdataset"]
+        folder = source.export_dir / WEBDATASET_DIR
+        index = write_webdataset(
+            source.items, folder, split=export["split"], classes=catalog.ids,
+            max_samples_per_shard=settings["max_samples_per_shard"],
+            max_bytes_per_shard=settings["max_bytes_per_shard"], progress=source.progress,
+        )
+        return ExportResult({f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in index["shards"]},
+                            index)
+
+    def describe(self, summary: dict, show) -> list[str]:
+        return [f"webdataset: {summary['samples']} samples in {len(summary['shards'])} shard(s) -> {show(self.folder)}"]
+
+
+EXPORTER = WebDatasetExporter
