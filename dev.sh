@@ -37,6 +37,8 @@ case "${1:-}" in
       { $as_root apt-get update -qq && $as_root apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
         || echo "note: could not install chromium; the browser tests will be skipped (a failure when CI=true)" >&2
     fi
+    # The layering of ARCHITECTURE.md ([tool.importlinter] in pyproject.toml): a broken contract fails the run.
+    "$VENV/bin/lint-imports" --no-cache >/dev/null || { "$VENV/bin/lint-imports" --no-cache | sed -n '/Broken contracts/,$p' >&2; exit 1; }
     # loadfile: a module's tests share one worker, so module fixtures (a Ray cluster, a reference
     # build) are made once, not once per worker.
     HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@"

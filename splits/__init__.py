@@ -8,62 +8,6 @@ any others after them by name. Names are matched case-insensitively, ignoring ``
 ``TerraIncognita``, ``OxfordIIITPet``, ``UCMerced_LandUse``, ...).
 """
 
-from __future__ import annotations
+from isekai_gen.manyicl.adapters import TABLE1_ORDER, adapters, get_adapter, ordered_names
 
-import difflib
-import functools
-import importlib
-import pkgutil
-
-from isekai_gen.errors import UserError
-from isekai_gen.manyicl.layouts import name_key
-
-TABLE1_ORDER = (
-    "ham10000", "fives", "chexpert", "camelyon17", "terraincognita",
-    "ucmerced", "eurosat", "oxford_pets", "dtd", "drugood",
-)
-
-
-@functools.lru_cache(maxsize=None)
-def adapters() -> dict:
-    """name -> adapter, Table 1 order first."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        adapter = importlib.import_module(f"{__name__}.{info.name}").ADAPTER
-        found[adapter.name] = adapter
-    rank = {name: position for position, name in enumerate(TABLE1_ORDER)}
-    return {name: found[name] for name in sorted(found, key=lambda name: (rank.get(name, len(rank)), name))}
-
-
-@functools.lru_cache(maxsize=None)
-def _by_key() -> dict:
-    """Normalised spelling -> adapter; two adapters claiming one spelling is a programming error."""
-    index = {}
-    for adapter in adapters().values():
-        for spelling in (adapter.name, adapter.title, *getattr(adapter, "aliases", ())):
-            claimed = index.setdefault(name_key(spelling), adapter)
-            if claimed is not adapter:
-                raise RuntimeError(f"dataset spelling {spelling!r} claimed by {claimed.name} and {adapter.name}")
-    return index
-
-
-def ordered_names(names) -> list[str]:
-    """``names`` (any accepted spelling) in Table 1 order of their datasets, others by name after them."""
-    def position(name):
-        adapter = _by_key().get(name_key(name))
-        canonical = adapter.name if adapter else name
-        rank = TABLE1_ORDER.index(canonical) if canonical in TABLE1_ORDER else len(TABLE1_ORDER)
-        return rank, canonical, name
-
-    return sorted(set(names), key=position)
-
-
-def get_adapter(name: str):
-    adapter = _by_key().get(name_key(name))
-    if adapter is not None:
-        return adapter
-    close = difflib.get_close_matches(name_key(name), list(_by_key()), n=1, cutoff=0.75)
-    hint = f"; did you mean {_by_key()[close[0]].name!r}?" if close else ""
-    raise UserError(f"unknown benchmark dataset {name!r} (known: {', '.join(adapters())}{hint})")
+__all__ = ["TABLE1_ORDER", "adapters", "get_adapter", "ordered_names"]

@@ -16,7 +16,7 @@ from isekai_gen.catalog import load_catalog
 from isekai_gen.cli import main as cli
 from isekai_gen.fileio import read_jsonl, sha256_file
 from isekai_gen.invent import invent_catalog
-from isekai_gen.invent.card import probe_card_text
+from isekai_gen.export.card import probe_card_text
 from isekai_gen.invent.probe import binomial_p_greater
 
 from invent_double import KnowsOneConcept

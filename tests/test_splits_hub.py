@@ -24,7 +24,8 @@ from PIL import Image as PILImage
 from isekai_gen.errors import UserError
 from isekai_gen.manyicl import build_split, read_split
 from isekai_gen.manyicl.content import inspect_image
-from isekai_gen.manyicl.manifest import materialize_manifest, read_manifest
+from isekai_gen.manyicl.from_manifest import materialize_manifest
+from isekai_gen.manyicl.manifest import read_manifest
 from isekai_gen.splits import get_adapter
 
 from splits_fixtures import EUROSAT_CLASSES, eurosat

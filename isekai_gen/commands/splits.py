@@ -31,7 +31,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON instead of text.")
 def list_command(as_json: bool) -> None:
     """Show every dataset: classes, default sizes, licence, redistribution and options."""
-    from isekai_gen.splits import adapters
+    from ..manyicl.adapters import adapters
 
     described = [adapter.describe() for adapter in adapters().values()]
     if as_json:
@@ -145,12 +145,13 @@ def build_command(dataset, root, source, manifest, out, seed, demo_per_class, te
                   verify_images, bad_images, multi_label, near_duplicate_distance, exclude_near_duplicates, progress,
                   wait, classes, options) -> None:
     """Build the demo/test split of one dataset (or re-materialise a shared one)."""
-    from isekai_gen.splits import get_adapter
+    from ..manyicl.adapters import get_adapter
 
     from ..manyicl import build_split
     from ..manyicl.hub import known_copy
     from ..manyicl.hub_snapshot import download, parse_source
-    from ..manyicl.manifest import materialize_manifest, read_manifest
+    from ..manyicl.from_manifest import materialize_manifest
+    from ..manyicl.manifest import read_manifest
 
     if (root is None) == (source is None):
         raise click.UsageError("give exactly one of --root and --source")

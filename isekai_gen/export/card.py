@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..catalog import Catalog
-from ..invent.card import probe_card_text
 from ..errors import UserError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, read_json
 from ..filtering.rules import REJECT_REASONS
 from ..resources import DATASET_CARD_TEMPLATE
 
@@ -297,3 +296,21 @@ def write_card(hf_dir: Path, *, template: Path = DATASET_CARD_TEMPLATE, **facts)
     check_card(rendered, path)
     atomic_write_text(path, rendered)
     return path
+
+
+# Written by `isekai-gen catalog probe` (invent/probe.py); read here because the card is export's.
+def probe_card_text(build_dir: Path) -> str:
+    """The dataset card's paragraph on the probes recorded in ``OUT/probes/``."""
+    files = sorted(Path(build_dir).glob("probes/*.json"))
+    if not files:
+        return ("No contamination probe has been run on this build (`isekai-gen catalog probe OUT --model ...` "
+                "asks a model whether it already knows the concepts).")
+    rows = []
+    for path in files:
+        probe_summary = read_json(path)
+        known = ", ".join(probe_summary["known"]) or "none"
+        rows.append(f"| {probe_summary['model']} | {' + '.join(probe_summary['kinds'])} | "
+                    f"{probe_summary['known_share']:.0%} | {known} |")
+    return "\n".join(["Contamination probes (`isekai-gen catalog probe`): the share of invented concepts each model "
+                      "already knew.", "", "| model | probe | known share | known concepts |", "|---|---|---|---|",
+                      *rows])

@@ -14,7 +14,7 @@
 
 Run folder (``--out``): run.json, plan.jsonl, journal.jsonl (see llm.py), report.json, report.md.
 Probing a build folder also records a summary in ``OUT/probes/<model>.json``, which the build's
-dataset card lists (`card.probe_card_text`).
+dataset card lists (`export.card.probe_card_text`).
 """
 
 from __future__ import annotations

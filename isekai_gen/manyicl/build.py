@@ -20,6 +20,7 @@ from ..fileio import UMASK
 from ..resources import CONFIG_DIR
 from ..schema import validate
 from ..yamlio import load_yaml
+from .adapters import get_adapter, ordered_names
 from .content import ContentRules, ContentScreen
 from .hub import HubAdapter, hub_adapter, output_name
 from .hub_snapshot import HF_PREFIX, HubSource, download, parse_source
@@ -256,8 +257,6 @@ def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None
     others are still built. Returns ``(summaries, failures)``: ``{dataset: summary}`` and
     ``{dataset: one-line message}``; ``on_done(summary)`` is called as each one finishes.
     """
-    from isekai_gen.splits import get_adapter, ordered_names
-
     roots = canonical_names(roots, "roots")
     per_dataset = canonical_names(per_dataset or {}, "datasets")  # unknown names fail before anything is written
     summaries, failures = {}, {}
@@ -289,8 +288,6 @@ def canonical_names(mapping: dict, source) -> dict:
     A key that names no dataset, or two keys naming one dataset (``EuroSAT`` and ``eurosat``), is
     an error naming ``source`` (the file or section the mapping came from).
     """
-    from isekai_gen.splits import get_adapter
-
     result, keys = {}, {}
     for key, value in mapping.items():
         try:

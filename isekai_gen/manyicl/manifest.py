@@ -6,7 +6,7 @@ side, labels, group, stratum, demo rank, the original id (the path relative to t
 folder, or the Hub copy's image id) and the sha256 of the image bytes. No image and no absolute
 path is in it, so it can be published where the images cannot.
 
-``materialize_manifest`` rebuilds exactly that split from someone else's copy of the dataset:
+``from_manifest.materialize_manifest`` rebuilds exactly that split from someone else's copy of the dataset:
 the rows are looked up by original id in their own root (any known layout, or a Hub snapshot),
 every image's sha256 is checked, and ``demo.csv``/``test.csv`` are written in the manifest's
 order. A missing or different image refuses the whole split in one line naming the first one
@@ -15,11 +15,10 @@ and how many there are; nothing is written then.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import read_json, sha256_file, write_json
+from ..fileio import read_json, write_json
 from ..schema import validate
 from .writer import MANIFEST_FILE as MANIFEST_NAME
 
@@ -40,7 +39,7 @@ def original_id(row: dict, layouts: list[dict]) -> str:
     return path
 
 
-def _index(records: list[dict], layouts: list[dict], hub: bool) -> dict[str, int]:
+def index_rows(records: list[dict], layouts: list[dict], hub: bool) -> dict[str, int]:
     """Pool position by every name an item goes by: its original id, then (a layout) its output
     name, which is unique in a pool, or (a Hub copy) its image id, which is the original's stem for
     most copies. So a manifest made from one layout (or a Hub copy) finds its items in another;
@@ -87,79 +86,6 @@ def recipe_settings(manifest: dict) -> dict:
     recipe = manifest["recipe"]
     return {"classes": list(recipe["classes"]), "demo_per_class": recipe["demo_per_class"],
             "test_per_class": recipe["test_per_class"], "seed": manifest["seed"], **recipe["options"]}
-
-
-def materialize_manifest(manifest_path: str | Path, root: str | Path, out_dir: str | Path, *,
-                         materialize: str = "copy", source=None, cache_dir: Path | None = None,
-                         progress: bool = False) -> dict:
-    """Write ``out_dir/<dataset>/`` holding exactly the manifest's split, read from ``root``.
-
-    ``source``: a ``hub.HubSource`` (``--source hf:...``). Returns the summary ``build_split``
-    returns. Every image is verified by sha256 before anything is written.
-    """
-    from tqdm import tqdm
-
-    from isekai_gen.splits import get_adapter
-
-    from . import build
-    from .content import inspect_image
-    from .hub import HubAdapter, hub_adapter
-    from .writer import split_meta, write_split_files
-
-    manifest_path, root, out_dir = Path(manifest_path), Path(root), Path(out_dir)
-    manifest = read_manifest(manifest_path)
-    adapter = hub_adapter(get_adapter(manifest["dataset"]), root, source)
-    if not root.is_dir():
-        raise UserError(f"{root}: {adapter.title} root folder not found")
-    recipe = adapter.recipe(recipe_settings(manifest))
-    if list(recipe.classes) != list(manifest["recipe"]["classes"]):
-        raise UserError(f"{manifest_path}: classes {manifest['recipe']['classes']} are not {adapter.title}'s "
-                        f"canonical order {list(recipe.classes)}")
-    cache_dir = Path(cache_dir or out_dir / build.CACHE_FOLDER) / adapter.name
-    pool = adapter.read(root, recipe)
-    records = pool.frame.to_dict("records")
-    by_id = _index(records, pool.layouts, isinstance(adapter, HubAdapter))
-
-    problems, rows = [], []
-    for wanted in tqdm(manifest["rows"], desc=f"{adapter.name} verify", unit="img", disable=not progress):
-        keys = (wanted["original_id"], wanted["file_name"], Path(wanted["file_name"]).stem)
-        position = next((by_id[key] for key in keys if key in by_id), None)
-        if position is None:
-            problems.append(f"{wanted['original_id']!r} (for {wanted['file_name']}) is not in {root}")
-            continue
-        record = {key: str(value) for key, value in records[position].items()}
-        path = Path(adapter.image_file(root, record, cache_dir))
-        if not path.is_file():
-            problems.append(f"{path} (for {wanted['file_name']}) is missing")
-            continue
-        digest = sha256_file(path)
-        if digest != wanted["sha256"]:
-            problems.append(f"{path} (for {wanted['file_name']}) has other bytes (sha256 {digest[:12]}..., "
-                            f"manifest {wanted['sha256'][:12]}...)")
-            continue
-        facts = inspect_image(path, decode=False, phash=False)
-        row = {key: wanted[key] for key in ROW_FIELDS}
-        row.update(source_path=record["source_path"], sha256=digest,
-                   image=build._image_record(facts, wanted["file_name"], materialize))
-        row.update({field: record[field] for field in adapter.extra_fields if field in record})
-        rows.append(row)
-    if problems:
-        total = len(manifest["rows"])
-        raise UserError(f"{manifest_path}: {len(problems)} of {total} images missing or different in this copy; "
-                        f"first: {problems[0]}")
-    meta = split_meta(recipe, rows, manifest["seed"], materialize, build._source_sizes(adapter, root, rows), None,
-                      pool.layouts)
-    if isinstance(adapter, HubAdapter):
-        meta["source"] = adapter.describe_source()
-    meta["manifest"] = {"file": manifest_path.name, "fingerprint": manifest["fingerprint"], "verified": len(rows)}
-    build._remove_leftovers(out_dir / adapter.name)
-    with build._fresh_folder(out_dir / adapter.name) as folder:
-        write_split_files(folder, recipe, rows, meta)
-        write_manifest(folder, meta, rows)
-        build._materialize(adapter, root, rows, folder / "images", cache_dir, materialize, False, progress)
-    return {"dataset": adapter.name, "folder": str(out_dir / adapter.name), "totals": meta["totals"],
-            "fingerprint": meta["fingerprint"], "layouts": pool.layouts, "source": meta.get("source"),
-            "verified": len(rows), "images": dict(Counter(row["image"]["action"] for row in rows))}
 
 
 def manifest_only_notes(hf_folder: str | Path) -> list[str]:
