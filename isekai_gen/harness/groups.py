@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..evaluate.tasks import load_manyicl, load_task
 from ..export.lcl import LCL_DIR, annotation_file
-from ..export.registry import BuildInput
+from ..export.registry import BUILD, SPLITS, BuildInput, Exporter
 from ..scoring.metrics import ACCURACY, MACRO_F1
 from .documents import Document, ImageStore, task_documents
 
@@ -77,3 +77,13 @@ def split_groups(source) -> list[TaskGroup]:
 def groups_of(source, needed_by: str) -> list[TaskGroup]:
     """A build's groups or the split folders' groups, whichever ``source`` is."""
     return build_groups(source, needed_by) if isinstance(source, BuildInput) else split_groups(source)
+
+
+class HarnessExporter(Exporter):
+    """The base of the harness formats: they read a build or split folders and write a view of them."""
+    reads = (BUILD, SPLITS)
+    hashed = False   # a view of the LCL files and splits, which the content hash covers
+
+    def root(self, source) -> Path:
+        """OUT/export/<folder> for a build, <dest>/<folder> for split folders."""
+        return (source.export_dir if isinstance(source, BuildInput) else source.dest) / self.folder

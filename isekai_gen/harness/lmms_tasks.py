@@ -32,10 +32,10 @@ import io
 import json
 from pathlib import Path
 
-from ..export.registry import BUILD, SPLITS, BuildInput, ExportResult, Exporter
+from ..export.registry import ExportResult
 from ..fileio import atomic_write_bytes, atomic_write_text, remove_stale, write_json
 from .documents import Document
-from .groups import TaskGroup, groups_of, slug
+from .groups import HarnessExporter, TaskGroup, groups_of, slug
 from .hooks import IMAGES_DIR, TASK_FILE
 
 FOLDER = "lmms-eval"
@@ -136,14 +136,12 @@ def write_group(folder: Path, group: TaskGroup) -> list[str]:
     return tasks
 
 
-class LmmsEvalExporter(Exporter):
+class LmmsEvalExporter(HarnessExporter):
     name = "lmms-eval"
     folder = FOLDER
-    reads = (BUILD, SPLITS)
-    hashed = False   # a view of the LCL files and splits, which the content hash covers
 
     def export(self, source) -> ExportResult:
-        root = (source.export_dir if isinstance(source, BuildInput) else source.dest) / FOLDER
+        root = self.root(source)
         groups = groups_of(source, FOLDER)
         tasks = [task for group in groups for task in write_group(root / group_name(group), group)]
         return ExportResult({}, {"tasks": len(tasks), "groups": [group_name(g) for g in groups], "path": str(root)})

@@ -30,10 +30,10 @@ import io
 import string
 
 from ..errors import UserError
-from ..export.registry import BUILD, SPLITS, BuildInput, ExportResult, Exporter
+from ..export.registry import ExportResult
 from ..fileio import atomic_write_bytes, atomic_write_text, remove_stale
 from .documents import Document
-from .groups import TaskGroup, groups_of
+from .groups import HarnessExporter, TaskGroup, groups_of
 
 FOLDER = "vlmevalkit"
 CIRCULAR_TRIGGERS = ("mmbench", "ccbench", "circular", "mmcr")
@@ -113,14 +113,12 @@ def _tsv(rows: list[dict]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-class VLMEvalKitExporter(Exporter):
+class VLMEvalKitExporter(HarnessExporter):
     name = "vlmevalkit"
     folder = FOLDER
-    reads = (BUILD, SPLITS)
-    hashed = False   # a view of the LCL files and splits, which the content hash covers
 
     def export(self, source) -> ExportResult:
-        root = (source.export_dir if isinstance(source, BuildInput) else source.dest) / FOLDER
+        root = self.root(source)
         groups = groups_of(source, FOLDER)
         for group in groups:
             if group.multilabel:
