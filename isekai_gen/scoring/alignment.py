@@ -22,6 +22,7 @@ from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from ..errors import UserError
+from .canonical import canonical
 from .predictions import PredictionRun
 from .truth import Truth
 
@@ -75,7 +76,7 @@ def _csv_ids(path: Path) -> set[str]:
     """First-column cells of a split CSV (best effort: only used to explain an error)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return {row[0].strip() for row in csv.reader(handle) if row}
+            return {canonical(row[0].strip()) for row in csv.reader(handle) if row}
     except (OSError, UnicodeDecodeError, csv.Error):
         return set()
 
@@ -86,7 +87,8 @@ def _demo_side_ids(truth: Truth) -> set[str]:
     if truth.kind == "split":
         from .textio import json_lines
 
-        return {row.get("file_name") for _, row in json_lines(path) if row.get("side") == "demo"}
+        return {canonical(row["file_name"]) for _, row in json_lines(path)
+                if row.get("side") == "demo" and isinstance(row.get("file_name"), str)}
     if truth.kind == "manyicl-csv" and (path.parent / "demo.csv").is_file():
         return _csv_ids(path.parent / "demo.csv")
     return set()

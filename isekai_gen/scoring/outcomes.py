@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from .alignment import check_ids
+from .canonical import has_compatibility_forms
 from .choices import POLICIES
 from .lcl import lcl_correct
 from .manyicl import SubstringMatcher
@@ -185,6 +186,13 @@ def _refuse_foreign_replies(truth: Truth, run: PredictionRun, status: np.ndarray
     if len(replies) < FOREIGN_REPLIES_MIN:
         return
     classes = ", ".join(truth.classes[:6]) + (", ..." if len(truth.classes) > 6 else "")
+    compatible = [reply for reply in replies if has_compatibility_forms(str(reply))]
+    if len(compatible) * 2 >= len(replies):
+        raise UserError(f"{run.source}: none of its {len(replies)} replies names a class of the truth file "
+                        f"{truth.source} ({classes}), and {len(compatible)} are written with compatibility characters "
+                        f"(fullwidth letters, ligatures; first {str(compatible[0])[:80]!r}): labels are matched in "
+                        "canonical (NFC) text, where these are other characters; convert the replies with NFKC "
+                        "if that is what they mean")
     raise UserError(f"{run.source}: none of its {len(replies)} replies names a class of the truth file {truth.source} "
                     f"({classes}; first reply {str(replies[0])[:80]!r}): predictions for another dataset with the "
                     "same file names?")

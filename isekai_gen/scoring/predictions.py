@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError, where
 from ..schema import validate
+from .canonical import canonical, canonical_value
 from .choices import FORMATS
 from .lcl import clean_answer, target_sentence
 from .manyicl import batched_answers, run_fields_from_name
@@ -80,7 +81,7 @@ def _group_runs(path: Path, fmt: str, rows: list[tuple[tuple, Prediction]]) -> l
 
 def _row(row: dict, source: str, line: int) -> tuple[tuple, Prediction]:
     key = (row.get("model"), row.get("shots"), row.get("batch_size"))
-    return key, Prediction(str(row["id"]), row["prediction"], source, line)
+    return key, Prediction(canonical(str(row["id"])), canonical_value(row["prediction"]), source, line)
 
 
 def _read_jsonl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
@@ -138,7 +139,8 @@ def _read_pickle(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
     fields = run_fields_from_name(path)
     batch_size = fields.get("batch_size", max(size for _, _, size, _ in answers))
     key = (fields.get("model"), fields.get("shots"), batch_size)
-    return [(key, Prediction(query_id, answer, str(path), batch_key[:40])) for query_id, answer, _, batch_key in answers]
+    return [(key, Prediction(canonical(query_id), canonical_value(answer), str(path), batch_key[:40]))
+            for query_id, answer, _, batch_key in answers]
 
 
 def _read_lcl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
@@ -166,10 +168,10 @@ def _read_lcl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
             raise UserError(f"{location}: LCL prediction lines need a string 'pred'")
         target = row.get("target")
         if truth.answers is not None and isinstance(target, str):
-            if clean_answer(target) != clean_answer(target_sentence(truth.answers[item])):
+            if clean_answer(canonical(target)) != clean_answer(target_sentence(truth.answers[item])):
                 raise UserError(
                     f"{location}: target {target!r} does not match the truth label {truth.answers[item]!r} "
                     f"of item {truth.ids[item]} (files not aligned?)"
                 )
-        rows.append(((None, None, None), Prediction(truth.ids[item], row["pred"], str(path), line)))
+        rows.append(((None, None, None), Prediction(truth.ids[item], canonical(row["pred"]), str(path), line)))
     return rows

@@ -3,6 +3,7 @@
 Every reader returns a ``Truth``: item ids in file order, the class list and a multi-hot target
 matrix (one-hot for single-label sets). Two-way sets (ISEKAI) also carry, per item, the two
 candidate labels a prediction is matched against and the raw label strings the LCL metric uses.
+Ids, class names and labels are read in NFC (``canonical``), before the duplicate checks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from ..errors import UserError, where
 from ..fileio import read_json
 from ..schema import validate
+from .canonical import canonical
 from .textio import csv_rows, first_json_object, json_lines
 
 TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
@@ -108,7 +110,7 @@ def read_manyicl_csv(path: str | Path) -> Truth:
     path = Path(path)
     records = csv_rows(path)
     _, header = next(records)
-    classes = tuple(name.strip() for name in header[1:])
+    classes = tuple(canonical(name.strip()) for name in header[1:])
     if not classes or any(not name for name in classes):
         raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
     if len(set(classes)) != len(classes):
@@ -119,7 +121,7 @@ def read_manyicl_csv(path: str | Path) -> Truth:
             continue
         if len(cells) != len(header):
             raise UserError(f"{where(path, line)}: {len(cells)} cells, the header has {len(header)}")
-        ids.append(cells[0].strip())
+        ids.append(canonical(cells[0].strip()))
         lines.append(line)
         rows.append(cells[1:])
     if not ids:
@@ -152,14 +154,14 @@ def read_split(path: str | Path) -> Truth:
     for line, row in json_lines(path):
         validate(row, "split_row", where(path, line))
         if row["side"] == "test":
-            ids.append(row["file_name"])
+            ids.append(canonical(row["file_name"]))
             lines.append(line)
-            labels.append(row["labels"])
+            labels.append([canonical(name) for name in row["labels"]])
     if not ids:
         raise UserError(f"{path}: no rows with side 'test'")
     _check_unique(path, ids, lines)
     recipe = _split_recipe(path)
-    classes = tuple(recipe["classes"]) if recipe else tuple(sorted({name for names in labels for name in names}))
+    classes = tuple(map(canonical, recipe["classes"])) if recipe else tuple(sorted({name for names in labels for name in names}))
     for names, line in zip(labels, lines):
         unknown = sorted(set(names) - set(classes))
         if unknown:
@@ -169,6 +171,8 @@ def read_split(path: str | Path) -> Truth:
 
 
 def _two_way_truth(path: Path, kind: str, ids, lines, pairs, answers) -> Truth:
+    ids, answers = [canonical(item) for item in ids], [canonical(answer) for answer in answers]
+    pairs = [(canonical(positive), canonical(negative)) for positive, negative in pairs]
     for (positive, negative), answer, line in zip(pairs, answers, lines):
         if not positive.strip() or not negative.strip():
             raise UserError(f"{where(path, line)}: empty label")
