@@ -6,10 +6,10 @@ classes) and a JSON Lines predictions file of about ``--mb`` MB: a shot curve of
 text naming a class (70% the right one, 20% another, 5% two, 5% none) with a confidence and
 distinct filler words. Then ``score()`` (default options: parse failures wrong, 1000 bootstrap
 resamples) runs in a fresh child process, once with this tree's ``isekai_gen`` and once with
-``--baseline-ref``'s (extracted with ``git archive``, imported first on the child's path), and
-prints each one's wall time, CPU time (wall time on this shared machine waits for cores) and peak RSS (``ru_maxrss`` of that child, from ``os.wait4``). A run
-past ``--timeout`` seconds is killed and reported as such. When both finish, their reports must
-be identical.
+``--baseline-ref``'s (extracted with ``git archive``, first on the child's path), and prints each
+one's wall time, CPU time (on a shared machine wall time also waits for a core) and peak RSS: the
+child's ``VmHWM`` (its ``ru_maxrss`` would include this parent's RSS at the fork), polled every
+0.1 s for a child killed past ``--timeout``. When both finish, their reports must be identical.
 
 Target (issue 25): ours under 200 MB and under 60 s for 400 MB.
 
@@ -43,6 +43,7 @@ print(isekai_gen.__file__, file=sys.stderr)
 report = score(sys.argv[1], [sys.argv[2]])
 with open(sys.argv[3], "w") as handle:
     json.dump(report, handle, sort_keys=True)
+print(open("/proc/self/status").read().split("VmHWM:")[1].split()[0], file=sys.stderr)
 """
 
 
@@ -97,11 +98,12 @@ def measure(source: Path | None, truth: Path, predictions: Path, report: Path, t
     # cwd: ``python -c`` puts the working folder first on the path, ahead of PYTHONPATH.
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(truth), str(predictions), str(report)], env=env,
                              cwd=truth.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed = False
+    killed, polled_kb = False, 0
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             break
+        polled_kb = max(polled_kb, _high_water_kb(child.pid))
         if time.perf_counter() - start > timeout:
             child.kill()
             killed = True
@@ -112,7 +114,17 @@ def measure(source: Path | None, truth: Path, predictions: Path, report: Path, t
     child.returncode = os.waitstatus_to_exitcode(status)
     said = child.stderr.read().decode(errors="replace").strip().splitlines()
     outcome = "killed" if killed else ("ok" if child.returncode == 0 else f"exit {child.returncode}: {said[-1:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024, "outcome": outcome, "module": said[0] if said else ""}
+    peak_kb = int(said[-1]) if outcome == "ok" else polled_kb
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": peak_kb / 1024,
+            "outcome": outcome, "module": said[0] if said else ""}
+
+
+def _high_water_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return int(handle.read().split("VmHWM:")[1].split()[0])
+    except (OSError, IndexError):
+        return 0
 
 
 def main() -> None:
@@ -138,8 +150,8 @@ def main() -> None:
                                                                  args.timeout)
         print(f"{'code':<18} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}  outcome")
         for name, result in results.items():
-            print(f"{name:<18} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} {result['peak_mb']:>12.1f}  {result['outcome']}"
-                  f"  ({result['module']})")
+            print(f"{name:<18} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} {result['peak_mb']:>12.1f}  "
+                  f"{result['outcome']}  ({result['module']})")
         if all(result["outcome"] == "ok" for result in results.values()) and len(results) == 2:
             same = (folder / "ours.json").read_bytes() == (folder / "base.json").read_bytes()
             print("reports identical" if same else "REPORTS DIFFER")

@@ -108,21 +108,29 @@ class LabelMatcher:
     def __init__(self, labels):
         self.labels = tuple(labels)
         order = sorted(range(len(self.labels)), key=lambda i: (-len(self.labels[i]), i))
-        alternatives = "|".join(f"({_label_pattern(self.labels[i])})" for i in order)
-        word = word_characters()
-        self._regex = re.compile(rf"(?<![{word}])(?:{alternatives})(?![{word}])", re.IGNORECASE)
+        self._alternatives = "|".join(f"({_label_pattern(self.labels[i])})" for i in order)
+        # In ASCII text there is no combining mark: plain ``\w`` boundaries, ~2x faster than the class.
+        self._ascii_regex = re.compile(rf"(?<!\w)(?:{self._alternatives})(?!\w)", re.IGNORECASE)
         # Group k + 1 is the k-th alternative: a match's ``lastindex`` names its label directly.
         self._label_of_group = (None, *order)
+
+    @functools.cached_property
+    def _unicode_regex(self) -> re.Pattern:
+        word = word_characters()
+        return re.compile(rf"(?<![{word}])(?:{self._alternatives})(?![{word}])", re.IGNORECASE)
+
+    def _regex(self, text: str) -> re.Pattern:
+        return self._ascii_regex if text.isascii() else self._unicode_regex   # isascii is O(1)
 
     def find(self, text: str) -> tuple[int, ...]:
         """Sorted indices of the distinct labels named in ``text``."""
         label_of = self._label_of_group
-        return tuple(sorted({label_of[m.lastindex] for m in self._regex.finditer(text)}))
+        return tuple(sorted({label_of[m.lastindex] for m in self._regex(text).finditer(text)}))
 
     def find_many(self, texts: list[str]) -> np.ndarray:
         """``find`` of every text at once, as a ``(len(texts), len(labels))`` bool matrix."""
         def scan(joined):
-            matches = list(self._regex.finditer(joined))
+            matches = list(self._regex(joined).finditer(joined))
             labels = np.array(self._label_of_group[1:], dtype=np.intp)  # group k + 1 -> label
             groups = np.fromiter(map(_LAST_INDEX, matches), dtype=np.intp, count=len(matches))
             return match_starts(matches), labels[groups - 1]

@@ -42,7 +42,7 @@ STATUSES = ("ok", NO_LABEL, SEVERAL_LABELS, "no_answer", "missing")
 OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING = range(len(STATUSES))
 _CODE = {ONE_LABEL: OK, NO_LABEL: NONE_NAMED, SEVERAL_LABELS: SEVERAL}
 _SCORED = {"drop": (OK,), "wrong": (OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING), "manyicl": (OK, NONE_NAMED)}
-CHUNK_ROWS = 1 << 15
+CHUNK_ROWS = 1 << 13
 
 
 @dataclass(frozen=True)
