@@ -43,6 +43,10 @@ OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING = range(len(STATUSES))
 _CODE = {ONE_LABEL: OK, NO_LABEL: NONE_NAMED, SEVERAL_LABELS: SEVERAL}
 _SCORED = {"drop": (OK,), "wrong": (OK, NONE_NAMED, SEVERAL, NO_ANSWER, MISSING), "manyicl": (OK, NONE_NAMED)}
 CHUNK_ROWS = 1 << 13
+# The per-item arrays of all runs of one file (C + 11 bytes per item and run) stay under this: a
+# file with a run per row (a hostile or garbled ``shots`` column) is refused instead.
+RUN_ARRAYS_BUDGET = 512 * 2 ** 20
+MIN_RUNS = 16
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,9 @@ class _RunTally:
         self.predicted = np.zeros((n, len(truth.classes)), dtype=bool)
         self.correct = np.zeros(n, dtype=bool) if lcl_compat else None   # a missing reply is wrong
         self.seen = np.zeros(n, dtype=bool)
-        self.first_line = np.empty(n, dtype=object)   # where each item's prediction is, for duplicates
+        # Where each item's prediction is, for a duplicate's error: a line number, or a pickle's key.
+        self.first_line = np.zeros(n, dtype=np.int64)
+        self.first_key: dict[int, str] = {}
         # Unknown ids are kept only when they are ignored (a duplicate must still be refused); without
         # --ignore-unknown-ids the run is refused anyway.
         self.unknown_lines: dict[str, int | str] = {}
@@ -238,7 +244,10 @@ class _RunTally:
         if self.seen[index].any() or len(np.unique(index)) < len(index):
             self._refuse_duplicate(ids, index, lines)
         self.seen[index] = True
-        self.first_line[index] = lines
+        if set(map(type, lines)) == {int}:
+            self.first_line[index] = lines
+        else:
+            self.first_key.update(zip(index.tolist(), lines))
         status, predicted = self.reader.read_rows(index, values)
         self.status[index], self.predicted[index] = status, predicted
         for k in np.flatnonzero(status == NONE_NAMED).tolist():
@@ -260,12 +269,13 @@ class _RunTally:
 
     def _refuse_duplicate(self, ids: list, index: np.ndarray, lines: list) -> None:
         seen = self.seen.copy()
-        first_line = self.first_line.copy()
+        first = {}
         for item, position, line in zip(ids, index.tolist(), lines):
             if seen[position]:
+                earlier = first.get(position, self.first_key.get(position, int(self.first_line[position])))
                 raise UserError(f"{location(self.source, line)}: duplicate id {item!r} "
-                                f"(also at {location(self.source, first_line[position])})")
-            seen[position], first_line[position] = True, line
+                                f"(also at {location(self.source, earlier)})")
+            seen[position], first[position] = True, line
 
     def outcome(self, policy: str, strict: bool) -> Outcome:
         """The run's outcome once all its rows are in, after refusing ids and replies that do not fit."""
@@ -294,9 +304,15 @@ def judge_rows(truth: Truth, source: str, rows: Iterable[Row], policy: str = "wr
     tallies: dict[RunKey, _RunTally] = {}
     buffers: dict[RunKey, tuple[list, list, list]] = {}
 
+    max_runs = max(MIN_RUNS, RUN_ARRAYS_BUDGET // (len(truth.ids) * (len(truth.classes) + 11)))
+
     def flush():
         for key, (ids, values, lines) in buffers.items():
             if key not in tallies:
+                if len(tallies) == max_runs:
+                    raise UserError(f"{source}: more than {max_runs} runs (distinct model, shots, batch_size) in one "
+                                    f"file for a truth of {len(truth.ids)} items; a shot curve has a few dozen "
+                                    "(is a column shifted?)")
                 tallies[key] = _RunTally(truth, source, reader, lcl_compat=lcl_compat,
                                          ignore_unknown=ignore_unknown and not strict)
             tallies[key].add(ids, values, lines)

@@ -20,9 +20,12 @@ from ..errors import UserError, where
 from ..fileio import read_json
 from ..schema import validate
 from .canonical import canonical
-from .textio import csv_rows, first_json_object, json_lines
+from .textio import check_readable, csv_rows, first_json_object, json_lines
 
 TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
+# A truth file is held in memory (ids, targets): one over this is refused before it is read. It is
+# ~2.5M items of a 21-class test.csv, far past the test side of any benchmark the scorer reads.
+MAX_TRUTH_BYTES = 256 * 2 ** 20
 LCL_FIELDS = ("image_name", "positive_promt", "negative_promt", "label_name")
 
 
@@ -52,7 +55,7 @@ class Truth:
 
 def load_truth(path: str | Path) -> Truth:
     """Read a truth file, recognising its format from the extension and the first line."""
-    path = Path(path)
+    path = check_readable(path, MAX_TRUTH_BYTES, "a truth file")
     if path.suffix.lower() == ".csv":
         return read_manyicl_csv(path)
     first = first_json_object(path)
@@ -162,7 +165,8 @@ def read_split(path: str | Path) -> Truth:
         raise UserError(f"{path}: no rows with side 'test'")
     _check_unique(path, ids, lines)
     recipe = _split_recipe(path)
-    classes = tuple(map(canonical, recipe["classes"])) if recipe else tuple(sorted({name for names in labels for name in names}))
+    classes = (tuple(map(canonical, recipe["classes"])) if recipe
+               else tuple(sorted({name for names in labels for name in names})))
     for names, line in zip(labels, lines):
         unknown = sorted(set(names) - set(classes))
         if unknown:
