@@ -91,3 +91,16 @@ def test_line_separators_inside_json_strings_do_not_split_lines(tmp_path):
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\r\n" for row in rows), encoding="utf-8")
     assert [(line, row["id"]) for line, row in json_lines(path)] == [(1, "a"), (2, "b")]
     assert next(iter(json_lines(path)))[1] == rows[0]
+
+
+@pytest.mark.parametrize("head_rows", [0, 1, 3])
+def test_evaluate_journal_cuts_a_torn_tail_read_from_the_end(tmp_path, monkeypatch, head_rows):
+    """The torn last line is found block by block from the end (blocks far shorter than the line here)."""
+    from isekai_gen.evaluate import journal as journal_module
+    monkeypatch.setattr(journal_module, "TAIL_BLOCK", 5)
+    path = tmp_path / "journal.jsonl"
+    row = {"key": "a" * 64, "cell": "c", "attempt": 0, "status": "answered", "retries": 0, "time": 1.0, "text": "x"}
+    whole = "".join(json.dumps({**row, "attempt": k}) + "\n" for k in range(head_rows))
+    path.write_text(whole + json.dumps(row)[:50])
+    journal_module.Journal(path).close()
+    assert path.read_text() == whole
