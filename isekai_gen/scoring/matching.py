@@ -6,7 +6,8 @@ are the same label. Labels are tried longest first at each position, so "ice cre
 is read as that label and not as "ice cream". A reply is a prediction only when exactly one
 distinct label remains; none or several is a parse failure. Nothing is guessed.
 
-Texts and labels come in NFC (``canonical``). A combining mark that NFC leaves on its own (``q`` +
+Texts and labels are put in NFC (``canonical``; a no-op on text the scorer's readers already
+normalised) so that every caller (the scorer, evaluate's extractor, probe) matches alike. A combining mark that NFC leaves on its own (``q`` +
 U+0307, a Devanagari vowel sign) belongs to the word it follows: ``\\w`` does not match marks, so
 the word boundaries here also count marks as word characters, and the label ``q`` is not read in
 ``q̇``.
@@ -23,6 +24,8 @@ from operator import attrgetter
 from typing import Callable, Iterable
 
 import numpy as np
+
+from .canonical import canonical
 
 NO_LABEL, ONE_LABEL, SEVERAL_LABELS = "no_label", "one_label", "several_labels"
 _SEPARATORS = re.compile(r"[\s_-]+")
@@ -106,7 +109,7 @@ class LabelMatcher:
     """Finds which of a fixed list of labels a text names; build it once per label list."""
 
     def __init__(self, labels):
-        self.labels = tuple(labels)
+        self.labels = tuple(map(canonical, labels))
         order = sorted(range(len(self.labels)), key=lambda i: (-len(self.labels[i]), i))
         self._alternatives = "|".join(f"({_label_pattern(self.labels[i])})" for i in order)
         # In ASCII text there is no combining mark: plain ``\w`` boundaries, ~2x faster than the class.
@@ -124,6 +127,7 @@ class LabelMatcher:
 
     def find(self, text: str) -> tuple[int, ...]:
         """Sorted indices of the distinct labels named in ``text``."""
+        text = canonical(text)
         label_of = self._label_of_group
         return tuple(sorted({label_of[m.lastindex] for m in self._regex(text).finditer(text)}))
 
@@ -135,7 +139,7 @@ class LabelMatcher:
             groups = np.fromiter(map(_LAST_INDEX, matches), dtype=np.intp, count=len(matches))
             return match_starts(matches), labels[groups - 1]
 
-        return hits_matrix(texts, self.labels, scan, self.find)
+        return hits_matrix(list(map(canonical, texts)), self.labels, scan, self.find)
 
     def single(self, text: str) -> tuple[str, int | None]:
         """``(outcome, label index)``: the index only when exactly one label is named."""
