@@ -8,8 +8,6 @@ Ids, class names and labels are read in NFC (``canonical``), before the duplicat
 
 from __future__ import annotations
 
-import itertools
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -89,28 +87,24 @@ def _check_unique(path: Path, ids: list[str], lines: list[int]) -> None:
         seen[item_id] = line
 
 
-def _cell_value(cell: str) -> float | None:
+def _cell_code(cell: str) -> int:
+    """A class cell as 0, 1, or ``BAD_CELL`` when it is not a 0/1 number."""
     try:
         value = float(cell)
     except ValueError:
-        return None
-    return value if value in (0.0, 1.0) else None
+        return BAD_CELL
+    return int(value) if value in (0.0, 1.0) else BAD_CELL
 
 
-def _zero_one(path: Path, rows: list[list[str]], lines: list[int]) -> np.ndarray:
-    """The class cells as a 0/1 float matrix; each distinct cell text is converted once."""
-    flat = list(itertools.chain.from_iterable(rows))
-    lookup = {cell: _cell_value(cell) for cell in set(flat)}
-    if None in lookup.values():
-        for cells, line in zip(rows, lines):
-            bad = [cell for cell in cells if lookup[cell] is None]
-            if bad:
-                raise UserError(f"{where(path, line)}: class columns must be 0 or 1, got {bad[0]!r}")
-    return np.fromiter(map(lookup.__getitem__, flat), dtype=float, count=len(flat)).reshape(len(rows), -1)
+BAD_CELL = 2
 
 
 def read_manyicl_csv(path: str | Path) -> Truth:
-    """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class."""
+    """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class.
+
+    Each row's class cells are kept as one byte each (each distinct cell text is converted once),
+    not as cell strings: the matrix of a large test set costs its number of cells in bytes.
+    """
     path = Path(path)
     records = csv_rows(path)
     _, header = next(records)
@@ -119,7 +113,9 @@ def read_manyicl_csv(path: str | Path) -> Truth:
         raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
     if len(set(classes)) != len(classes):
         raise UserError(f"{where(path, 1)}: duplicate class names in the header")
-    ids, lines, rows = [], [], []
+    ids, lines, cells01 = [], [], bytearray()
+    code_of: dict[str, int] = {}
+    first_bad = None   # (line, cell) of the first row with a cell that is not 0 or 1
     for line, cells in records:
         if not any(cells):
             continue
@@ -127,12 +123,21 @@ def read_manyicl_csv(path: str | Path) -> Truth:
             raise UserError(f"{where(path, line)}: {len(cells)} cells, the header has {len(header)}")
         ids.append(canonical(cells[0].strip()))
         lines.append(line)
-        rows.append(tuple(map(sys.intern, cells[1:])))   # one '0.0' object for all: ~5x less memory
+        row = cells[1:]
+        try:
+            codes = bytes(map(code_of.__getitem__, row))
+        except KeyError:   # a cell text not seen before
+            code_of.update((cell, _cell_code(cell)) for cell in row if cell not in code_of)
+            codes = bytes(map(code_of.__getitem__, row))
+        if first_bad is None and BAD_CELL in codes:
+            first_bad = line, row[codes.index(BAD_CELL)]
+        cells01 += codes
     if not ids:
         raise UserError(f"{path}: no data rows under the header")
-    values = _zero_one(path, rows, lines)
+    if first_bad is not None:
+        raise UserError(f"{where(path, first_bad[0])}: class columns must be 0 or 1, got {first_bad[1]!r}")
     _check_unique(path, ids, lines)
-    targets = values == 1.0
+    targets = np.frombuffer(cells01, dtype=np.uint8).reshape(len(ids), len(classes)) == 1
     return Truth(str(path), "manyicl-csv", tuple(ids), classes, targets, bool((targets.sum(axis=1) != 1).any()))
 
 
