@@ -131,7 +131,7 @@ def baseline_judge(truth: Truth, run: PredictionRun, policy: str = "wrong", **_)
     predicted = np.zeros(truth.targets.shape, dtype=bool)
     predicted[rows, columns] = True
     status = np.array(codes, dtype=np.int8)
-    return Outcome(status, predicted, np.isin(status, _SCORED[policy]), None, ())
+    return Outcome(status, predicted, np.isin(status, _SCORED[policy]), None, 0)
 
 
 # --- Data -----------------------------------------------------------------------------------------

@@ -24,10 +24,11 @@ from ..schema import validate
 
 ANSWERED, ABSTAINED, PERMANENT, GAVE_UP = "answered", "abstained", "permanent_error", "gave_up"
 STATUSES = (ANSWERED, ABSTAINED, PERMANENT, GAVE_UP)
+TAIL_BLOCK = 1 << 16
 
 
 def read_journal(path: Path) -> dict[str, list[dict]]:
-    """key -> rows in file order; a torn last line is ignored."""
+    """key -> rows in file order; a torn last line is ignored. Read a line at a time, never whole."""
     rows: dict[str, list[dict]] = {}
     if not path.exists():
         return rows
@@ -71,14 +72,26 @@ class Journal:
         self._written = self._synced = 0
 
     def _cut_torn_tail(self) -> None:
+        """Cut a torn last line, reading the file from its end only as far back as its last newline."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         with open(self.path, "rb+") as handle:
-            data = handle.read()
-            if not data.endswith(b"\n"):
-                handle.truncate(data.rfind(b"\n") + 1)
-                handle.flush()
-                os.fsync(handle.fileno())
+            end = handle.seek(0, os.SEEK_END)
+            handle.seek(end - 1)
+            if handle.read(1) == b"\n":
+                return
+            keep, position = 0, end
+            while position > 0:
+                start = max(0, position - TAIL_BLOCK)
+                handle.seek(start)
+                newline = handle.read(position - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                position = start
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def append(self, row: dict) -> None:
         line = dumps_canonical(row).encode("utf-8") + b"\n"

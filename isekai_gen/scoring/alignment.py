@@ -11,29 +11,31 @@ prediction ids the truth does not know are refused, with the likely cause:
   from (the demo side of the same split, a sibling dataset's ``test.csv``/``demo.csv``, another
   id shape), unless ``ignore_unknown`` is set.
 
-Every reader (JSON Lines, CSV, ManyICL pickle, LCL lines) produces a ``PredictionRun`` and every
-run goes through ``check_ids`` before it is judged.
+Every reader (JSON Lines, CSV, ManyICL pickle, LCL lines) streams its rows through an ``IdTally``
+per run (what these checks need, gathered as the ids go by: counts, the first unknown ids, whether
+all are integers one away from the truth's) and every run goes through ``check_ids`` once read.
 """
 
 from __future__ import annotations
 
 import csv
-from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from ..errors import UserError
-from .predictions import PredictionRun
+from .canonical import canonical
 from .truth import Truth
 
 SHOWN_IDS = 3
-_ID = attrgetter("id")
+SAMPLE_IDS = 100  # unknown ids kept to explain an error (likely_cause looks at these)
 # Split folders written by `isekai-gen splits build` (and ManyICL's own layout): <dataset>/{demo,test}.csv.
 SPLIT_CSV_FILES = ("demo.csv", "test.csv")
 
 
-def _first(ids) -> str:
+def _first(ids, total: int) -> str:
     shown = ", ".join(repr(item) for item in list(ids)[:SHOWN_IDS])
-    return shown + (", ..." if len(ids) > SHOWN_IDS else "")
+    return shown + (", ..." if total > SHOWN_IDS else "")
 
 
 def truth_name(truth: Truth) -> str:
@@ -54,19 +56,56 @@ def _base(numbers) -> str:
     return {0: "0-based", 1: "1-based"}.get(low, f"starting at {low}")
 
 
-def _shift_error(truth: Truth, run: PredictionRun, ids: list[str]) -> UserError | None:
-    """The ids are exactly truth ids shifted by +1 or -1 (and not all truth ids as they are)."""
-    mine, theirs = _integers(ids), _integers(truth.ids)
-    if mine is None or theirs is None:
+def _as_int64(numbers: list[int] | None) -> np.ndarray | None:
+    """Sorted distinct numbers; None for no numbers or one past int64 (then no shift is detected)."""
+    try:
+        return None if numbers is None else np.unique(np.fromiter(numbers, dtype=np.int64, count=len(numbers)))
+    except OverflowError:
         return None
-    known = set(theirs)
+
+
+class IdTally:
+    """What ``check_ids`` needs to know of one run's prediction ids, added a chunk at a time."""
+
+    def __init__(self, truth: Truth):
+        self.truth = truth
+        self.count = self.unknown_count = 0
+        self.unknown_sample: list[str] = []
+        self._numbers = _as_int64(_integers(truth.ids))
+        self.integers = self._numbers is not None   # every id so far a plain decimal number
+        self.low = self.high = None
+        self.shift_fits = {1: True, -1: True}       # every id so far is a truth id shifted by this
+
+    def add(self, ids: list[str], positions: list[int | None]) -> None:
+        self.count += len(ids)
+        if None in positions:
+            unknown = [item for item, position in zip(ids, positions) if position is None]
+            self.unknown_count += len(unknown)
+            self.unknown_sample.extend(unknown[:SAMPLE_IDS - len(self.unknown_sample)])
+        if self.integers and ids:
+            numbers = _as_int64(_integers(ids))
+            if numbers is None:
+                self.integers = False
+                return
+            low, high = int(numbers.min()), int(numbers.max())
+            self.low, self.high = (low, high) if self.low is None else (min(self.low, low), max(self.high, high))
+            for shift, fits in self.shift_fits.items():
+                self.shift_fits[shift] = fits and bool(np.isin(numbers + shift, self._numbers).all())
+
+
+def _shift_error(source: str, tally: IdTally) -> UserError | None:
+    """The ids are exactly truth ids shifted by +1 or -1 (and not all truth ids as they are)."""
+    if not tally.integers:
+        return None
+    truth, theirs = tally.truth, tally._numbers
     for shift in (1, -1):
-        if all(number + shift in known for number in mine):
+        if tally.shift_fits[shift]:
             what = ("the 1-based line numbers of the LCL file" if truth.kind == "lcl" else "the truth's ids")
+            mine, truth_base = _base([tally.low]), _base([int(theirs[0])])
             return UserError(
-                f"{run.source}: prediction ids {min(mine)}..{max(mine)} ({_base(mine)}) are {what} {truth.source} "
-                f"({min(theirs)}..{max(theirs)}, {_base(theirs)}) shifted by {-shift:+d}: every item would be "
-                f"scored against its neighbour's label; renumber the predictions {_base(theirs)}"
+                f"{source}: prediction ids {tally.low}..{tally.high} ({mine}) are {what} {truth.source} "
+                f"({theirs[0]}..{theirs[-1]}, {truth_base}) shifted by {-shift:+d}: every item would be "
+                f"scored against its neighbour's label; renumber the predictions {truth_base}"
             )
     return None
 
@@ -75,7 +114,7 @@ def _csv_ids(path: Path) -> set[str]:
     """First-column cells of a split CSV (best effort: only used to explain an error)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return {row[0].strip() for row in csv.reader(handle) if row}
+            return {canonical(row[0].strip()) for row in csv.reader(handle) if row}
     except (OSError, UnicodeDecodeError, csv.Error):
         return set()
 
@@ -86,7 +125,8 @@ def _demo_side_ids(truth: Truth) -> set[str]:
     if truth.kind == "split":
         from .textio import json_lines
 
-        return {row.get("file_name") for _, row in json_lines(path) if row.get("side") == "demo"}
+        return {canonical(row["file_name"]) for _, row in json_lines(path)
+                if row.get("side") == "demo" and isinstance(row.get("file_name"), str)}
     if truth.kind == "manyicl-csv" and (path.parent / "demo.csv").is_file():
         return _csv_ids(path.parent / "demo.csv")
     return set()
@@ -138,23 +178,21 @@ def likely_cause(truth: Truth, unknown: list[str]) -> str:
     return f"the predictions were made for another truth file than {truth_name(truth)}"
 
 
-def check_ids(truth: Truth, run: PredictionRun, *, ignore_unknown: bool = False) -> list[int | None]:
-    """Truth position of each prediction of ``run`` (None = unknown id), after refusing misfits."""
-    ids = list(map(_ID, run.rows))
-    positions = list(map(truth.positions.get, ids))
-    if None not in positions:
-        return positions
-    unknown = [item for item, position in zip(ids, positions) if position is None]
-    shifted = _shift_error(truth, run, ids)
+def check_ids(source: str, tally: IdTally, *, ignore_unknown: bool = False) -> None:
+    """Refuse a run whose ids do not fit the truth (unknown ids pass only with ``ignore_unknown``)."""
+    if not tally.unknown_count:
+        return
+    truth, unknown = tally.truth, tally.unknown_sample
+    shifted = _shift_error(source, tally)
     if shifted is not None:
         raise shifted
-    if len(unknown) == len(ids):
-        raise UserError(f"{run.source}: none of its {len(ids)} prediction ids is an id of the truth file "
-                        f"{truth.source} (first: {_first(unknown)}); {likely_cause(truth, unknown)}")
+    if tally.unknown_count == tally.count:
+        raise UserError(f"{source}: none of its {tally.count} prediction ids is an id of the truth file "
+                        f"{truth.source} (first: {_first(unknown, tally.unknown_count)}); "
+                        f"{likely_cause(truth, unknown)}")
     if not ignore_unknown:
         raise UserError(
-            f"{run.source}: {len(unknown)} of {len(ids)} prediction ids are not ids of the truth file "
-            f"{truth.source} (first: {_first(unknown)}); {likely_cause(truth, unknown)}; "
+            f"{source}: {tally.unknown_count} of {tally.count} prediction ids are not ids of the truth file "
+            f"{truth.source} (first: {_first(unknown, tally.unknown_count)}); {likely_cause(truth, unknown)}; "
             "pass --ignore-unknown-ids to score the others anyway"
         )
-    return positions

@@ -12,8 +12,8 @@ from .bootstrap import bootstrap_summary
 from .curves import batch_size_table, shot_curves
 from .metrics import (ACCURACY, MACRO_F1, confusion_matrix, counted_prediction, item_stats, metric_from_sums,
                       per_class_counts, per_class_table)
-from .outcomes import OK, STATUSES, Outcome, check_options, judge
-from .predictions import PredictionRun, load_predictions
+from .outcomes import OK, STATUSES, Outcome, check_options, judge, judge_rows
+from .predictions import PredictionRun, RunInfo, read_predictions
 from .truth import Truth, load_truth
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,27 @@ def _class_tables(truth: Truth, outcome: Outcome) -> tuple[dict, dict | None]:
 def score_run(truth: Truth, run: PredictionRun, *, parse_failures: str = "wrong", bootstrap: int = 1000,
               seed: int = 0, strict: bool = False, lcl_compat: bool = False,
               ignore_unknown_ids: bool = False) -> tuple[dict, Outcome]:
-    """Result dict of one run and its per-item outcome."""
+    """Result dict of one in-memory run and its per-item outcome."""
     outcome = judge(truth, run, parse_failures, strict=strict, lcl_compat=lcl_compat,
                     ignore_unknown=ignore_unknown_ids)
+    return run_result(truth, run, outcome, parse_failures=parse_failures, bootstrap=bootstrap, seed=seed,
+                      lcl_compat=lcl_compat), outcome
+
+
+def judge_file(truth: Truth, path, fmt: str, *, parse_failures: str, strict: bool, lcl_compat: bool,
+               ignore_unknown_ids: bool) -> list[tuple[RunInfo, Outcome]]:
+    """Every run of one prediction file, streamed, with its outcome."""
+    fmt, rows = read_predictions(path, truth, fmt)
+    judged = judge_rows(truth, str(path), rows, parse_failures, strict=strict, lcl_compat=lcl_compat,
+                        ignore_unknown=ignore_unknown_ids)
+    if not judged:
+        raise UserError(f"{path}: no predictions in the file")
+    return [(RunInfo(str(path), fmt, *key), outcome) for key, outcome in judged]
+
+
+def run_result(truth: Truth, run: RunInfo, outcome: Outcome, *, parse_failures: str, bootstrap: int, seed: int,
+               lcl_compat: bool) -> dict:
+    """Result dict of one judged run."""
     metric = _metric(truth, lcl_compat)
     summary = bootstrap_summary(_item_stats(truth, outcome, metric, outcome.scored),
                                 lambda sums, n: metric_from_sums(metric, sums, n), bootstrap, seed)
@@ -78,12 +96,12 @@ def score_run(truth: Truth, run: PredictionRun, *, parse_failures: str = "wrong"
         "batch_size": run.batch_size, "metric": metric, **summary,
         "n_total": len(truth.ids), "n_scored": int(outcome.scored.sum()),
         "n_unparsed": failures["no_label"] + failures["several_labels"] + failures["no_answer"],
-        "failures": failures, "n_unknown_ids": len(outcome.unknown_ids),
+        "failures": failures, "n_unknown_ids": outcome.n_unknown_ids,
         "per_class": per_class, "confusion": confusion,
     }
     log.info("%s (model %s, shots %s, batch size %s): %s %s on %d of %d items", run.source, run.model, run.shots,
              run.batch_size, metric, summary["value"], result["n_scored"], result["n_total"])
-    return result, outcome
+    return result
 
 
 def compare_runs(truth: Truth, outcome_a: Outcome, outcome_b: Outcome, metric: str, *, bootstrap: int,
@@ -133,11 +151,14 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
         raise UserError(f"--seed must be >= 0, got {seed}")
     truth = load_truth(truth_path)
     check_options(truth, parse_failures, lcl_compat)
-    runs = [run for path in _as_paths(prediction_paths) for run in load_predictions(path, truth, fmt)]
-    options = dict(parse_failures=parse_failures, bootstrap=bootstrap, seed=seed, strict=strict, lcl_compat=lcl_compat,
+    judging = dict(parse_failures=parse_failures, strict=strict, lcl_compat=lcl_compat,
                    ignore_unknown_ids=ignore_unknown_ids)
-    scored = [score_run(truth, run, **options) for run in runs]
-    results = [result for result, _ in scored]
+    results, first_outcome = [], None
+    for path in _as_paths(prediction_paths):   # one file at a time: only its runs' arrays in memory
+        for run, outcome in judge_file(truth, path, fmt, **judging):
+            results.append(run_result(truth, run, outcome, parse_failures=parse_failures, bootstrap=bootstrap,
+                                      seed=seed, lcl_compat=lcl_compat))
+            first_outcome = outcome if first_outcome is None else first_outcome
     first = results[0]
     report = {
         "truth": {"source": truth.source, "kind": truth.kind, "n_items": len(truth.ids),
@@ -155,13 +176,12 @@ def score(truth_path, prediction_paths, *, fmt: str = "auto", parse_failures: st
     if by_batch is not None:
         report["by_batch_size"] = by_batch
     if compare is not None:
-        other = load_predictions(compare, truth, fmt)
+        other = judge_file(truth, compare, fmt, **judging)
         if len(other) != 1:
             raise UserError(f"{compare}: holds {len(other)} runs (model/shots/batch_size); --compare needs exactly one")
         # Only the per-item outcome is compared: no bootstrap or class tables for the other run.
-        other_outcome = judge(truth, other[0], parse_failures, strict=strict, lcl_compat=lcl_compat,
-                              ignore_unknown=ignore_unknown_ids)
-        report["compare"] = {"a": first["source"], "b": other[0].source, "metric": first["metric"],
-                             **compare_runs(truth, scored[0][1], other_outcome, first["metric"],
+        (other_run, other_outcome), = other
+        report["compare"] = {"a": first["source"], "b": other_run.source, "metric": first["metric"],
+                             **compare_runs(truth, first_outcome, other_outcome, first["metric"],
                                             bootstrap=bootstrap, seed=seed)}
     return report

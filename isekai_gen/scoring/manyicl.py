@@ -3,7 +3,8 @@
 Raw responses are saved as a dict ``str(list_of_query_ids) -> response text`` (plus a
 ``token_usage`` entry). Query i of a batch is answered by the first line that starts with
 ``Answer Choice i:``; a missing line (or an answer beginning ``ERROR``) means "answer not found".
-The answer names a class when the class name is a case-insensitive substring of it.
+The answer names a class when the class name is a case-insensitive substring of it. Both are put
+in NFC first (``canonical``; eval.py compares code points, so an NFD reply named nothing there).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .canonical import canonical
 from .matching import hits_matrix, match_starts
 
 ANSWER_PREFIX = "Answer Choice "
@@ -60,10 +62,10 @@ class SubstringMatcher:
     """eval.py's test ``name.lower() in text.lower()`` per class, with the names lowered once."""
 
     def __init__(self, classes):
-        self._lowered = [(index, name.lower()) for index, name in enumerate(classes)]
+        self._lowered = [(index, canonical(name).lower()) for index, name in enumerate(classes)]
 
     def find(self, text: str) -> list[int]:
-        lowered = text.lower()
+        lowered = canonical(text).lower()
         return [index for index, name in self._lowered if name in lowered]
 
     def find_many(self, texts: list[str]) -> np.ndarray:
@@ -78,7 +80,7 @@ class SubstringMatcher:
                                     or [np.zeros(0, np.intp)])
             return positions, labels
 
-        hits = hits_matrix(texts, names, scan, self.find, fold=str.lower)
+        hits = hits_matrix(list(map(canonical, texts)), names, scan, self.find, fold=str.lower)
         hits[:, [index for index, name in self._lowered if not name]] = True  # "" is in every text
         return hits
 

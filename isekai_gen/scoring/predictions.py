@@ -1,22 +1,34 @@
 """Prediction readers: JSON Lines, CSV, ManyICL raw-response pickles and LCL prediction lines.
 
-Each file becomes one or more ``PredictionRun``s: rows are grouped by (model, shots,
-batch_size), so one file may hold a whole shot curve. Within a run an id may appear once.
+A reader streams a file's rows as ``(run key, id, value, line)``; the key is (model, shots,
+batch_size), so one file may hold a whole shot curve, and ``outcomes.judge_rows`` groups them
+into runs as they come (within a run an id may appear once). Text formats are never read whole
+(``textio``); a pickle cannot be streamed and is refused over ``unpickle.MAX_PICKLE_BYTES``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import UserError, where
 from ..schema import validate
+from .canonical import canonical
 from .choices import FORMATS
 from .lcl import clean_answer, target_sentence
 from .manyicl import batched_answers, run_fields_from_name
 from .textio import csv_rows, first_json_object, json_lines
 from .truth import Truth
 from .unpickle import load_restricted_pickle
+
+RunKey = tuple  # (model, shots, batch_size)
+Row = tuple     # (RunKey, id, value, line)
+
+
+def location(source: str, line: int | str | None) -> str:
+    """``file:line``, or ``file key '...'`` for a pickle's entry."""
+    return where(source, line) if isinstance(line, int) else f"{source} key {line!r}"
 
 
 @dataclass(frozen=True)
@@ -28,17 +40,27 @@ class Prediction:
 
     @property
     def location(self) -> str:
-        return where(self.source, self.line) if isinstance(self.line, int) else f"{self.source} key {self.line!r}"
+        return location(self.source, self.line)
 
 
 @dataclass(frozen=True)
-class PredictionRun:
+class RunInfo:
     source: str
     fmt: str
     model: str | None
     shots: int | None
     batch_size: int | None
+
+
+@dataclass(frozen=True)
+class PredictionRun(RunInfo):
+    """A run held in memory (the lmms-eval hook, benchmarks); files are streamed instead."""
     rows: tuple[Prediction, ...]
+
+
+def run_sort_key(key: RunKey) -> list:
+    """Runs are reported by (model, batch_size, shots), unset fields first."""
+    return [(key[i] is not None, key[i]) for i in (0, 2, 1)]
 
 
 def detect_format(path: Path) -> str:
@@ -53,42 +75,24 @@ def detect_format(path: Path) -> str:
     return "lcl" if "pred" in first and "id" not in first else "jsonl"
 
 
-def load_predictions(path: str | Path, truth: Truth, fmt: str = "auto") -> list[PredictionRun]:
-    """Read one prediction file into runs, sorted by (model, batch_size, shots)."""
+def read_predictions(path: str | Path, truth: Truth, fmt: str = "auto") -> tuple[str, Iterator[Row]]:
+    """``(format, rows)`` of one prediction file; the rows are read as they are consumed."""
     path = Path(path)
     if fmt not in FORMATS:
         raise UserError(f"unknown prediction format {fmt!r}; expected one of {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     reader = {"jsonl": _read_jsonl, "csv": _read_csv, "manyicl-pickle": _read_pickle, "lcl": _read_lcl}[fmt]
-    rows = reader(path, truth)
-    if not rows:
-        raise UserError(f"{path}: no predictions in the file")
-    return _group_runs(path, fmt, rows)
+    return fmt, reader(path, truth)
 
 
-def _group_runs(path: Path, fmt: str, rows: list[tuple[tuple, Prediction]]) -> list[PredictionRun]:
-    """``rows`` are (run key = (model, shots, batch_size), prediction)."""
-    groups: dict[tuple, dict[str, Prediction]] = {}
-    for key, prediction in rows:
-        run = groups.setdefault(key, {})
-        if prediction.id in run:
-            raise UserError(f"{prediction.location}: duplicate id {prediction.id!r} (also at {run[prediction.id].location})")
-        run[prediction.id] = prediction
-    order = sorted(groups, key=lambda k: [(k[i] is not None, k[i]) for i in (0, 2, 1)])
-    return [PredictionRun(str(path), fmt, *key, tuple(groups[key].values())) for key in order]
+def _row(row: dict, line: int) -> Row:
+    return (row.get("model"), row.get("shots"), row.get("batch_size")), str(row["id"]), row["prediction"], line
 
 
-def _row(row: dict, source: str, line: int) -> tuple[tuple, Prediction]:
-    key = (row.get("model"), row.get("shots"), row.get("batch_size"))
-    return key, Prediction(str(row["id"]), row["prediction"], source, line)
-
-
-def _read_jsonl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
-    rows = []
+def _read_jsonl(path: Path, truth: Truth) -> Iterator[Row]:
     for line, row in json_lines(path):
         validate(row, "predictions_row", where(path, line))
-        rows.append(_row(row, str(path), line))
-    return rows
+        yield _row(row, line)
 
 
 def _csv_value(name: str, text: str, location: str):
@@ -102,7 +106,7 @@ def _csv_value(name: str, text: str, location: str):
         raise UserError(f"{location}: column {name!r} must be {kind}, got {text!r}") from None
 
 
-def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
+def _read_csv(path: Path, truth: Truth) -> Iterator[Row]:
     """CSV with ``id,prediction`` columns (and optionally model, shots, batch_size, confidence).
 
     Every record must have exactly the header's cells: a short row would otherwise read as "no answer".
@@ -112,7 +116,6 @@ def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
     missing = {"id", "prediction"} - set(header)
     if missing:
         raise UserError(f"{where(path, 1)}: missing column {sorted(missing)[0]!r} (need id,prediction)")
-    rows = []
     for line, record in records:
         if not record:
             continue  # a blank line
@@ -128,20 +131,24 @@ def _read_csv(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
             if value is not None:
                 row[name] = value
         validate(row, "predictions_row", location)
-        rows.append(_row(row, str(path), line))
-    return rows
+        yield _row(row, line)
 
 
-def _read_pickle(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
-    """ManyICL run.py output; model/shots/batch size come from its file name when it follows run.py's."""
+def _read_pickle(path: Path, truth: Truth) -> Iterator[Row]:
+    """ManyICL run.py output; model/shots/batch size come from its file name when it follows run.py's.
+
+    Held in memory whole (a pickle cannot be read in parts): ``load_restricted_pickle`` refuses
+    one over ``unpickle.MAX_PICKLE_BYTES``.
+    """
     answers = batched_answers(load_restricted_pickle(path), path)
     fields = run_fields_from_name(path)
     batch_size = fields.get("batch_size", max(size for _, _, size, _ in answers))
     key = (fields.get("model"), fields.get("shots"), batch_size)
-    return [(key, Prediction(query_id, answer, str(path), batch_key[:40])) for query_id, answer, _, batch_key in answers]
+    for query_id, answer, _, batch_key in answers:
+        yield key, query_id, answer, batch_key[:40]
 
 
-def _read_lcl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
+def _read_lcl(path: Path, truth: Truth) -> Iterator[Row]:
     """LCL ``*_extra_prediction.jsonl``: ``{"pred", "target"}`` lines aligned by order with the truth.
 
     Only an LCL ``ISEKAI-*.json`` truth has the order these lines follow; against any other truth
@@ -153,23 +160,24 @@ def _read_lcl(path: Path, truth: Truth) -> list[tuple[tuple, Prediction]]:
             f"against the LCL ISEKAI-*.json file they were made for, not the {truth.kind} truth {truth.source}; "
             "give id,prediction rows (JSON Lines or CSV) for this truth"
         )
-    lines = json_lines(path)
-    if len(lines) != len(truth.ids):
-        raise UserError(
-            f"{path}: {len(lines)} prediction lines but the truth has {len(truth.ids)} items; "
-            "LCL predictions are matched by order (was the file appended to by several runs?)"
-        )
-    rows = []
-    for item, (line, row) in enumerate(lines):
+    count = 0
+    for count, (line, row) in enumerate(json_lines(path), start=1):
+        item = count - 1
+        if item >= len(truth.ids):
+            continue  # counted, for the error below
         location = where(path, line)
         if not isinstance(row.get("pred"), str):
             raise UserError(f"{location}: LCL prediction lines need a string 'pred'")
         target = row.get("target")
         if truth.answers is not None and isinstance(target, str):
-            if clean_answer(target) != clean_answer(target_sentence(truth.answers[item])):
+            if clean_answer(canonical(target)) != clean_answer(target_sentence(truth.answers[item])):
                 raise UserError(
                     f"{location}: target {target!r} does not match the truth label {truth.answers[item]!r} "
                     f"of item {truth.ids[item]} (files not aligned?)"
                 )
-        rows.append(((None, None, None), Prediction(truth.ids[item], row["pred"], str(path), line)))
-    return rows
+        yield (None, None, None), truth.ids[item], row["pred"], line
+    if count != len(truth.ids):
+        raise UserError(
+            f"{path}: {count} prediction lines but the truth has {len(truth.ids)} items; "
+            "LCL predictions are matched by order (was the file appended to by several runs?)"
+        )

@@ -3,11 +3,11 @@
 Every reader returns a ``Truth``: item ids in file order, the class list and a multi-hot target
 matrix (one-hot for single-label sets). Two-way sets (ISEKAI) also carry, per item, the two
 candidate labels a prediction is matched against and the raw label strings the LCL metric uses.
+Ids, class names and labels are read in NFC (``canonical``), before the duplicate checks.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,9 +17,13 @@ import numpy as np
 from ..errors import UserError, where
 from ..fileio import read_json
 from ..schema import validate
-from .textio import csv_rows, first_json_object, json_lines
+from .canonical import canonical
+from .textio import check_readable, csv_rows, first_json_object, json_lines
 
 TRUTH_KINDS = ("manyicl-csv", "split", "lcl", "episodes")
+# A truth file is held in memory (ids, targets): one over this is refused before it is read. It is
+# ~2.5M items of a 21-class test.csv, far past the test side of any benchmark the scorer reads.
+MAX_TRUTH_BYTES = 256 * 2 ** 20
 LCL_FIELDS = ("image_name", "positive_promt", "negative_promt", "label_name")
 
 
@@ -49,7 +53,7 @@ class Truth:
 
 def load_truth(path: str | Path) -> Truth:
     """Read a truth file, recognising its format from the extension and the first line."""
-    path = Path(path)
+    path = check_readable(path, MAX_TRUTH_BYTES, "a truth file")
     if path.suffix.lower() == ".csv":
         return read_manyicl_csv(path)
     first = first_json_object(path)
@@ -83,50 +87,57 @@ def _check_unique(path: Path, ids: list[str], lines: list[int]) -> None:
         seen[item_id] = line
 
 
-def _cell_value(cell: str) -> float | None:
+def _cell_code(cell: str) -> int:
+    """A class cell as 0, 1, or ``BAD_CELL`` when it is not a 0/1 number."""
     try:
         value = float(cell)
     except ValueError:
-        return None
-    return value if value in (0.0, 1.0) else None
+        return BAD_CELL
+    return int(value) if value in (0.0, 1.0) else BAD_CELL
 
 
-def _zero_one(path: Path, rows: list[list[str]], lines: list[int]) -> np.ndarray:
-    """The class cells as a 0/1 float matrix; each distinct cell text is converted once."""
-    flat = list(itertools.chain.from_iterable(rows))
-    lookup = {cell: _cell_value(cell) for cell in set(flat)}
-    if None in lookup.values():
-        for cells, line in zip(rows, lines):
-            bad = [cell for cell in cells if lookup[cell] is None]
-            if bad:
-                raise UserError(f"{where(path, line)}: class columns must be 0 or 1, got {bad[0]!r}")
-    return np.fromiter(map(lookup.__getitem__, flat), dtype=float, count=len(flat)).reshape(len(rows), -1)
+BAD_CELL = 2
 
 
 def read_manyicl_csv(path: str | Path) -> Truth:
-    """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class."""
+    """ManyICL ``test.csv``: unnamed first column = file name, one 0/1 float column per class.
+
+    Each row's class cells are kept as one byte each (each distinct cell text is converted once),
+    not as cell strings: the matrix of a large test set costs its number of cells in bytes.
+    """
     path = Path(path)
     records = csv_rows(path)
     _, header = next(records)
-    classes = tuple(name.strip() for name in header[1:])
+    classes = tuple(canonical(name.strip()) for name in header[1:])
     if not classes or any(not name for name in classes):
         raise UserError(f"{where(path, 1)}: header must be ',<class>,<class>,...' with non-empty class names")
     if len(set(classes)) != len(classes):
         raise UserError(f"{where(path, 1)}: duplicate class names in the header")
-    ids, lines, rows = [], [], []
+    ids, lines, cells01 = [], [], bytearray()
+    code_of: dict[str, int] = {}
+    first_bad = None   # (line, cell) of the first row with a cell that is not 0 or 1
     for line, cells in records:
         if not any(cells):
             continue
         if len(cells) != len(header):
             raise UserError(f"{where(path, line)}: {len(cells)} cells, the header has {len(header)}")
-        ids.append(cells[0].strip())
+        ids.append(canonical(cells[0].strip()))
         lines.append(line)
-        rows.append(cells[1:])
+        row = cells[1:]
+        try:
+            codes = bytes(map(code_of.__getitem__, row))
+        except KeyError:   # a cell text not seen before
+            code_of.update((cell, _cell_code(cell)) for cell in row if cell not in code_of)
+            codes = bytes(map(code_of.__getitem__, row))
+        if first_bad is None and BAD_CELL in codes:
+            first_bad = line, row[codes.index(BAD_CELL)]
+        cells01 += codes
     if not ids:
         raise UserError(f"{path}: no data rows under the header")
-    values = _zero_one(path, rows, lines)
+    if first_bad is not None:
+        raise UserError(f"{where(path, first_bad[0])}: class columns must be 0 or 1, got {first_bad[1]!r}")
     _check_unique(path, ids, lines)
-    targets = values == 1.0
+    targets = np.frombuffer(cells01, dtype=np.uint8).reshape(len(ids), len(classes)) == 1
     return Truth(str(path), "manyicl-csv", tuple(ids), classes, targets, bool((targets.sum(axis=1) != 1).any()))
 
 
@@ -152,14 +163,15 @@ def read_split(path: str | Path) -> Truth:
     for line, row in json_lines(path):
         validate(row, "split_row", where(path, line))
         if row["side"] == "test":
-            ids.append(row["file_name"])
+            ids.append(canonical(row["file_name"]))
             lines.append(line)
-            labels.append(row["labels"])
+            labels.append([canonical(name) for name in row["labels"]])
     if not ids:
         raise UserError(f"{path}: no rows with side 'test'")
     _check_unique(path, ids, lines)
     recipe = _split_recipe(path)
-    classes = tuple(recipe["classes"]) if recipe else tuple(sorted({name for names in labels for name in names}))
+    classes = (tuple(map(canonical, recipe["classes"])) if recipe
+               else tuple(sorted({name for names in labels for name in names})))
     for names, line in zip(labels, lines):
         unknown = sorted(set(names) - set(classes))
         if unknown:
@@ -169,6 +181,8 @@ def read_split(path: str | Path) -> Truth:
 
 
 def _two_way_truth(path: Path, kind: str, ids, lines, pairs, answers) -> Truth:
+    ids, answers = [canonical(item) for item in ids], [canonical(answer) for answer in answers]
+    pairs = [(canonical(positive), canonical(negative)) for positive, negative in pairs]
     for (positive, negative), answer, line in zip(pairs, answers, lines):
         if not positive.strip() or not negative.strip():
             raise UserError(f"{where(path, line)}: empty label")
