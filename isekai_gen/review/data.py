@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..filtering.manifest import MANUAL_REJECTS, read_manual_rejects
 from ..manifest import manifest_path, read_manifest
+from .decisions import HISTORY
 
 SCORE_KEYS = ("alignment", "margin", "zeroshot_prob", "partner_cosine", "top1")
 STRIP = 8   # thumbnails per concept on the overview
@@ -135,6 +136,17 @@ class BuildData:
             if stamp != self._stamp:
                 self._view, self._stamp = BuildView.from_rows(read_manifest(self.out_dir)), stamp
             return self._view
+
+    def version(self) -> str:
+        """Changes whenever a decision is recorded or the list is rewritten: what pages poll for."""
+        stamps = []
+        for path in (self.out_dir / MANUAL_REJECTS, self.out_dir / HISTORY):
+            try:
+                stat = os.stat(path)
+                stamps.append(f"{stat.st_mtime_ns}-{stat.st_size}")
+            except FileNotFoundError:
+                stamps.append("none")
+        return "/".join(stamps)
 
     def manual(self, view: BuildView) -> set[str]:
         return read_manual_rejects(self.out_dir / MANUAL_REJECTS, set(view.rows))
