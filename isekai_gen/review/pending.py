@@ -42,13 +42,14 @@ def pending_decisions(out_dir: Path) -> dict[str, list[str]]:
     A write interrupted by a kill is completed first (``decisions.recover``), so a decision whose
     history record is durable counts even if the list had not been rewritten yet.
     """
-    from .decisions import recover
+    from .decisions import HISTORY, recover
 
     out_dir = Path(out_dir)
-    recover(out_dir)
     # Only the fields `pending` reads: a release manifest has 40,000 rows.
     rows = {row["job_id"]: {k: row.get(k) for k in ("status", "image", "reject_reason", "kept")}
             for row in iter_manifest(out_dir)}
+    if (out_dir / HISTORY).exists():
+        recover(out_dir, set(rows))
     return pending(rows, read_manual_rejects(out_dir / MANUAL_REJECTS, set(rows)))
 
 
