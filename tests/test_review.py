@@ -218,6 +218,11 @@ def test_overview_data_pairs_partners_and_counts_pending(build):
 def test_api_decisions_and_thumbnails(server, build):
     status, _, body = request(server, "POST", "/api/decide", {"job_id": "iso1-00002", "action": "reject", "client": "t"})
     assert status == 200 and json.loads(body)["pending_count"] == 1
+    overview = json.loads(request(server, "GET", "/api/overview")[2])
+    iso1 = overview["groups"][1]["concepts"][0]
+    assert (iso1["id"], iso1["kept"], iso1["kept_after"]) == ("iso1", 5, 4)   # the pending reject counted
+    concept = json.loads(request(server, "GET", "/api/concept/real0")[2])
+    assert (concept["previous"], concept["next"]) == ("iso0", "iso1")           # what the n/p keys walk
     assert (build / "manual_rejects.txt").read_text() == "iso1-00002\n"
     status, _, body = request(server, "GET", "/api/concept/iso1")
     page = json.loads(body)

@@ -195,7 +195,17 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
 
     async def overview(request: Request) -> Response:
         view = data.view()
-        return JSONResponse({**view.overview, "out_dir": str(out_dir), **state(view, data.manual(view))})
+        decided = state(view, data.manual(view))
+        # Kept once the pending decisions are applied (a restored image counts as kept again).
+        change: dict[str, int] = {}
+        for job_id in decided["pending"]["reject"]:
+            if view.rows[job_id].get("kept") is True:
+                change[view.rows[job_id]["concept_id"]] = change.get(view.rows[job_id]["concept_id"], 0) - 1
+        for job_id in decided["pending"]["restore"]:
+            change[view.rows[job_id]["concept_id"]] = change.get(view.rows[job_id]["concept_id"], 0) + 1
+        groups = [{**g, "concepts": [{**c, "kept_after": c["kept"] + change.get(c["id"], 0)} for c in g["concepts"]]}
+                  for g in view.overview["groups"]]
+        return JSONResponse({**view.overview, "groups": groups, "out_dir": str(out_dir), **decided})
 
     async def concept(request: Request) -> Response:
         view = data.view()
@@ -204,8 +214,12 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
             return JSONResponse({"error": f"unknown concept {concept_id!r}"}, status_code=404)
         partner = view.partner[concept_id]
         summaries = {c["id"]: c for g in view.overview["groups"] for c in g["concepts"]}
+        order = [c for members in view.groups for c in members]  # what the next/previous concept keys walk
+        position = order.index(concept_id)
         return JSONResponse({
             "concept": summaries[concept_id], "partner": summaries.get(partner), "items": view.items[concept_id],
+            "previous": order[position - 1] if position else None,
+            "next": order[position + 1] if position + 1 < len(order) else None,
             "partner_kept": view.best_kept.get(partner, []), **state(view, data.manual(view)),
         })
 
