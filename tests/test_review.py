@@ -106,6 +106,20 @@ def test_bulk_decision_is_one_record_and_one_undo(build):
     assert (build / "manual_rejects.txt").read_text() == "iso0-00001\n"
 
 
+def test_reviewed_marks_count_progress_without_touching_the_list(build):
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00001", "iso0-00002"], "reviewed", "tab")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00003"], "reject", "tab")          # a decision is a review too
+    assert decisions.decide(build, KNOWN_JOBS, ["iso0-00002"], "reviewed", "tab") is None
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\n"
+    assert decisions.reviewed(decisions.read_history(build)) == {"iso0-00001", "iso0-00002", "iso0-00003"}
+    decisions.undo(build, KNOWN_JOBS, "tab")                                       # the reject: still looked at
+    assert decisions.undo(build, KNOWN_JOBS, "tab")["refused"] is None             # the mark: unmarked
+    assert decisions.reviewed(decisions.read_history(build)) == {"iso0-00003"}
+    assert not (build / "manual_rejects.txt").read_text()
+    data = BuildData(build)
+    assert data.reviewed() == {"iso0-00003"} and data.view().reviewable == 28     # 4 concepts x 7 with an image
+
+
 def test_undo_refuses_when_another_tab_changed_the_image_since(build):
     """Tab A rejects Y; tab B restores Y and rejects it again; A's undo must not restore Y."""
     decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "reject", "tab-a")

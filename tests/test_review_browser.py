@@ -304,6 +304,18 @@ def test_keyboard_bulk_two_tabs_and_a_killed_server(browser, tmp_path):
         wait_for_state_count(a, "low_alignment", 2)
         a.select_option("#filter", "all")
 
+        # Progress: every decision so far counts as reviewed; `k` marks the current image as looked at.
+        a.click("#grid .tile[data-job='iso0-00004']")
+        a.keyboard.press("k")
+        a.wait_for_selector("#grid .tile.reviewed[data-job='iso0-00004']")
+        reviewed_here = sorted({"iso0-00000", "iso0-00001", "iso0-00002", "iso0-00003", "iso0-00004",
+                                "iso0-00006", "iso0-00007", *below})
+        assert a.inner_text("#progress") == f"{len(reviewed_here)} of 8 reviewed here · {len(reviewed_here)} of 32 in the build"
+        a.select_option("#filter", "unreviewed")
+        assert a.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.job)") == sorted(
+            f"iso0-{i:05d}" for i in range(8) if f"iso0-{i:05d}" not in reviewed_here)
+        a.select_option("#filter", "all")
+
         # Next / previous concept keys walk the overview's order (iso0's partner real0 comes next).
         a.keyboard.press("n")
         a.wait_for_url("**/concept/real0")

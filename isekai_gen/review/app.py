@@ -176,9 +176,11 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
     def state(view: BuildView, manual: set[str]) -> dict:
         """The decision state every answer carries, so a page redraws counts and banners from it."""
         waiting = pending(view.rows, manual)
+        seen = data.reviewed()
         return {"manual": sorted(manual), "pending": waiting, "version": data.version(),
                 "pending_count": len(waiting["reject"]) + len(waiting["restore"]), "rebuild": command,
-                "smoke_test": view.smoke_test}
+                "smoke_test": view.smoke_test, "reviewed": sorted(seen & view.rows.keys()),
+                "reviewable": view.reviewable}
 
     def image_of(request: Request) -> tuple[dict, Path]:
         """The manifest row and contained image path the URL's job id names; a 403/404 ``Refused`` if none."""
@@ -203,8 +205,10 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
                 change[view.rows[job_id]["concept_id"]] = change.get(view.rows[job_id]["concept_id"], 0) - 1
         for job_id in decided["pending"]["restore"]:
             change[view.rows[job_id]["concept_id"]] = change.get(view.rows[job_id]["concept_id"], 0) + 1
-        groups = [{**g, "concepts": [{**c, "kept_after": c["kept"] + change.get(c["id"], 0)} for c in g["concepts"]]}
-                  for g in view.overview["groups"]]
+        seen = data.reviewed()
+        groups = [{**g, "concepts": [{**c, "kept_after": c["kept"] + change.get(c["id"], 0),
+                                      "reviewed": sum(j in seen for j in view.concepts[c["id"]])}
+                                     for c in g["concepts"]]} for g in view.overview["groups"]]
         return JSONResponse({**view.overview, "groups": groups, "out_dir": str(out_dir), **decided})
 
     async def concept(request: Request) -> Response:
@@ -224,6 +228,8 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
         })
 
     async def current_state(request: Request) -> Response:
+        if request.query_params.get("version") == data.version():  # what a polling page sends: one stat()
+            return JSONResponse({"unchanged": True})
         view = data.view()
         return JSONResponse(state(view, data.manual(view)))
 

@@ -47,7 +47,7 @@ from .writes import write_unlocked
 
 LOCK_NAME = ".manual_rejects.lock"
 HISTORY = Path("review") / "decisions.jsonl"
-ACTIONS = ("reject", "restore")
+ACTIONS = ("reject", "restore", "reviewed")   # "reviewed": looked at and left as it is (the list is untouched)
 CHANGED_ELSEWHERE = "changed since by another tab"
 MAX_JOBS = 5000   # job ids in one (bulk) decision: a concept's candidates, with room
 
@@ -114,9 +114,23 @@ def replay(records: list[dict]) -> set[str]:
     """The list the history alone describes (for a list no one edited by hand)."""
     listed: set[str] = set()
     for record in records:
-        if not record.get("refused"):
+        if not record["refused"] and record["rejected"] is not None:
             listed = listed | set(record["job_ids"]) if record["rejected"] else listed - set(record["job_ids"])
     return listed
+
+
+def reviewed(records: list[dict]) -> set[str]:
+    """Job ids a reviewer decided on or marked reviewed (an undone mark unmarks; an undone reject
+    was still looked at): what the progress counts."""
+    seen: set[str] = set()
+    for record in records:
+        if record["refused"]:
+            continue
+        if record["action"] in ACTIONS:
+            seen |= set(record["job_ids"])
+        elif records[record["undoes"] - 1]["action"] == "reviewed":
+            seen -= set(record["job_ids"])
+    return seen
 
 
 def _recover_locked(out_dir: Path, known: set[str]) -> tuple[list[dict], int]:
@@ -168,7 +182,7 @@ def _apply(out_dir: Path, known: set[str], client: str, choose) -> dict | None:
         if change is None:
             return None
         action, job_ids, rejected, undoes, refused = change
-        after = current if refused else (current | set(job_ids) if rejected else current - set(job_ids))
+        after = current if refused or rejected is None else (current | set(job_ids) if rejected else current - set(job_ids))
         after_bytes = list_bytes(after) if after != current else data
         record = {"seq": len(records) + 1, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": client,
                   "action": action, "job_ids": sorted(job_ids), "rejected": rejected, "undoes": undoes,
@@ -180,8 +194,8 @@ def _apply(out_dir: Path, known: set[str], client: str, choose) -> dict | None:
 
 
 def decide(out_dir: Path, known: set[str], job_ids: list[str], action: str, client: str) -> dict | None:
-    """Reject or restore ``job_ids`` (one record, one undo); the history record, or None when it
-    changed nothing."""
+    """Reject, restore or mark reviewed ``job_ids`` (one record, one undo); the history record, or
+    None when it changed nothing."""
     if action not in ACTIONS:
         raise UserError(f"decision: unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
     if not job_ids or len(job_ids) > MAX_JOBS:
@@ -189,11 +203,15 @@ def decide(out_dir: Path, known: set[str], job_ids: list[str], action: str, clie
     unknown = [j for j in job_ids if j not in known]
     if unknown:
         raise UserError(f"decision: unknown job id {unknown[0]!r} (not in manifest.jsonl)")
-    rejected = action == "reject"
+    rejected = None if action == "reviewed" else action == "reject"
 
     def choose(current, records):
         # A no-op is not history: `u` must undo the last real change.
-        changing = sorted({j for j in job_ids if (j in current) != rejected})
+        if rejected is None:
+            seen = reviewed(records)
+            changing = sorted({j for j in job_ids if j not in seen})
+        else:
+            changing = sorted({j for j in job_ids if (j in current) != rejected})
         return (action, changing, rejected, None, None) if changing else None
 
     return _apply(out_dir, known, client, choose)
@@ -210,7 +228,10 @@ def undo(out_dir: Path, known: set[str], client: str) -> dict | None:
             return None
         # A job the manifest no longer has (another catalog subset) has nothing to revert.
         ids = [j for j in target["job_ids"] if j in known]
-        later = {j for r in records[target["seq"]:] if r["client"] != client and not r["refused"] for j in r["job_ids"]}
+        later = {j for r in records[target["seq"]:] if r["client"] != client and not r["refused"]
+                 and r["rejected"] is not None for j in r["job_ids"]}
+        if target["rejected"] is None:  # unmarking "reviewed" cannot overwrite anyone's decision
+            return ("undo", ids, None, target["seq"], None if ids else "its images are no longer in the manifest")
         moved = any((j in current) != target["rejected"] for j in ids) or bool(later & set(ids))
         refused = "its images are no longer in the manifest" if not ids else CHANGED_ELSEWHERE if moved else None
         return ("undo", ids, not target["rejected"], target["seq"], refused)

@@ -67,8 +67,9 @@ let onState = () => {};
 function poll() {
   setInterval(async () => {
     try {
-      const data = await api("/api/state");
-      if (!view.state || data.version !== view.state.version) onState(data);
+      const known = view.state ? `?version=${encodeURIComponent(view.state.version)}` : "";
+      const data = await api(`/api/state${known}`);
+      if (!data.unchanged) onState(data);
     } catch (error) { /* the server is down: the failed-decisions banner says what is waiting */ }
   }, POLL_MS);
 }
@@ -86,7 +87,8 @@ async function renderOverview() {
   view.state = data;
   renderBanners(data);
   document.getElementById("totals").textContent =
-    `${data.out_dir}: ${data.kept} kept of ${data.generated} generated (${percent(data.generated ? data.kept / data.generated : 0)})`;
+    `${data.out_dir}: ${data.kept} kept of ${data.generated} generated (${percent(data.generated ? data.kept / data.generated : 0)}) · ` +
+    `${data.reviewed.length.toLocaleString("en")} of ${data.reviewable.toLocaleString("en")} reviewed`;
   const groups = data.groups.map((group) => el("section", { class: "group", "data-group": group.group },
     el("h2", {}, group.group),
     el("div", { class: "pair" }, group.concepts.map((c) => el("div", { class: "concept", "data-concept": c.id },
@@ -94,6 +96,7 @@ async function renderOverview() {
         el("span", { class: `world ${c.world}` }, c.world)),
       el("p", { class: "counts" }, `kept ${c.kept}${c.kept_after === c.kept ? "" : ` (${c.kept_after} once the pending ` +
         "decisions are applied)"} / ${c.generated} generated · pass rate ${percent(c.pass_rate)}`),
+      el("p", { class: "progress" }, `reviewed ${c.reviewed} / ${c.reviewable}`),
       el("p", { class: "rejects" }, Object.entries(c.rejects).map(([r, n]) => `${r}: ${n}`).join(", ") || "no rejects"),
       el("div", { class: "strip" }, c.strip.map(([job, sha]) =>
         el("a", { href: `/concept/${encodeURIComponent(c.id)}` }, el("img", { src: thumb(job, sha), alt: job, title: job })))),
@@ -103,7 +106,7 @@ async function renderOverview() {
 
 // ---- concept page -----------------------------------------------------------------------------
 
-const view = { data: null, state: null, manual: new Set(), shown: [], page: 0, current: 0, selected: new Set() };
+const view = { data: null, state: null, manual: new Set(), reviewed: new Set(), shown: [], page: 0, current: 0, selected: new Set() };
 
 // Shift-click selects the range from the current image; `x`/`r` then decide on all of it at once.
 function click(position, event) {
@@ -154,6 +157,7 @@ function writeHash() {
 function applyState(data) {
   view.state = data;
   view.manual = new Set(data.manual);
+  view.reviewed = new Set(data.reviewed);
   renderBanners(data);
   if (view.data) { renderCounts(); fillFilter(); }
 }
@@ -165,6 +169,9 @@ function renderCounts() {
   const after = kept === c.kept ? "" : ` (${kept} once the pending decisions are applied)`;
   document.getElementById("counts").textContent =
     `kept ${c.kept}${after} / ${c.generated} generated · pass rate ${percent(c.pass_rate)} · group ${c.group}`;
+  const mine = view.data.items.filter((item) => view.reviewed.has(item.job_id)).length;
+  document.getElementById("progress").textContent = `${mine} of ${c.reviewable} reviewed here · ` +
+    `${view.state.reviewed.length.toLocaleString("en")} of ${view.state.reviewable.toLocaleString("en")} in the build`;
 }
 
 function fillFilter() {
@@ -172,6 +179,7 @@ function fillFilter() {
   const wanted = select.value;
   const states = [...new Set(view.data.items.map(stateOf))].sort();
   select.replaceChildren(el("option", { value: "all" }, "all"), el("option", { value: "rejected" }, "any reject"),
+    el("option", { value: "unreviewed" }, "not reviewed yet"),
     ...states.map((s) => el("option", { value: s }, s)));
   select.value = [...select.options].some((o) => o.value === wanted) ? wanted : "all";
 }
@@ -181,7 +189,8 @@ function arrange() {
   const sign = document.getElementById("order").value === "asc" ? 1 : -1;
   const filter = document.getElementById("filter").value;
   const items = view.data.items.filter((item) => filter === "all" ||
-    (filter === "rejected" ? isRejected(stateOf(item)) : stateOf(item) === filter));
+    (filter === "rejected" ? isRejected(stateOf(item)) :
+      filter === "unreviewed" ? item.image && !view.reviewed.has(item.job_id) : stateOf(item) === filter));
   items.sort((a, b) => {
     const x = sortKey(a, key), y = sortKey(b, key);
     if (x === null || y === null) return (x === null) - (y === null) || a.index - b.index;  // unscored last
@@ -198,14 +207,15 @@ function tile(item, position) {
   const title = `${item.job_id}\n${item.prompt}\nseed ${item.seed}\n` +
     `alignment ${fmt(s.alignment)} margin ${fmt(s.margin)} zero-shot ${fmt(s.zeroshot_prob)}`;
   const classes = ["tile", isRejected(state) ? "rejected" : "ok", state.includes("pending") ? "pending" : "",
-    position === view.current ? "current" : "", view.selected.has(item.job_id) ? "selected" : ""].join(" ");
+    position === view.current ? "current" : "", view.selected.has(item.job_id) ? "selected" : "",
+    view.reviewed.has(item.job_id) ? "reviewed" : ""].join(" ");
   const toggle = state === "broken" ? null : el("button", {
     type: "button", class: "toggle", title: view.manual.has(item.job_id) ? "restore" : "reject",
     onclick: (event) => { event.stopPropagation(); view.selected.clear(); select(position); decide(view.manual.has(item.job_id) ? "restore" : "reject"); },
   }, view.manual.has(item.job_id) ? "↺" : "✕");
   return el("div", { class: classes, "data-job": item.job_id, "data-state": state, title, onclick: (event) => click(position, event) },
     item.image ? el("img", { src: thumb(item.job_id, item.sha), alt: item.job_id, loading: "lazy" }) : el("div", { class: "noimage" }, "failed"),
-    el("div", { class: "cap" }, `${item.job_id} a=${fmt(s.alignment)}`),
+    el("div", { class: "cap" }, `${view.reviewed.has(item.job_id) ? "✓ " : ""}${item.job_id} a=${fmt(s.alignment)}`),
     el("div", { class: "verdict" }, state), toggle);
 }
 
@@ -396,13 +406,14 @@ async function conceptPage() {
   document.getElementById("prev").addEventListener("click", () => { view.page -= 1; view.current = 0; renderGrid(); });
   document.getElementById("next").addEventListener("click", () => { view.page += 1; view.current = 0; renderGrid(); });
   document.getElementById("reject-shown").addEventListener("click", () => bulk("reject", view.shown, "none shown"));
+  document.getElementById("reviewed-page").addEventListener("click", () => bulk("reviewed", pageItems(), "none on this page"));
   document.getElementById("reject-below").addEventListener("click", rejectBelow);
   document.addEventListener("keydown", (event) => {
     if (["SELECT", "INPUT"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
     const go = (id) => { if (id) location.href = `/concept/${encodeURIComponent(id)}`; };
     const actions = {
       ArrowRight: () => move(1), ArrowLeft: () => move(-1), ArrowDown: () => move(columns()), ArrowUp: () => move(-columns()),
-      x: () => decide("reject"), r: () => decide("restore"), u: () => decide("undo"),
+      x: () => decide("reject"), r: () => decide("restore"), k: () => decide("reviewed"), u: () => decide("undo"),
       n: () => go(view.data.next), p: () => go(view.data.previous),
       "?": () => toggleHelp(), Escape: () => { toggleHelp(false); view.selected.clear(); refreshTiles(); },
     };
