@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .errors import UserError, where
 from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
-from .filtering.manifest import read_manual_rejects
+from .filtering.manifest import read_manual_entries
 from .manifest import manifest_path, read_manifest
 from .paths import contained
 from .review.data import BuildView, alignment
@@ -73,8 +73,8 @@ def merge_manual_rejects(out_dir: Path, reject_file: Path, known: set[str]) -> l
     if not Path(reject_file).is_file():
         raise UserError(f"{reject_file}: file not found")
     _refuse_tile_numbers(Path(reject_file), known)
-    listed = read_manual_rejects(Path(reject_file), known)
-    return sorted(update_manual_rejects(Path(out_dir), known, lambda current: current | listed))
+    listed = read_manual_entries(Path(reject_file), known)  # a line's comment is its reason
+    return sorted(update_manual_rejects(Path(out_dir), known, lambda current: {**listed, **current}))
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,12 @@ def test_reject_file_is_validated_and_merged(build, tmp_path):
     first = tmp_path / "rejects.txt"
     first.write_text("# reviewer A\niso0-00003\n\nreal1-00001  # looks like a hedgehog\niso0-00003\n")
     merge_reject_file(build, first)
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\nreal1-00001\n"
+    # A line's comment is the reject's reason: it stays with the id (the filter carries it on).
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\nreal1-00001  # looks like a hedgehog\n"
     second = tmp_path / "more.txt"
     second.write_text("iso0-00000\n")
     merge_reject_file(build, second)
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001  # looks like a hedgehog\n"
     # The sheets would show images the reviewer rejected as kept: they wait for the build.
     with pytest.raises(UserError) as err:
         write_preview(build)
@@ -121,7 +122,7 @@ def test_reject_file_is_validated_and_merged(build, tmp_path):
         merge_reject_file(build, bad)
     assert str(err.value) == (f"{bad}:2: '00003' is an image index, not a job id; list full job ids as printed "
                               "on the sheets ('iso0-00003', 'iso1-00003', 'real0-00003', ...)")
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001  # looks like a hedgehog\n"
 
 
 def test_applied_manual_reject_shows_its_reason(build):
@@ -200,7 +201,7 @@ def unfilter(build) -> None:
     rows = [json.loads(line) for line in (build / "manifest.jsonl").read_text().splitlines()]
     for row in rows:
         for field in FILTER_FIELDS:
-            row.pop(field)
+            row.pop(field, None)   # manual_reason: on manual rejects only
     (build / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -120,6 +120,19 @@ def test_reviewed_marks_count_progress_without_touching_the_list(build):
     assert data.reviewed() == {"iso0-00003"} and data.view().reviewable == 28     # 4 concepts x 7 with an image
 
 
+def test_a_rejects_reason_is_written_after_its_id(build):
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00002", "iso0-00001"], "reject", "tab", reason="artefact")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00003"], "reject", "tab")
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001  # artefact\niso0-00002  # artefact\niso0-00003\n"
+    from isekai_gen.filtering.manifest import read_manual_entries
+    assert read_manual_entries(build / "manual_rejects.txt", KNOWN_JOBS) == {
+        "iso0-00001": "artefact", "iso0-00002": "artefact", "iso0-00003": None}   # what the filter reads
+    with pytest.raises(UserError, match="reason 'ugly'"):
+        decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "reject", "tab", reason="ugly")
+    with pytest.raises(UserError, match="reason 'text'"):
+        decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "restore", "tab", reason="text")
+
+
 def test_undo_refuses_when_another_tab_changed_the_image_since(build):
     """Tab A rejects Y; tab B restores Y and rejects it again; A's undo must not restore Y."""
     decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "reject", "tab-a")
@@ -310,6 +323,7 @@ def test_api_undo_refused_after_another_tab_names_the_current_state(server, buil
     assert decide({"job_ids": ["iso0-00001"], "action": "reject", "client": "b"})[0] == 200
     status, _, body = request(server, "POST", "/api/undo", {"client": "a"})
     answer = json.loads(body)
+    assert answer["reason_choices"] == ["wrong concept", "artefact", "text", "near-duplicate"]
     assert status == 409 and answer["error"] == "undo refused: changed since by another tab (iso0-00001 is rejected)"
     assert answer["manual"] == ["iso0-00001"] and answer["smoke_test"] == 32   # the banner survives a decision
     assert json.loads(request(server, "GET", "/api/state")[2])["manual"] == ["iso0-00001"]

@@ -304,6 +304,15 @@ def test_keyboard_bulk_two_tabs_and_a_killed_server(browser, tmp_path):
         wait_for_state_count(a, "low_alignment", 2)
         a.select_option("#filter", "all")
 
+        # A reject for a reason (key 2: artefact) writes it after the id; the tile shows it.
+        a.click("#grid .tile[data-job='iso0-00002']")
+        a.keyboard.press("2")
+        wait_for_state_count(a, pending, 2)
+        assert (out / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00002  # artefact\n"
+        assert a.inner_text("#grid .tile[data-job='iso0-00002'] .verdict") == "manual_reject (pending) · artefact"
+        a.keyboard.press("u")
+        wait_for_state_count(a, pending, 1)
+
         # Progress: every decision so far counts as reviewed; `k` marks the current image as looked at.
         a.click("#grid .tile[data-job='iso0-00004']")
         a.keyboard.press("k")

@@ -173,11 +173,12 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
     decisions.recover(out_dir, set(view.rows))  # a decision a kill interrupted is completed first
     command = apply_command(out_dir)
 
-    def state(view: BuildView, manual: set[str]) -> dict:
+    def state(view: BuildView, manual: dict[str, str | None]) -> dict:
         """The decision state every answer carries, so a page redraws counts and banners from it."""
-        waiting = pending(view.rows, manual)
+        waiting = pending(view.rows, set(manual))
         seen = data.reviewed()
-        return {"manual": sorted(manual), "pending": waiting, "version": data.version(),
+        return {"manual": sorted(manual), "reasons": {j: why for j, why in sorted(manual.items()) if why},
+                "reason_choices": list(decisions.REASONS), "pending": waiting, "version": data.version(),
                 "pending_count": len(waiting["reject"]) + len(waiting["restore"]), "rebuild": command,
                 "smoke_test": view.smoke_test, "reviewed": sorted(seen & view.rows.keys()),
                 "reviewable": view.reviewable}
@@ -248,8 +249,9 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
             if request.url.path.endswith("/undo"):
                 record = await run_in_threadpool(decisions.undo, out_dir, known, client)
             else:
+                reason = body.get("reason")
                 record = await run_in_threadpool(decisions.decide, out_dir, known, job_ids_of(body),
-                                                 str(body.get("action")), client)
+                                                 str(body.get("action")), client, None if reason is None else str(reason))
         except UserError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         answer = {"record": record, **state(view, data.manual(view))}

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..filtering.manifest import MANUAL_REJECTS, read_manual_rejects
+from ..filtering.manifest import MANUAL_REJECTS, read_manual_entries
 from ..manifest import manifest_path, read_manifest
 from .decisions import HISTORY, read_history, reviewed
 
@@ -160,5 +160,6 @@ class BuildData:
                 self._reviewed = (stamp, reviewed(read_history(self.out_dir)))
             return self._reviewed[1]
 
-    def manual(self, view: BuildView) -> set[str]:
-        return read_manual_rejects(self.out_dir / MANUAL_REJECTS, set(view.rows))
+    def manual(self, view: BuildView) -> dict[str, str | None]:
+        """The listed job ids, each with its reason (None when none was given)."""
+        return read_manual_entries(self.out_dir / MANUAL_REJECTS, set(view.rows))

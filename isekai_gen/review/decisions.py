@@ -37,11 +37,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from ..errors import UserError, where
 from ..fileio import TEMP_PREFIX, dumps_canonical, parse_json_object
-from ..filtering.manifest import MANUAL_REJECTS, read_manual_rejects
+from ..filtering.manifest import MANUAL_REJECTS, read_manual_entries
 from ..schema import validate
 from .writes import write_unlocked
 
@@ -49,6 +49,9 @@ LOCK_NAME = ".manual_rejects.lock"
 HISTORY = Path("review") / "decisions.jsonl"
 ACTIONS = ("reject", "restore", "reviewed")   # "reviewed": looked at and left as it is (the list is untouched)
 CHANGED_ELSEWHERE = "changed since by another tab"
+# A reject's reason, written after its id in the list (`id  # artefact`): the filter carries it into
+# the manifest row (`manual_reason`) and the filter report.
+REASONS = ("wrong concept", "artefact", "text", "near-duplicate")
 MAX_JOBS = 5000   # job ids in one (bulk) decision: a concept's candidates, with room
 
 _thread_lock = threading.Lock()
@@ -65,8 +68,18 @@ def rejects_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def list_bytes(ids: Iterable[str]) -> bytes:
-    return "".join(f"{job_id}\n" for job_id in sorted(ids)).encode("utf-8")
+def list_bytes(entries: dict[str, str | None]) -> bytes:
+    """The list file: one job id a line, sorted, its reason (if any) as the line's comment."""
+    return "".join(f"{j}  # {entries[j]}\n" if entries[j] else f"{j}\n" for j in sorted(entries)).encode("utf-8")
+
+
+def _changed(current: dict[str, str | None], record: dict) -> dict[str, str | None]:
+    """The list after ``record`` (reasons of ids already listed are kept)."""
+    if record["rejected"] is None:
+        return current
+    if record["rejected"]:
+        return {**{j: record["reason"] for j in record["job_ids"]}, **current}
+    return {j: why for j, why in current.items() if j not in record["job_ids"]}
 
 
 def digest(data: bytes) -> str:
@@ -142,9 +155,8 @@ def _recover_locked(out_dir: Path, known: set[str]) -> tuple[list[dict], int]:
         data, mtime = _list_file(out_dir)
         history_mtime = os.stat(out_dir / HISTORY).st_mtime_ns
         if last["list_after"] != last["list_before"] and digest(data) == last["list_before"] and mtime <= history_mtime:
-            current = read_manual_rejects(out_dir / MANUAL_REJECTS, known)
-            ids = set(last["job_ids"])
-            write_unlocked(out_dir / MANUAL_REJECTS, list_bytes(current | ids if last["rejected"] else current - ids))
+            current = read_manual_entries(out_dir / MANUAL_REJECTS, known)
+            write_unlocked(out_dir / MANUAL_REJECTS, list_bytes(_changed(current, last)))
     for leftover in out_dir.glob(f"{TEMP_PREFIX}{MANUAL_REJECTS}.*"):  # every writer of the list holds the lock
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
@@ -157,47 +169,51 @@ def recover(out_dir: Path, known: set[str]) -> None:
         _recover_locked(out_dir, known)
 
 
-def update_manual_rejects(out_dir: Path, known: set[str], change: Callable[[set[str]], set[str]]) -> set[str]:
-    """Re-read the list under the lock, apply ``change``, write it back if it changed; the new list.
-
-    For ``preview --reject-file``: a change outside the history (it cannot be undone in the page)."""
+def update_manual_rejects(out_dir: Path, known: set[str], change: Callable[[dict], dict]) -> dict[str, str | None]:
+    """Re-read the list (job id -> reason) under the lock, apply ``change``, write it back if it
+    changed; the new list. For ``preview --reject-file``: a change outside the history (it cannot be
+    undone in the page)."""
     with rejects_lock(out_dir):
         _recover_locked(out_dir, known)
-        current = read_manual_rejects(Path(out_dir) / MANUAL_REJECTS, known)
-        updated = change(set(current))
+        current = read_manual_entries(Path(out_dir) / MANUAL_REJECTS, known)
+        updated = change(dict(current))
         if updated != current:
             write_unlocked(Path(out_dir) / MANUAL_REJECTS, list_bytes(updated))
         return updated
 
 
-def _apply(out_dir: Path, known: set[str], client: str, choose) -> dict | None:
-    """Under the lock: ``choose(current list, history)`` names the change as ``(action, job_ids,
+def _apply(out_dir: Path, known: set[str], client: str, choose, reason: str | None = None) -> dict | None:
+    """Under the lock: ``choose(listed ids, history)`` names the change as ``(action, job_ids,
     rejected, undoes, refused)`` or None; append its history record, then write the list."""
     out_dir = Path(out_dir)
     with rejects_lock(out_dir):
         records, committed = _recover_locked(out_dir, known)
         data, _ = _list_file(out_dir)
-        current = read_manual_rejects(out_dir / MANUAL_REJECTS, known)
-        change = choose(current, records)
+        current = read_manual_entries(out_dir / MANUAL_REJECTS, known)
+        change = choose(set(current), records)
         if change is None:
             return None
         action, job_ids, rejected, undoes, refused = change
-        after = current if refused or rejected is None else (current | set(job_ids) if rejected else current - set(job_ids))
-        after_bytes = list_bytes(after) if after != current else data
         record = {"seq": len(records) + 1, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "client": client,
-                  "action": action, "job_ids": sorted(job_ids), "rejected": rejected, "undoes": undoes,
-                  "refused": refused, "list_before": digest(data), "list_after": digest(after_bytes)}
+                  "action": action, "job_ids": sorted(job_ids), "rejected": None if refused else rejected,
+                  "reason": reason if action == "reject" else None, "undoes": undoes, "refused": refused}
+        after = _changed(current, record)
+        after_bytes = list_bytes(after) if after != current else data
+        record.update(list_before=digest(data), list_after=digest(after_bytes))
         _append(out_dir / HISTORY, record, committed)  # the decision is made here
         if after != current:
             write_unlocked(out_dir / MANUAL_REJECTS, after_bytes)
         return record
 
 
-def decide(out_dir: Path, known: set[str], job_ids: list[str], action: str, client: str) -> dict | None:
-    """Reject, restore or mark reviewed ``job_ids`` (one record, one undo); the history record, or
-    None when it changed nothing."""
+def decide(out_dir: Path, known: set[str], job_ids: list[str], action: str, client: str,
+           reason: str | None = None) -> dict | None:
+    """Reject (for ``reason``, one of ``REASONS``, or none given), restore or mark reviewed
+    ``job_ids`` (one record, one undo); the history record, or None when it changed nothing."""
     if action not in ACTIONS:
         raise UserError(f"decision: unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
+    if reason is not None and (action != "reject" or reason not in REASONS):
+        raise UserError(f"decision: reason {reason!r} (a reject's reason is one of {', '.join(REASONS)})")
     if not job_ids or len(job_ids) > MAX_JOBS:
         raise UserError(f"decision: between 1 and {MAX_JOBS} job ids, not {len(job_ids)}")
     unknown = [j for j in job_ids if j not in known]
@@ -214,7 +230,7 @@ def decide(out_dir: Path, known: set[str], job_ids: list[str], action: str, clie
             changing = sorted({j for j in job_ids if (j in current) != rejected})
         return (action, changing, rejected, None, None) if changing else None
 
-    return _apply(out_dir, known, client, choose)
+    return _apply(out_dir, known, client, choose, reason)
 
 
 def undo(out_dir: Path, known: set[str], client: str) -> dict | None:

@@ -106,7 +106,7 @@ async function renderOverview() {
 
 // ---- concept page -----------------------------------------------------------------------------
 
-const view = { data: null, state: null, manual: new Set(), reviewed: new Set(), shown: [], page: 0, current: 0, selected: new Set() };
+const view = { data: null, state: null, manual: new Set(), reviewed: new Set(), reasons: {}, reasonChoices: [], shown: [], page: 0, current: 0, selected: new Set() };
 
 // Shift-click selects the range from the current image; `x`/`r` then decide on all of it at once.
 function click(position, event) {
@@ -158,6 +158,8 @@ function applyState(data) {
   view.state = data;
   view.manual = new Set(data.manual);
   view.reviewed = new Set(data.reviewed);
+  view.reasons = data.reasons;
+  view.reasonChoices = data.reason_choices;
   renderBanners(data);
   if (view.data) { renderCounts(); fillFilter(); }
 }
@@ -216,7 +218,7 @@ function tile(item, position) {
   return el("div", { class: classes, "data-job": item.job_id, "data-state": state, title, onclick: (event) => click(position, event) },
     item.image ? el("img", { src: thumb(item.job_id, item.sha), alt: item.job_id, loading: "lazy" }) : el("div", { class: "noimage" }, "failed"),
     el("div", { class: "cap" }, `${view.reviewed.has(item.job_id) ? "✓ " : ""}${item.job_id} a=${fmt(s.alignment)}`),
-    el("div", { class: "verdict" }, state), toggle);
+    el("div", { class: "verdict" }, state, view.reasons[item.job_id] ? ` · ${view.reasons[item.job_id]}` : ""), toggle);
 }
 
 function pageItems() {
@@ -294,8 +296,8 @@ function refreshTiles() {
 
 let busy = Promise.resolve();  // decisions go one after another, in key order
 
-function send(action, jobIds) {
-  const entry = { action, job_ids: jobIds };
+function send(action, jobIds, reason) {
+  const entry = { action, job_ids: jobIds, reason };
   busy = busy.then(() => save(entry));
   return busy;
 }
@@ -330,19 +332,19 @@ function retry() {
   });
 }
 
-function decide(action) {
+function decide(action, reason) {
   // Images are chosen, and the selection moves on, at the key press: the next key already
   // applies to the next image while this decision is still being saved.
   if (action === "undo") return undo();
   if (view.selected.size) {
     const ids = [...view.selected];
     view.selected.clear();
-    return send(action, ids);
+    return send(action, ids, reason);
   }
   const item = pageItems()[view.current];
   if (!item || stateOf(item) === "broken") return busy;
   move(1);
-  return send(action, [item.job_id]);
+  return send(action, [item.job_id], reason);
 }
 
 function undo() {
@@ -417,6 +419,8 @@ async function conceptPage() {
       n: () => go(view.data.next), p: () => go(view.data.previous),
       "?": () => toggleHelp(), Escape: () => { toggleHelp(false); view.selected.clear(); refreshTiles(); },
     };
+    const reason = view.reasonChoices[parseInt(event.key, 10) - 1];  // 1-4: reject for a reason
+    if (reason) { event.preventDefault(); decide("reject", reason); }
     if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
   });
   onState = (data) => { applyState(data); refreshTiles(); };
