@@ -172,6 +172,11 @@ def test_concept_page_pages_filters_sorts_and_shows_duplicate_clusters(browser, 
         page.click("#grid .tile[data-job='iso0-00007']")
         assert "survivor of 1 near-duplicate(s): iso0-00004" in page.inner_text("#details")
 
+        page.check("#group-dups")                  # the cluster as a group: the survivor, then its duplicate
+        jobs = page.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.job)")
+        assert jobs[jobs.index("iso0-00007") + 1] == "iso0-00004" and jobs.count("iso0-00004") == 1
+        assert page.inner_text("#grid .tile[data-job='iso0-00004'] .cluster") == "≈ iso0-00007"
+        page.uncheck("#group-dups")
         page.click("#grid .tile[data-job='iso0-00099']")
         page.keyboard.press("ArrowRight")           # past the page's end: the next page, its first image
         assert page.inner_text("#pageinfo") == "page 2 of 2 (108 images)"

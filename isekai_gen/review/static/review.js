@@ -186,6 +186,20 @@ function fillFilter() {
   select.value = [...select.options].some((o) => o.value === wanted) ? wanted : "all";
 }
 
+// Near-duplicate clusters as groups: each survivor followed by the images removed as its duplicates.
+function clustered(items) {
+  const shown = new Set(items.map((item) => item.job_id));
+  const members = new Map();
+  for (const item of items) {
+    if (item.duplicate_of && shown.has(item.duplicate_of)) {
+      if (!members.has(item.duplicate_of)) members.set(item.duplicate_of, []);
+      members.get(item.duplicate_of).push(item);
+    }
+  }
+  return items.filter((item) => !(item.duplicate_of && shown.has(item.duplicate_of)))
+    .flatMap((item) => [item, ...(members.get(item.job_id) || [])]);
+}
+
 function arrange() {
   const key = document.getElementById("sort").value;
   const sign = document.getElementById("order").value === "asc" ? 1 : -1;
@@ -198,7 +212,7 @@ function arrange() {
     if (x === null || y === null) return (x === null) - (y === null) || a.index - b.index;  // unscored last
     return sign * (x - y) || a.index - b.index;
   });
-  view.shown = items;
+  view.shown = document.getElementById("group-dups").checked ? clustered(items) : items;
   const pages = Math.max(1, Math.ceil(items.length / PAGE_SIZE));
   view.page = Math.min(view.page, pages - 1);
 }
@@ -218,6 +232,7 @@ function tile(item, position) {
   return el("div", { class: classes, "data-job": item.job_id, "data-state": state, title, onclick: (event) => click(position, event) },
     item.image ? el("img", { src: thumb(item.job_id, item.sha), alt: item.job_id, loading: "lazy" }) : el("div", { class: "noimage" }, "failed"),
     el("div", { class: "cap" }, `${view.reviewed.has(item.job_id) ? "✓ " : ""}${item.job_id} a=${fmt(s.alignment)}`),
+    item.duplicate_of ? el("div", { class: "cluster" }, `≈ ${item.duplicate_of}`) : null,
     el("div", { class: "verdict" }, state, view.reasons[item.job_id] ? ` · ${view.reasons[item.job_id]}` : ""), toggle);
 }
 
@@ -402,7 +417,7 @@ async function conceptPage() {
   readHash();
   arrange();
   renderGrid();
-  for (const id of ["sort", "order", "filter"]) {
+  for (const id of ["sort", "order", "filter", "group-dups"]) {
     document.getElementById(id).addEventListener("change", () => { view.page = 0; view.current = 0; arrange(); renderGrid(); });
   }
   document.getElementById("prev").addEventListener("click", () => { view.page -= 1; view.current = 0; renderGrid(); });
