@@ -317,10 +317,8 @@ def test_a_body_that_never_arrives_times_out_and_others_are_served_meanwhile(bui
 
 
 def test_api_undo_refused_after_another_tab_names_the_current_state(server, build):
-    decide = lambda body: request(server, "POST", "/api/decide", body)  # noqa: E731
-    assert decide({"job_ids": ["iso0-00001"], "action": "reject", "client": "a"})[0] == 200
-    assert decide({"job_ids": ["iso0-00001"], "action": "restore", "client": "b"})[0] == 200
-    assert decide({"job_ids": ["iso0-00001"], "action": "reject", "client": "b"})[0] == 200
+    for action, client in (("reject", "a"), ("restore", "b"), ("reject", "b")):
+        assert request(server, "POST", "/api/decide", {"job_ids": ["iso0-00001"], "action": action, "client": client})[0] == 200
     status, _, body = request(server, "POST", "/api/undo", {"client": "a"})
     answer = json.loads(body)
     assert answer["reason_choices"] == ["wrong concept", "artefact", "text", "near-duplicate"]

@@ -36,8 +36,8 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import UserError, where
 from ..fileio import TEMP_PREFIX, dumps_canonical, parse_json_object
