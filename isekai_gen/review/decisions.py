@@ -96,10 +96,21 @@ def _list_file(out_dir: Path) -> tuple[bytes, int]:
         return b"", -1
 
 
+# path -> (file stamp, records, committed length): a long session's history is parsed and
+# validated once per process, not on every decision (2,000 records took ~40 ms a decision).
+_parsed: dict[Path, tuple[tuple[int, int, int], list[dict], int]] = {}
+
+
 def _committed(path: Path) -> tuple[list[dict], int]:
     """History records and the byte length of the committed (newline-terminated) part."""
-    if not path.exists():
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
         return [], 0
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == stamp:
+        return list(cached[1]), cached[2]
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     records = []
@@ -107,16 +118,21 @@ def _committed(path: Path) -> tuple[list[dict], int]:
         record = parse_json_object(line.decode("utf-8", "replace"), path, lineno)
         validate(record, "review_decision", where(path, lineno))
         records.append(record)
-    return records, end
+    _parsed[path] = (stamp, records, end)
+    return list(records), end
 
 
-def _append(path: Path, record: dict, committed: int) -> None:
+def _append(path: Path, records: list[dict], record: dict, committed: int) -> None:
+    """Append ``record`` after the ``committed`` bytes holding ``records`` (durable on return)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = (dumps_canonical(record) + "\n").encode("utf-8")
     with open(path, "ab") as handle:
         handle.truncate(committed)  # a torn line of a crashed writer goes
-        handle.write((dumps_canonical(record) + "\n").encode("utf-8"))
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+        stat = os.fstat(handle.fileno())
+    _parsed[path] = ((stat.st_ino, stat.st_size, stat.st_mtime_ns), [*records, record], committed + len(line))
 
 
 def read_history(out_dir: Path) -> list[dict]:
@@ -200,7 +216,7 @@ def _apply(out_dir: Path, known: set[str], client: str, choose, reason: str | No
         after = _changed(current, record)
         after_bytes = list_bytes(after) if after != current else data
         record.update(list_before=digest(data), list_after=digest(after_bytes))
-        _append(out_dir / HISTORY, record, committed)  # the decision is made here
+        _append(out_dir / HISTORY, records, record, committed)  # the decision is made here
         if after != current:
             write_unlocked(out_dir / MANUAL_REJECTS, after_bytes)
         return record
