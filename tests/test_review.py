@@ -307,13 +307,18 @@ def test_a_body_that_never_arrives_times_out_and_others_are_served_meanwhile(bui
     from isekai_gen.review import app as review_app
 
     monkeypatch.setattr(review_app, "BODY_SECONDS", 1.0)
+    monkeypatch.setattr(review_app, "HEADER_SECONDS", 1.0)
     with running(make_server(build, host="127.0.0.1", port=0)[0]) as address:
         slow = socket.create_connection(address, timeout=10)
         slow.sendall(b"POST /api/decide HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{")
-        assert request(address, "GET", "/api/state")[0] == 200   # the stalled body holds up no one
+        headers_only = socket.create_connection(address, timeout=10)
+        headers_only.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")   # never ends its headers
+        assert request(address, "GET", "/api/state")[0] == 200   # the stalled ones hold up no one
         assert slow.recv(100).startswith(b"HTTP/1.1 408")
+        assert headers_only.recv(100) == b""                      # closed by the server
         slow.close()
+        headers_only.close()
 
 
 def test_api_undo_refused_after_another_tab_names_the_current_state(server, build):

@@ -23,7 +23,8 @@ reach the API).
 
 Limits: a decision body over ``MAX_BODY`` bytes is refused with 413 before it is read whole, one not
 read within ``BODY_SECONDS`` with 408, one that is not a UTF-8 JSON object (or nests too deep for
-the parser) with 400; no request runs longer than ``REQUEST_SECONDS`` (503).
+the parser) with 400; no request runs longer than ``REQUEST_SECONDS`` (503), and a connection
+whose request headers are not complete within ``HEADER_SECONDS`` is closed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .thumbs import thumbnail_bytes
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 256 * 1024    # a bulk decision of decisions.MAX_JOBS job ids is ~100 KB
+HEADER_SECONDS = 10.0    # to send a request's headers (else the connection is closed)
 BODY_SECONDS = 10.0      # to send a decision's body
 REQUEST_SECONDS = 30.0   # for any request, an image included
 TOKEN_COOKIE = "isekai_review_token"
@@ -303,6 +305,36 @@ def create_app(out_dir: Path, *, host: str = "127.0.0.1", token: str | None = No
     return Starlette(routes=routes, middleware=middleware, exception_handlers={UserError: user_error, Refused: refused})
 
 
+def headers_deadline_protocol():
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request's headers
+    within ``HEADER_SECONDS`` (uvicorn times out only idle keep-alive connections)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadersDeadline(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._headers_timer = self.loop.call_later(HEADER_SECONDS, self._headers_late)
+
+        def _headers_late(self) -> None:
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no request line + headers yet
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._headers_timer.cancel()
+            self._arm()  # the next request on this connection gets its own time
+
+        def connection_lost(self, exc) -> None:
+            self._headers_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeadersDeadline
+
+
 def make_server(out_dir: Path, *, host: str = "127.0.0.1", port: int = 8765):
     """A uvicorn server for the review app and the URL to open (with the token when exposed)."""
     import uvicorn
@@ -312,7 +344,8 @@ def make_server(out_dir: Path, *, host: str = "127.0.0.1", port: int = 8765):
     # Bound to every interface: the URL a colleague can open names this machine.
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")), url
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=headers_deadline_protocol())
+    return uvicorn.Server(config), url
 
 
 def listen(host: str, port: int) -> socket.socket:
