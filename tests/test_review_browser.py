@@ -330,6 +330,11 @@ def test_keyboard_bulk_two_tabs_and_a_killed_server(browser, tmp_path):
             f"iso0-{i:05d}" for i in range(8) if f"iso0-{i:05d}" not in reviewed_here)
         a.select_option("#filter", "all")
 
+        open_page(b, f"http://127.0.0.1:{port}/")              # the overview: progress and pending-aware counts
+        assert b.inner_text("#totals").endswith(f"{len(reviewed_here)} of 32 reviewed")
+        assert b.inner_text("[data-concept=iso0] .progress") == f"reviewed {len(reviewed_here)} / 8"
+        assert "kept 6 (5 once the pending decisions are applied) / 9 generated" in b.inner_text("[data-concept=iso0] .counts")
+
         # Next / previous concept keys walk the overview's order (iso0's partner real0 comes next).
         a.keyboard.press("n")
         a.wait_for_url("**/concept/real0")
