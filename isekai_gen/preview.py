@@ -10,8 +10,9 @@ the thumbnail cache the review server uses (``review.thumbs``), so a second prev
 
 Job ids a reviewer lists in a reject file are merged into ``OUT/manual_rejects.txt`` under the
 list's own lock (``review.decisions``, shared with the review server); the filter stage marks
-those images ``manual_reject`` and the next build tops the concept up. For interactive review
-use ``isekai-gen review``.
+those images ``manual_reject`` and the next build tops the concept up. Until it has, the sheets
+are not drawn: like every stage that reads the kept set, ``write_preview`` refuses while decisions
+are pending (``review.pending``). For interactive review use ``isekai-gen review``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from tqdm import tqdm
 
 from .errors import UserError, where
 from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
-from .filtering.manifest import MANUAL_REJECTS, read_manual_rejects
+from .filtering.manifest import read_manual_entries
 from .manifest import manifest_path, read_manifest
 from .paths import contained
 from .review.data import BuildView, alignment
 from .review.decisions import update_manual_rejects
+from .review.pending import refuse_pending
 from .review.thumbs import THUMB, load_thumbnail
 from .storage import fetch_images
 
@@ -71,8 +73,8 @@ def merge_manual_rejects(out_dir: Path, reject_file: Path, known: set[str]) -> l
     if not Path(reject_file).is_file():
         raise UserError(f"{reject_file}: file not found")
     _refuse_tile_numbers(Path(reject_file), known)
-    listed = read_manual_rejects(Path(reject_file), known)
-    return sorted(update_manual_rejects(Path(out_dir), known, lambda current: current | listed))
+    listed = read_manual_entries(Path(reject_file), known)  # a line's comment is its reason
+    return sorted(update_manual_rejects(Path(out_dir), known, lambda current: {**listed, **current}))
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Tile:
     colour: tuple[int, int, int]
 
 
-def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
+def tile_for(row: dict, out_dir: Path) -> Tile:
     scores = row.get("scores") or {}
     caption = (f"a={scores['alignment']:.3f} m={scores['margin']:.3f}"
                if isinstance(scores.get("alignment"), (int, float)) and isinstance(scores.get("margin"), (int, float))
@@ -93,9 +95,6 @@ def tile_for(row: dict, out_dir: Path, manual: set[str]) -> Tile:
     if row.get("status") != "ok" or not row.get("image"):
         return Tile(row["job_id"], None, None, caption, "failed", REJECTED)
     reason = row.get("reject_reason")
-    # Broken outside the list's reach: the filter gives "broken" priority over a manual reject.
-    if row["job_id"] in manual and reason not in ("manual_reject", "broken"):
-        reason = "manual_reject (next build)"
     if reason:
         verdict, colour = reason, REJECTED
     elif row.get("kept") is True:
@@ -197,16 +196,17 @@ def index_html(groups: list[list[dict]], smoke: int, total: int) -> str:
     )
 
 
-def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: bool = False) -> Path:
-    """Merge ``reject_file`` into the manual rejects (if given), draw the sheets; return index.html."""
+def merge_reject_file(out_dir: Path, reject_file: Path) -> list[str]:
+    """``merge_manual_rejects`` against the job ids of ``out_dir``'s manifest."""
+    return merge_manual_rejects(Path(out_dir), reject_file, {r["job_id"] for r in read_manifest(Path(out_dir))})
+
+
+def write_preview(out_dir: Path, *, progress: bool = False) -> Path:
+    """Draw the sheets of the manifest's verdicts, refused while decisions are pending; return index.html."""
     out_dir = Path(out_dir)
+    refuse_pending(out_dir, "preview")
     rows = read_manifest(out_dir)
     fetch_images(out_dir, rows)  # a remote build's images, into its mirror (no-op for a local build)
-    known = {r["job_id"] for r in rows}
-    if reject_file is not None:
-        manual = set(merge_manual_rejects(out_dir, reject_file, known))
-    else:
-        manual = read_manual_rejects(out_dir / MANUAL_REJECTS, known)
 
     view = BuildView.from_rows(rows)
     preview_dir = out_dir / PREVIEW_DIR
@@ -214,7 +214,7 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
     summaries: dict[str, dict] = {}
     for concept_id, job_ids in tqdm(view.concepts.items(), desc="preview", unit="concept", disable=not progress):
         members = [view.rows[j] for j in job_ids]
-        tiles = [tile_for(row, out_dir, manual) for row in sheet_order(members)]
+        tiles = [tile_for(row, out_dir) for row in sheet_order(members)]
         first = members[0]
         kept = sum(t.verdict == "kept" for t in tiles)
         title = f"{concept_id} ({first['label']}, {first['world']}): {kept} of {len(tiles)} kept"
@@ -228,7 +228,6 @@ def write_preview(out_dir: Path, *, reject_file: Path | None = None, progress: b
             atomic_write_bytes(preview_dir / name, _jpeg_bytes(contact_sheet(heading, tiles[start:start + SHEET_TILES], out_dir)))
             sheets.append(name)
         by_job = {t.job_id: t for t in tiles}
-        # The manifest's kept images: a pending manual reject still shows until the build applies it.
         best = [by_job[job_id] for job_id, _ in view.best_kept[concept_id][:COLUMNS]]
         strip_path = preview_dir / STRIPS_DIR / f"{concept_id}.jpg"
         atomic_write_bytes(strip_path, _jpeg_bytes(strip(best, out_dir)))

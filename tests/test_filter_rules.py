@@ -178,6 +178,10 @@ def test_embeddings_and_report_files(planted):
     assert cactihog["rows"] == 19 and cactihog["kept"] == 7
     assert set(report["per_world"]) == {"isekai", "real"}
     assert "| `over_quota` | 1 |" in (out_dir / "filter" / "report.md").read_text()
+    # The reviewer's reason (the comment after the listed id) travels into the row and the report.
+    assert rows["cactihog-00014"]["manual_reason"] == "looks wrong"
+    assert report["reasons"]["manual_reject"]["by_reviewer_reason"] == {"looks wrong": 1}
+    assert "Manual rejects by the reviewer's reason: looks wrong 1." in (out_dir / "filter" / "report.md").read_text()
     for name in ("hist_alignment.png", "hist_margin.png"):
         with Image.open(out_dir / "filter" / name) as image:
             assert image.format == "PNG" and image.width > 100

@@ -142,7 +142,7 @@ def test_rebuilt_episodes_drop_stale_images_and_files(built):
     export_lcl(config, out, catalog)
     lcl = out / "export" / "lcl"
     query = read_rows(out)[0]["query"]
-    set_manifest_field(out, query, kept=False, reject_reason="manual_reject")
+    set_manifest_field(out, query, kept=False, reject_reason="low_alignment")
     without_pair = base_config(max_shot=5, queries_per_concept=2, pair={"enabled": False})
     run_episodes(without_pair, out, catalog)
     summary = export_lcl(without_pair, out, catalog)
@@ -158,7 +158,7 @@ def test_rebuilt_episodes_drop_stale_images_and_files(built):
 def test_stale_episodes_are_a_one_line_error(built):
     out, catalog, config = built
     job_id = read_rows(out)[0]["positive_support"][0]
-    set_manifest_field(out, job_id, kept=False, reject_reason="manual_reject")
+    set_manifest_field(out, job_id, kept=False, reject_reason="low_alignment")
     with pytest.raises(UserError) as err:
         export_lcl(config, out, catalog)
     assert "episodes.jsonl: row 1" in str(err.value) and job_id in str(err.value)

@@ -12,7 +12,8 @@ from PIL import Image
 from isekai_gen import preview
 from isekai_gen.errors import UserError
 from isekai_gen.filtering.manifest import FILTER_FIELDS
-from isekai_gen.preview import CAPTION, COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, UNSCORED, write_preview
+from isekai_gen.preview import (
+    CAPTION, COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, UNSCORED, merge_reject_file, write_preview)
 from isekai_gen.review import thumbs
 from test_episodes import make_catalog, set_manifest_field, write_build
 
@@ -96,33 +97,37 @@ def test_large_concepts_get_several_sheets(build, monkeypatch):
 def test_reject_file_is_validated_and_merged(build, tmp_path):
     first = tmp_path / "rejects.txt"
     first.write_text("# reviewer A\niso0-00003\n\nreal1-00001  # looks like a hedgehog\niso0-00003\n")
-    write_preview(build, reject_file=first)
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\nreal1-00001\n"
+    merge_reject_file(build, first)
+    # A line's comment is the reject's reason: it stays with the id (the filter carries it on).
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\nreal1-00001  # looks like a hedgehog\n"
     second = tmp_path / "more.txt"
     second.write_text("iso0-00000\n")
-    write_preview(build, reject_file=second)
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
-    # Pending manual rejects are framed red before the filter stage has applied them.
-    sheet = Image.open(build / "preview" / "iso0-01.jpg")
-    order = expected_order(build, "iso0")
-    assert frame_colours(sheet, 8) == [
-        KEPT if r["kept"] and r["job_id"] not in ("iso0-00000", "iso0-00003") else REJECTED for r in order]
+    merge_reject_file(build, second)
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001  # looks like a hedgehog\n"
+    # The sheets would show images the reviewer rejected as kept: they wait for the build.
+    with pytest.raises(UserError) as err:
+        write_preview(build)
+    assert str(err.value) == (f"{build}: preview refused: 3 review decisions not applied yet (3 to reject, 0 to "
+                              f"restore, in manual_rejects.txt); apply them with `isekai-gen build --out {build} "
+                              "--config YOUR_CONFIG`")
+    assert not (build / "preview").exists()
 
     bad = tmp_path / "bad.txt"
     bad.write_text("iso0-00001\n# comment\nnot-a-job-00042\n")
     with pytest.raises(UserError) as err:
-        write_preview(build, reject_file=bad)
+        merge_reject_file(build, bad)
     assert str(err.value) == f"{bad}:3: unknown job id 'not-a-job-00042' (not in manifest.jsonl)"
     bad.write_text("iso0-00001\n00003  # a tile number of an old sheet\n")
     with pytest.raises(UserError) as err:
-        write_preview(build, reject_file=bad)
+        merge_reject_file(build, bad)
     assert str(err.value) == (f"{bad}:2: '00003' is an image index, not a job id; list full job ids as printed "
                               "on the sheets ('iso0-00003', 'iso1-00003', 'real0-00003', ...)")
-    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001\n"
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00003\nreal1-00001  # looks like a hedgehog\n"
 
 
 def test_applied_manual_reject_shows_its_reason(build):
     set_manifest_field(build, "real0-00002", kept=False, reject_reason="manual_reject")
+    (build / "manual_rejects.txt").write_text("real0-00002\n")   # listed and applied: nothing pending
     html = write_preview(build).read_text()
     assert "manual_reject: 1" in html
 
@@ -152,7 +157,13 @@ def test_cli_preview_and_one_line_errors(build, tmp_path):
     result = CliRunner().invoke(main, ["preview", str(build), "--reject-file", str(rejects), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (build / "manual_rejects.txt").read_text() == "iso1-00004\n"
-    assert str(build / "preview" / "index.html") in result.output
+    assert result.output == (f"manual rejects merged into {build / 'manual_rejects.txt'}; 1 decision pending: apply "
+                             f"them with `isekai-gen build --out {build} --config YOUR_CONFIG`, then run preview again\n")
+    result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
+    assert result.exit_code == 1 and result.output.startswith(f"error: {build}: preview refused: 1 review decision ")
+    (build / "manual_rejects.txt").unlink()
+    result = CliRunner().invoke(main, ["preview", str(build), "--no-progress"])
+    assert result.exit_code == 0 and str(build / "preview" / "index.html") in result.output
 
     rejects.write_text("iso1-00004 iso1-00003\n")
     result = CliRunner().invoke(main, ["preview", str(build), "--reject-file", str(rejects)])
@@ -169,7 +180,8 @@ def test_listed_broken_image_stays_broken(build, tmp_path):
     set_manifest_field(build, "iso0-00001", kept=False, reject_reason="broken")
     rejects = tmp_path / "rejects.txt"
     rejects.write_text("iso0-00001\n")
-    html = write_preview(build, reject_file=rejects).read_text()
+    merge_reject_file(build, rejects)
+    html = write_preview(build).read_text()
     assert "broken: 1" in html and "manual_reject" not in html
 
 
@@ -189,7 +201,7 @@ def unfilter(build) -> None:
     rows = [json.loads(line) for line in (build / "manifest.jsonl").read_text().splitlines()]
     for row in rows:
         for field in FILTER_FIELDS:
-            row.pop(field)
+            row.pop(field, None)   # manual_reason: on manual rejects only
     (build / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -75,33 +75,87 @@ KNOWN_JOBS = {f"{c}-{i:05d}" for c in ("iso0", "real0", "iso1", "real1") for i i
 
 def test_decisions_write_the_list_at_once_and_undo_per_tab(build):
     known = KNOWN_JOBS
-    decisions.decide(build, known, "iso0-00001", "reject", "tab-a")
-    decisions.decide(build, known, "real1-00002", "reject", "tab-b")
-    decisions.decide(build, known, "iso0-00003", "reject", "tab-a")
+    decisions.decide(build, known, ["iso0-00001"], "reject", "tab-a")
+    decisions.decide(build, known, ["real1-00002"], "reject", "tab-b")
+    decisions.decide(build, known, ["iso0-00003"], "reject", "tab-a")
     assert (build / "manual_rejects.txt").read_text() == "iso0-00001\niso0-00003\nreal1-00002\n"
-    assert decisions.decide(build, known, "iso0-00003", "reject", "tab-a") is None  # no-op: no history
+    assert decisions.decide(build, known, ["iso0-00003"], "reject", "tab-a") is None  # no-op: no history
     # tab-b's undo reverts tab-b's decision, not tab-a's newer one.
-    assert decisions.undo(build, known, "tab-b")["job_id"] == "real1-00002"
+    assert decisions.undo(build, known, "tab-b")["job_ids"] == ["real1-00002"]
     assert (build / "manual_rejects.txt").read_text() == "iso0-00001\niso0-00003\n"
     assert decisions.undo(build, known, "tab-b") is None
-    decisions.decide(build, known, "iso0-00001", "restore", "tab-a")
-    assert decisions.undo(build, known, "tab-a")["job_id"] == "iso0-00001"   # the restore is undone
-    assert decisions.undo(build, known, "tab-a")["job_id"] == "iso0-00003"
+    decisions.decide(build, known, ["iso0-00001"], "restore", "tab-a")
+    assert decisions.undo(build, known, "tab-a")["job_ids"] == ["iso0-00001"]   # the restore is undone
+    assert decisions.undo(build, known, "tab-a")["job_ids"] == ["iso0-00003"]
     assert (build / "manual_rejects.txt").read_text() == "iso0-00001\n"
     history = decisions.read_history(build)
-    assert [(r["seq"], r["action"], r["job_id"], r["undoes"]) for r in history] == [
-        (1, "reject", "iso0-00001", None), (2, "reject", "real1-00002", None), (3, "reject", "iso0-00003", None),
-        (4, "undo", "real1-00002", 2), (5, "restore", "iso0-00001", None), (6, "undo", "iso0-00001", 5),
-        (7, "undo", "iso0-00003", 3)]
+    assert [(r["seq"], r["action"], r["job_ids"], r["undoes"]) for r in history] == [
+        (1, "reject", ["iso0-00001"], None), (2, "reject", ["real1-00002"], None), (3, "reject", ["iso0-00003"], None),
+        (4, "undo", ["real1-00002"], 2), (5, "restore", ["iso0-00001"], None), (6, "undo", ["iso0-00001"], 5),
+        (7, "undo", ["iso0-00003"], 3)]
+    assert decisions.replay(history) == {"iso0-00001"}
     with pytest.raises(UserError, match="unknown job id 'iso9-00001'"):
-        decisions.decide(build, known, "iso9-00001", "reject", "tab-a")
+        decisions.decide(build, known, ["iso9-00001"], "reject", "tab-a")
+
+
+def test_bulk_decision_is_one_record_and_one_undo(build):
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00001"], "reject", "tab")
+    record = decisions.decide(build, KNOWN_JOBS, ["iso0-00003", "iso0-00001", "iso0-00002"], "reject", "tab")
+    assert record["job_ids"] == ["iso0-00002", "iso0-00003"]          # the one already listed is no change
+    assert decisions.undo(build, KNOWN_JOBS, "tab")["job_ids"] == ["iso0-00002", "iso0-00003"]
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001\n"
+
+
+def test_reviewed_marks_count_progress_without_touching_the_list(build):
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00001", "iso0-00002"], "reviewed", "tab")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00003"], "reject", "tab")          # a decision is a review too
+    assert decisions.decide(build, KNOWN_JOBS, ["iso0-00002"], "reviewed", "tab") is None
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00003\n"
+    assert decisions.reviewed(decisions.read_history(build)) == {"iso0-00001", "iso0-00002", "iso0-00003"}
+    decisions.undo(build, KNOWN_JOBS, "tab")                                       # the reject: still looked at
+    assert decisions.undo(build, KNOWN_JOBS, "tab")["refused"] is None             # the mark: unmarked
+    assert decisions.reviewed(decisions.read_history(build)) == {"iso0-00003"}
+    assert not (build / "manual_rejects.txt").read_text()
+    data = BuildData(build)
+    assert data.reviewed() == {"iso0-00003"} and data.view().reviewable == 28     # 4 concepts x 7 with an image
+
+
+def test_a_rejects_reason_is_written_after_its_id(build):
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00002", "iso0-00001"], "reject", "tab", reason="artefact")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00003"], "reject", "tab")
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00001  # artefact\niso0-00002  # artefact\niso0-00003\n"
+    from isekai_gen.filtering.manifest import read_manual_entries
+    assert read_manual_entries(build / "manual_rejects.txt", KNOWN_JOBS) == {
+        "iso0-00001": "artefact", "iso0-00002": "artefact", "iso0-00003": None}   # what the filter reads
+    with pytest.raises(UserError, match="reason 'ugly'"):
+        decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "reject", "tab", reason="ugly")
+    with pytest.raises(UserError, match="reason 'text'"):
+        decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "restore", "tab", reason="text")
+
+
+def test_undo_refuses_when_another_tab_changed_the_image_since(build):
+    """Tab A rejects Y; tab B restores Y and rejects it again; A's undo must not restore Y."""
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00004"], "reject", "tab-a")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00005"], "reject", "tab-a")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00005"], "restore", "tab-b")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00005"], "reject", "tab-b")
+    refused = decisions.undo(build, KNOWN_JOBS, "tab-a")
+    assert (refused["refused"], refused["undoes"], refused["job_ids"]) == ("changed since by another tab", 2, ["iso0-00005"])
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00004\niso0-00005\n"
+    # The refusal consumed that decision: A's next undo is its one before, still untouched.
+    assert decisions.undo(build, KNOWN_JOBS, "tab-a")["refused"] is None
+    assert (build / "manual_rejects.txt").read_text() == "iso0-00005\n"
+    # A hand edit of the list is a change since, too.
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00006"], "reject", "tab-c")
+    (build / "manual_rejects.txt").write_text("iso0-00005\n")
+    assert decisions.undo(build, KNOWN_JOBS, "tab-c")["refused"] == "changed since by another tab"
 
 
 def test_torn_history_line_is_cut_before_the_next_append(build):
-    decisions.decide(build, KNOWN_JOBS, "iso0-00001", "reject", "tab")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00001"], "reject", "tab")
     with open(build / decisions.HISTORY, "ab") as handle:
         handle.write(b'{"seq": 2, "action": "rej')   # a writer killed mid-line
-    decisions.decide(build, KNOWN_JOBS, "iso0-00002", "reject", "tab")
+    decisions.decide(build, KNOWN_JOBS, ["iso0-00002"], "reject", "tab")
     assert [r["seq"] for r in decisions.read_history(build)] == [1, 2]
     with open(build / decisions.HISTORY, "a") as handle:
         handle.write('{"seq": 3, "action": "maybe"}\n')
@@ -109,9 +163,49 @@ def test_torn_history_line_is_cut_before_the_next_append(build):
         decisions.undo(build, KNOWN_JOBS, "tab")
 
 
+def _decide_and_die_at(out_dir: str, step: str, count: int) -> None:
+    """Make decisions in this forked process and SIGKILL it at the ``count``-th ``step`` of a write:
+    ``fsync`` (the history line, then the list's temporary file) or ``replace`` (the list's rename)."""
+    import os
+    import signal
+
+    calls = {"n": 0}
+    real = {"fsync": os.fsync, "replace": os.replace}
+
+    def hook(*args):
+        calls["n"] += 1
+        if calls["n"] == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real[step](*args)
+
+    setattr(os, step, hook)
+    out = Path(out_dir)
+    for job_id in ("iso0-00001", "iso0-00002", "iso0-00003"):
+        decisions.decide(out, KNOWN_JOBS, [job_id], "reject", "tab")
+    decisions.undo(out, KNOWN_JOBS, "tab")
+
+
+@pytest.mark.parametrize("step,count", [("fsync", n) for n in range(1, 9)] + [("replace", n) for n in range(1, 5)])
+def test_a_kill_at_any_write_step_never_separates_decision_and_history(build, step, count):
+    context = multiprocessing.get_context("fork")
+    worker = context.Process(target=_decide_and_die_at, args=(str(build), step, count))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == -9                     # killed where asked
+    decisions.recover(build, KNOWN_JOBS)             # what a restart (or the next writer) does
+    history = decisions.read_history(build)
+    listed = set((build / "manual_rejects.txt").read_text().split()) if (build / "manual_rejects.txt").exists() else set()
+    assert listed == decisions.replay(history)       # every durable record is in the list, and only those
+    assert not list(build.glob(".tmp-*"))            # the killed write's temporary file is gone
+    # Decisions go on from here, and the undo history stays the list's: a recorded decision can be undone.
+    decisions.decide(build, KNOWN_JOBS, ["real0-00001"], "reject", "tab")
+    assert decisions.undo(build, KNOWN_JOBS, "tab")["refused"] is None
+    assert set((build / "manual_rejects.txt").read_text().split()) == decisions.replay(decisions.read_history(build))
+
+
 def _reject_many(out_dir: str, job_ids: list[str], client: str) -> None:
     for job_id in job_ids:
-        decisions.decide(Path(out_dir), KNOWN_JOBS, job_id, "reject", client)
+        decisions.decide(Path(out_dir), KNOWN_JOBS, [job_id], "reject", client)
 
 
 def test_concurrent_writers_never_lose_a_decision(build):
@@ -151,6 +245,11 @@ def test_overview_data_pairs_partners_and_counts_pending(build):
 def test_api_decisions_and_thumbnails(server, build):
     status, _, body = request(server, "POST", "/api/decide", {"job_id": "iso1-00002", "action": "reject", "client": "t"})
     assert status == 200 and json.loads(body)["pending_count"] == 1
+    overview = json.loads(request(server, "GET", "/api/overview")[2])
+    iso1 = overview["groups"][1]["concepts"][0]
+    assert (iso1["id"], iso1["kept"], iso1["kept_after"]) == ("iso1", 5, 4)   # the pending reject counted
+    concept = json.loads(request(server, "GET", "/api/concept/real0")[2])
+    assert (concept["previous"], concept["next"]) == ("iso0", "iso1")           # what the n/p keys walk
     assert (build / "manual_rejects.txt").read_text() == "iso1-00002\n"
     status, _, body = request(server, "GET", "/api/concept/iso1")
     page = json.loads(body)
@@ -174,6 +273,63 @@ def test_api_decisions_and_thumbnails(server, build):
     assert status == 422 and f"{broken}: corrupt or unreadable image".encode() in body
     # Another host name (a DNS-rebinding page) cannot reach the loopback server.
     assert request(server, "GET", "/api/overview", headers={"Host": "attacker.example"})[0] == 400
+
+
+def raw_post(address, body: bytes, headers: dict | None = None, path: str = "/api/decide"):
+    """POST ``body`` byte for byte (http.client would encode a str)."""
+    connection = http.client.HTTPConnection(*address, timeout=20)
+    connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"\xff\xfe{}", 400),                                   # not UTF-8
+    (b"[" * 100000, 400),                                   # nests past the parser's recursion limit
+    (b'{"job_ids": "iso0-00001", "action": "reject"}', 400),  # not a list
+    (b'["iso0-00001"]', 400),                               # not an object
+    (b"{" + b" " * (300 * 1024) + b"}", 413),               # over the cap
+])
+def test_malformed_and_oversized_decision_bodies_are_refused_cleanly(server, build, body, status):
+    answer_status, answer = raw_post(server, body)
+    assert answer_status == status and "error" in json.loads(answer)
+    assert not (build / "manual_rejects.txt").exists()
+    # A declared length over the cap is refused before a byte of the body is read.
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    connection.putrequest("POST", "/api/decide")
+    for name, value in (("Content-Type", "application/json"), ("Content-Length", str(2 * 1024 ** 3))):
+        connection.putheader(name, value)
+    connection.endheaders()
+    assert connection.getresponse().status == 413
+
+
+def test_a_body_that_never_arrives_times_out_and_others_are_served_meanwhile(build, monkeypatch):
+    from isekai_gen.review import app as review_app
+
+    monkeypatch.setattr(review_app, "BODY_SECONDS", 1.0)
+    monkeypatch.setattr(review_app, "HEADER_SECONDS", 1.0)
+    with running(make_server(build, host="127.0.0.1", port=0)[0]) as address:
+        slow = socket.create_connection(address, timeout=10)
+        slow.sendall(b"POST /api/decide HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{")
+        headers_only = socket.create_connection(address, timeout=10)
+        headers_only.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")   # never ends its headers
+        assert request(address, "GET", "/api/state")[0] == 200   # the stalled ones hold up no one
+        assert slow.recv(100).startswith(b"HTTP/1.1 408")
+        assert headers_only.recv(100) == b""                      # closed by the server
+        slow.close()
+        headers_only.close()
+
+
+def test_api_undo_refused_after_another_tab_names_the_current_state(server, build):
+    for action, client in (("reject", "a"), ("restore", "b"), ("reject", "b")):
+        assert request(server, "POST", "/api/decide", {"job_ids": ["iso0-00001"], "action": action, "client": client})[0] == 200
+    status, _, body = request(server, "POST", "/api/undo", {"client": "a"})
+    answer = json.loads(body)
+    assert answer["reason_choices"] == ["wrong concept", "artefact", "text", "near-duplicate"]
+    assert status == 409 and answer["error"] == "undo refused: changed since by another tab (iso0-00001 is rejected)"
+    assert answer["manual"] == ["iso0-00001"] and answer["smoke_test"] == 32   # the banner survives a decision
+    assert json.loads(request(server, "GET", "/api/state")[2])["manual"] == ["iso0-00001"]
 
 
 @pytest.mark.parametrize("path", [

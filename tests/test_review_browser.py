@@ -172,6 +172,11 @@ def test_concept_page_pages_filters_sorts_and_shows_duplicate_clusters(browser, 
         page.click("#grid .tile[data-job='iso0-00007']")
         assert "survivor of 1 near-duplicate(s): iso0-00004" in page.inner_text("#details")
 
+        page.check("#group-dups")                  # the cluster as a group: the survivor, then its duplicate
+        jobs = page.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.job)")
+        assert jobs[jobs.index("iso0-00007") + 1] == "iso0-00004" and jobs.count("iso0-00004") == 1
+        assert page.inner_text("#grid .tile[data-job='iso0-00004'] .cluster") == "≈ iso0-00007"
+        page.uncheck("#group-dups")
         page.click("#grid .tile[data-job='iso0-00099']")
         page.keyboard.press("ArrowRight")           # past the page's end: the next page, its first image
         assert page.inner_text("#pageinfo") == "page 2 of 2 (108 images)"
@@ -202,3 +207,156 @@ def test_concept_page_pages_filters_sorts_and_shows_duplicate_clusters(browser, 
         page.wait_for_selector("body[data-ready='1'] #grid .tile")
         assert page.input_value("#sort") == "margin" and page.input_value("#order") == "desc"
     page.close()
+
+
+def start_review_server(out: Path, port: int):
+    """`isekai-gen review` as its own process (so it can be killed -9); waits until it answers."""
+    import http.client
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "isekai_gen", "review", str(out), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/api/state")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"review server did not start: {process.stderr.read().decode()}")
+
+
+def listed(out: Path) -> list[str]:
+    path = out / "manual_rejects.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_keyboard_bulk_two_tabs_and_a_killed_server(browser, tmp_path):
+    """Two tabs on a synthetic filtered build (test double of a real one), the server a process of its own."""
+    import socket
+
+    from isekai_gen.review import decisions
+    from test_episodes import make_catalog, write_build
+
+    out = write_build(tmp_path / "build", make_catalog(2), kept=6, rejected=2)
+    iso0 = sorted((r for r in read_manifest(out) if r["concept_id"] == "iso0" and r["scores"]), key=lambda r: r["index"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start_review_server(out, port)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        url = f"http://127.0.0.1:{port}/concept/iso0#sort=index&order=asc&filter=all&page=0"
+        a, b = context.new_page(), context.new_page()
+        open_page(a, url)
+        open_page(b, url)
+        pending = "manual_reject (pending)"
+
+        a.keyboard.press("?")                                   # the help overlay lists every key
+        assert a.is_visible("#help") and "next / previous concept" in a.inner_text("#help")
+        a.keyboard.press("Escape")
+        assert not a.is_visible("#help")
+
+        # Tab B sees tab A's decision by itself (no focus, no reload); counts and banners follow.
+        a.keyboard.press("x")                                   # iso0-00000
+        wait_for_state_count(b, pending, 1)
+        assert "1 decision pending a rebuild" in b.inner_text("#pending-banner")
+        assert "kept 6 (5 once the pending decisions are applied) / 9 generated" in b.inner_text("#counts")
+        assert "Smoke-test build: 36 images" in b.inner_text("#smoke-banner")   # survives the decision
+        assert pending in b.eval_on_selector_all("#filter option", "o => o.map(x => x.value)")
+
+        # B restores it and rejects it again; A's undo must not restore it behind B's back.
+        b.click("#grid .tile[data-job='iso0-00000']")
+        b.keyboard.press("r")
+        wait_for_state_count(b, pending, 0)
+        b.click("#grid .tile[data-job='iso0-00000']")
+        b.keyboard.press("x")
+        wait_for_state_count(b, pending, 1)
+        a.keyboard.press("u")
+        a.wait_for_selector("#error-banner")
+        assert a.inner_text("#error-banner") == "undo refused: changed since by another tab (iso0-00000 is rejected)"
+        assert listed(out) == ["iso0-00000"]
+
+        # Shift-click a range, one `x` for all of it, one `u` to take it back.
+        a.click("#grid .tile[data-job='iso0-00001']")
+        a.click("#grid .tile[data-job='iso0-00003']", modifiers=["Shift"])
+        assert a.locator("#grid .tile.selected").count() == 3
+        a.keyboard.press("x")
+        wait_for_state_count(a, pending, 4)
+        a.keyboard.press("u")
+        wait_for_state_count(a, pending, 1)
+        assert listed(out) == ["iso0-00000"]
+
+        # Everything below an alignment threshold, then everything the filter shows: one decision each.
+        threshold = sorted(r["scores"]["alignment"] for r in iso0)[4]
+        below = sorted(r["job_id"] for r in iso0 if r["scores"]["alignment"] < threshold)
+        a.fill("#below", str(threshold))
+        a.click("#reject-below")
+        wait_for_state_count(a, pending, len({"iso0-00000", *below}))
+        assert set(listed(out)) == {"iso0-00000", *below}
+        a.keyboard.press("u")
+        wait_for_state_count(a, pending, 1)
+        a.select_option("#filter", "low_alignment")
+        a.click("#reject-shown")
+        wait_for_state_count(a, pending, 2)
+        assert listed(out) == ["iso0-00000", "iso0-00006", "iso0-00007"]
+        a.keyboard.press("u")
+        wait_for_state_count(a, "low_alignment", 2)
+        a.select_option("#filter", "all")
+
+        # A reject for a reason (key 2: artefact) writes it after the id; the tile shows it.
+        a.click("#grid .tile[data-job='iso0-00002']")
+        a.keyboard.press("2")
+        wait_for_state_count(a, pending, 2)
+        assert (out / "manual_rejects.txt").read_text() == "iso0-00000\niso0-00002  # artefact\n"
+        assert a.inner_text("#grid .tile[data-job='iso0-00002'] .verdict") == "manual_reject (pending) · artefact"
+        a.keyboard.press("u")
+        wait_for_state_count(a, pending, 1)
+
+        # Progress: every decision so far counts as reviewed; `k` marks the current image as looked at.
+        a.click("#grid .tile[data-job='iso0-00004']")
+        a.keyboard.press("k")
+        a.wait_for_selector("#grid .tile.reviewed[data-job='iso0-00004']")
+        reviewed_here = sorted({"iso0-00000", "iso0-00001", "iso0-00002", "iso0-00003", "iso0-00004",
+                                "iso0-00006", "iso0-00007", *below})
+        assert a.inner_text("#progress") == f"{len(reviewed_here)} of 8 reviewed here · {len(reviewed_here)} of 32 in the build"
+        a.select_option("#filter", "unreviewed")
+        assert a.eval_on_selector_all("#grid .tile", "t => t.map(x => x.dataset.job)") == sorted(
+            f"iso0-{i:05d}" for i in range(8) if f"iso0-{i:05d}" not in reviewed_here)
+        a.select_option("#filter", "all")
+
+        open_page(b, f"http://127.0.0.1:{port}/")              # the overview: progress and pending-aware counts
+        assert b.inner_text("#totals").endswith(f"{len(reviewed_here)} of 32 reviewed")
+        assert b.inner_text("[data-concept=iso0] .progress") == f"reviewed {len(reviewed_here)} / 8"
+        assert "kept 6 (5 once the pending decisions are applied) / 9 generated" in b.inner_text("[data-concept=iso0] .counts")
+
+        # Next / previous concept keys walk the overview's order (iso0's partner real0 comes next).
+        a.keyboard.press("n")
+        a.wait_for_url("**/concept/real0")
+        a.wait_for_selector("body[data-ready='1']")
+        a.keyboard.press("p")
+        a.wait_for_url("**/concept/iso0")
+        a.wait_for_selector("body[data-ready='1'] #grid .tile")
+
+        # The server is killed: a decision waits, named, and is saved once it is back.
+        server.kill()
+        server.wait(10)
+        a.click("#grid .tile[data-job='iso0-00005']")
+        a.keyboard.press("x")
+        a.wait_for_selector("#failed-banner")
+        assert "1 decision not saved yet" in a.inner_text("#failed-banner") and "reject iso0-00005" in a.inner_text("#failed-banner")
+        assert listed(out) == ["iso0-00000"]
+        server = start_review_server(out, port)
+        a.wait_for_selector("#failed-banner", state="detached", timeout=15000)
+        wait_for_state_count(a, pending, 2)
+        assert listed(out) == ["iso0-00000", "iso0-00005"]
+        assert set(listed(out)) == decisions.replay(decisions.read_history(out))
+    finally:
+        context.close()
+        server.kill()
+        server.wait(10)

@@ -15,8 +15,10 @@ import click
 def command(build_dir: Path, host: str, port: int) -> None:
     """Serve a review page over BUILD_DIR: thumbnails per concept beside its partner, sorted by score.
 
-    Decisions (x reject, r restore, u undo) are written at once to BUILD_DIR/manual_rejects.txt;
-    the next `isekai-gen build` replaces the rejected images. Needs the `review` extra
+    Decisions (x reject, 1-4 reject for a reason, r restore, k mark reviewed, u undo; shift-click
+    and the bulk buttons for many at once; ? for every key) are written at once to
+    BUILD_DIR/manual_rejects.txt; the next `isekai-gen build` replaces the rejected images, and
+    until then episodes, export, preview and publish refuse. Needs the `review` extra
     (pip install 'isekai-gen[review]').
     """
     from isekai_gen.errors import UserError

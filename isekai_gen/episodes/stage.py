@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ..catalog import Catalog
 from ..fileio import write_jsonl
+from ..review.pending import refuse_pending
 from ..schema import validate
 from .inputs import KeptImages, load_kept_images
 from .neardup import NearDuplicateGuard
@@ -58,6 +59,7 @@ def run_episodes(config: dict, out_dir: Path, catalog: Catalog, *, progress: boo
     """Write ``OUT/episodes/episodes.jsonl`` from the kept images; return counts per set."""
     out_dir = Path(out_dir)
     validate(config["episodes"], "episodes_config", "config section episodes")
+    refuse_pending(out_dir, "episodes")  # human decisions not applied yet would ship rejected images
     kept = load_kept_images(out_dir)
     rows = build_episodes(config, catalog, kept, progress=progress)
     write_jsonl(out_dir / EPISODES_FILE, rows)

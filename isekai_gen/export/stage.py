@@ -17,6 +17,7 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
+from ..review.pending import refuse_pending
 from .registry import FORMATS, SPLITS, BuildInput, SplitsInput, get_exporter
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def run_export(config: dict, out_dir: Path, catalog: Catalog, *, formats: list[s
     default formats, their summaries under their names. ``shots`` and ``seed`` are the harness
     formats' (see ``registry.BuildInput``). Identical inputs give byte-identical files.
     """
+    refuse_pending(Path(out_dir), "export")  # every format (the LCL files too) reads the kept set
     source = BuildInput(config, Path(out_dir), catalog, progress, shots, seed)
     exporters = _planned(source, formats)
     known: dict[str, str] = {}  # path under export/ -> sha256 taken while writing

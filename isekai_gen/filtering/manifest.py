@@ -9,7 +9,7 @@ from ..manifest import manifest_path, read_manifest
 
 MANUAL_REJECTS = "manual_rejects.txt"   # in OUT: job ids rejected by a human (``isekai-gen preview``)
 # Fields this stage owns; they are recomputed from scratch on every run (idempotent re-runs).
-FILTER_FIELDS = ("scores", "kept", "reject_reason", "duplicate_of")
+FILTER_FIELDS = ("scores", "kept", "reject_reason", "duplicate_of", "manual_reason")
 
 
 def load_manifest(out_dir: Path, concept_ids: list[str]) -> list[dict]:
@@ -32,18 +32,23 @@ def load_manifest(out_dir: Path, concept_ids: list[str]) -> list[dict]:
 
 def read_manual_rejects(path: Path, job_ids: set[str]) -> set[str]:
     """Job ids listed one per line (``#`` starts a comment); an unknown id names file and line."""
+    return set(read_manual_entries(path, job_ids))
+
+
+def read_manual_entries(path: Path, job_ids: set[str]) -> dict[str, str | None]:
+    """Listed job id -> the comment on its line (the reviewer's reason, e.g. ``artefact``), or None."""
     if not path.exists():
-        return set()
-    rejects = set()
+        return {}
+    rejects: dict[str, str | None] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     for lineno, line in enumerate(lines, start=1):
-        job = line.split("#", 1)[0].strip()
+        job, _, comment = (part.strip() for part in line.partition("#"))
         if not job:
             continue
         if job not in job_ids:
             raise UserError(f"{where(path, lineno)}: unknown job id {job!r} (not in manifest.jsonl)")
-        rejects.add(job)
+        rejects[job] = rejects.get(job) or comment or None
     return rejects

@@ -40,11 +40,15 @@ def build_report(rows: list[dict], catalog, settings: dict, model: dict, decisio
         per_world[world] = {"rows": total, "kept": kept, "pass_rate": _rate(kept, total)}
     reasons = Counter(row["reject_reason"] for row in rows if row["reject_reason"])
     kept_total = sum(row["kept"] for row in rows)
+    by_reason = {name: {"count": reasons.get(name, 0), "meaning": text} for name, text in REJECT_REASONS.items()}
+    if reasons.get("manual_reject"):  # the reviewers' reasons (absent without manual rejects)
+        by_reason["manual_reject"]["by_reviewer_reason"] = dict(sorted(Counter(
+            row.get("manual_reason") or "none given" for row in rows if row["reject_reason"] == "manual_reject").items()))
     return {
         "model": model,
         "settings": settings,
         "totals": {"rows": len(rows), "kept": kept_total, "pass_rate": _rate(kept_total, len(rows))},
-        "reasons": {name: {"count": reasons.get(name, 0), "meaning": text} for name, text in REJECT_REASONS.items()},
+        "reasons": by_reason,
         "per_world": per_world,
         "per_concept": per_concept,
         "starved": starved,
@@ -67,6 +71,9 @@ def render_markdown(report: dict) -> str:
         "## Reasons", "", "| reason | count | meaning |", "|---|---:|---|",
     ]
     lines += [f"| `{name}` | {r['count']} | {r['meaning']} |" for name, r in report["reasons"].items()]
+    if "by_reviewer_reason" in report["reasons"]["manual_reject"]:
+        given = ", ".join(f"{why} {n}" for why, n in report["reasons"]["manual_reject"]["by_reviewer_reason"].items())
+        lines += ["", f"Manual rejects by the reviewer's reason: {given}."]
     lines += ["", "## Per world", "", "| world | rows | kept | pass rate |", "|---|---:|---:|---:|"]
     lines += [f"| {w} | {r['rows']} | {r['kept']} | {r['pass_rate']} |" for w, r in report["per_world"].items()]
     lines += ["", "## Per concept", "", "| concept | world | rows | kept | pass rate | rejected by |",

@@ -24,7 +24,7 @@ from ..storage import fetch_images, worker_sources
 from .cache import EmbeddingCache, TextEmbeddingCache
 from .embedder import Embedder, LazyOpenClip, concept_text_embeddings, embedder_description
 from .embedding_pass import embed_missing
-from .manifest import MANUAL_REJECTS, load_manifest, read_manual_rejects
+from .manifest import MANUAL_REJECTS, load_manifest, read_manual_entries
 from .npz import write_npz
 from .report import build_report, write_report
 from .rules import decide
@@ -120,7 +120,7 @@ def run_filter(
     out_dir = Path(out_dir)
     settings = config["filter"]
     rows, embedder, table, text, embedded = _prepare(config, out_dir, catalog, embedder, progress)
-    manual = read_manual_rejects(out_dir / MANUAL_REJECTS, {row["job_id"] for row in rows})
+    manual = read_manual_entries(out_dir / MANUAL_REJECTS, {row["job_id"] for row in rows})  # id -> reason
     generation = config.get("generation", {})
     expected_size = (generation["width"], generation["height"]) if settings["check_size"] else None
     decisions = decide(table, settings, manual, catalog.ids, expected_size)
@@ -133,6 +133,8 @@ def run_filter(
             kept=decisions.reason[i] is None, reject_reason=decisions.reason[i],
             duplicate_of=decisions.duplicate_of[i],
         )
+        if decisions.reason[i] == "manual_reject":  # the reviewer's reason travels with the row
+            rows[k]["manual_reason"] = manual[table.job_ids[i]]
 
     kept_per_concept = {cid: 0 for cid in catalog.ids}
     for row in rows:

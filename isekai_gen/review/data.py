@@ -12,8 +12,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..filtering.manifest import MANUAL_REJECTS, read_manual_rejects
+from ..filtering.manifest import MANUAL_REJECTS, read_manual_entries
 from ..manifest import manifest_path, read_manifest
+from .decisions import HISTORY, read_history, reviewed
 
 SCORE_KEYS = ("alignment", "margin", "zeroshot_prob", "partner_cosine", "top1")
 STRIP = 8   # thumbnails per concept on the overview
@@ -68,6 +69,7 @@ class BuildView:
     best_kept: dict[str, list[list[str]]]  # concept id -> [job id, sha prefix] of kept images, best aligned first
     overview: dict                         # the overview's data without the decision state
     smoke_test: int                        # rows made with random weights
+    reviewable: int                        # rows with an image: what "N of M reviewed" counts
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> "BuildView":
@@ -105,6 +107,7 @@ class BuildView:
             return {"id": concept_id, "label": head["label"], "world": head["world"], "group": head["group_id"],
                     "generated": len(jobs), "kept": len(best_kept[concept_id]), "rejects": dict(sorted(reasons.items())),
                     "pass_rate": round(len(best_kept[concept_id]) / len(jobs), 4),
+                    "reviewable": sum(item["image"] for item in items[concept_id]),
                     "strip": best_kept[concept_id][:STRIP]}
 
         overview = {
@@ -112,7 +115,8 @@ class BuildView:
                        for members in groups],
             "generated": len(rows), "kept": sum(verdict(r) == "kept" for r in rows), "smoke_test": smoke,
         }
-        return cls(by_id, concepts, partner, groups, items, best_kept, overview, smoke)
+        reviewable = sum(item["image"] for concept_items in items.values() for item in concept_items)
+        return cls(by_id, concepts, partner, groups, items, best_kept, overview, smoke, reviewable)
 
 
 class BuildData:
@@ -123,6 +127,7 @@ class BuildData:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._view: BuildView | None = None
+        self._reviewed: tuple[str, set[str]] = ("", set())
 
     def view(self) -> BuildView:
         try:
@@ -136,5 +141,25 @@ class BuildData:
                 self._view, self._stamp = BuildView.from_rows(read_manifest(self.out_dir)), stamp
             return self._view
 
-    def manual(self, view: BuildView) -> set[str]:
-        return read_manual_rejects(self.out_dir / MANUAL_REJECTS, set(view.rows))
+    def version(self) -> str:
+        """Changes whenever a decision is recorded or the list is rewritten: what pages poll for."""
+        stamps = []
+        for path in (self.out_dir / MANUAL_REJECTS, self.out_dir / HISTORY):
+            try:
+                stat = os.stat(path)
+                stamps.append(f"{stat.st_mtime_ns}-{stat.st_size}")
+            except FileNotFoundError:
+                stamps.append("none")
+        return "/".join(stamps)
+
+    def reviewed(self) -> set[str]:
+        """Job ids reviewed so far (``decisions.reviewed``), re-read only when the history changed."""
+        stamp = self.version()
+        with self._lock:
+            if stamp != self._reviewed[0]:
+                self._reviewed = (stamp, reviewed(read_history(self.out_dir)))
+            return self._reviewed[1]
+
+    def manual(self, view: BuildView) -> dict[str, str | None]:
+        """The listed job ids, each with its reason (None when none was given)."""
+        return read_manual_entries(self.out_dir / MANUAL_REJECTS, set(view.rows))

@@ -25,8 +25,8 @@ async function api(path, body) {
   const options = body === undefined ? {} :
     { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
   const response = await fetch(path, options);
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  const data = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
+  if (!response.ok) { const error = new Error(data.error || response.statusText); error.data = data; error.status = response.status; throw error; }
   return data;
 }
 
@@ -49,22 +49,54 @@ function renderBanners(data) {
   } else {
     box.append(el("div", { class: "banner clean", id: "pending-banner" }, "No decisions pending a rebuild."));
   }
-  if (data.error) box.append(el("div", { class: "banner smoke", id: "error-banner" }, data.error));
+  if (failed.length) {
+    box.append(el("div", { class: "banner smoke", id: "failed-banner" },
+      `${failed.length} decision${failed.length === 1 ? "" : "s"} not saved yet, retrying every ${RETRY_MS / 1000} s: ` +
+      failed.map((f) => `${f.action} ${f.job_ids.length > 3 ? `${f.job_ids.length} images` : f.job_ids.join(", ")}`).join("; ")));
+  }
+  if (notice) box.append(el("div", { class: "banner smoke", id: "error-banner" }, notice));
+}
+
+// ---- live state: every tab polls the decision state, so other tabs' decisions show within a second
+
+const POLL_MS = 1000, RETRY_MS = 2000;
+const failed = [];   // decisions the server did not confirm, retried in order until it does
+let notice = null;   // the last refusal (an undo another tab overtook), shown until the next decision
+let onState = () => {};
+
+function poll() {
+  setInterval(async () => {
+    try {
+      const known = view.state ? `?version=${encodeURIComponent(view.state.version)}` : "";
+      const data = await api(`/api/state${known}`);
+      if (!data.unchanged) onState(data);
+    } catch (error) { /* the server is down: the failed-decisions banner says what is waiting */ }
+  }, POLL_MS);
 }
 
 // ---- overview ---------------------------------------------------------------------------------
 
 async function overviewPage() {
+  await renderOverview();
+  onState = renderOverview;
+  poll();
+}
+
+async function renderOverview() {
   const data = await api("/api/overview");
+  view.state = data;
   renderBanners(data);
   document.getElementById("totals").textContent =
-    `${data.out_dir}: ${data.kept} kept of ${data.generated} generated (${percent(data.generated ? data.kept / data.generated : 0)})`;
+    `${data.out_dir}: ${data.kept} kept of ${data.generated} generated (${percent(data.generated ? data.kept / data.generated : 0)}) · ` +
+    `${data.reviewed.length.toLocaleString("en")} of ${data.reviewable.toLocaleString("en")} reviewed`;
   const groups = data.groups.map((group) => el("section", { class: "group", "data-group": group.group },
     el("h2", {}, group.group),
     el("div", { class: "pair" }, group.concepts.map((c) => el("div", { class: "concept", "data-concept": c.id },
       el("h3", {}, el("a", { href: `/concept/${encodeURIComponent(c.id)}` }, `${c.label} (${c.id})`), " ",
         el("span", { class: `world ${c.world}` }, c.world)),
-      el("p", { class: "counts" }, `kept ${c.kept} / ${c.generated} generated · pass rate ${percent(c.pass_rate)}`),
+      el("p", { class: "counts" }, `kept ${c.kept}${c.kept_after === c.kept ? "" : ` (${c.kept_after} once the pending ` +
+        "decisions are applied)"} / ${c.generated} generated · pass rate ${percent(c.pass_rate)}`),
+      el("p", { class: "progress" }, `reviewed ${c.reviewed} / ${c.reviewable}`),
       el("p", { class: "rejects" }, Object.entries(c.rejects).map(([r, n]) => `${r}: ${n}`).join(", ") || "no rejects"),
       el("div", { class: "strip" }, c.strip.map(([job, sha]) =>
         el("a", { href: `/concept/${encodeURIComponent(c.id)}` }, el("img", { src: thumb(job, sha), alt: job, title: job })))),
@@ -74,7 +106,20 @@ async function overviewPage() {
 
 // ---- concept page -----------------------------------------------------------------------------
 
-const view = { data: null, state: null, manual: new Set(), shown: [], page: 0, current: 0 };
+const view = { data: null, state: null, manual: new Set(), reviewed: new Set(), reasons: {}, reasonChoices: [], shown: [], page: 0, current: 0, selected: new Set() };
+
+// Shift-click selects the range from the current image; `x`/`r` then decide on all of it at once.
+function click(position, event) {
+  if (event.shiftKey) {
+    const items = pageItems();
+    const [from, to] = [Math.min(view.current, position), Math.max(view.current, position)];
+    items.slice(from, to + 1).forEach((item) => view.selected.add(item.job_id));
+  } else {
+    view.selected.clear();
+  }
+  select(position);
+  refreshTiles();
+}
 
 // What a tile shows: the manifest's verdict, overlaid with decisions not yet applied by a build.
 function stateOf(item) {
@@ -112,7 +157,23 @@ function writeHash() {
 function applyState(data) {
   view.state = data;
   view.manual = new Set(data.manual);
+  view.reviewed = new Set(data.reviewed);
+  view.reasons = data.reasons;
+  view.reasonChoices = data.reason_choices;
   renderBanners(data);
+  if (view.data) { renderCounts(); fillFilter(); }
+}
+
+// Counts with this tab's and other tabs' decisions applied, beside what the manifest says.
+function renderCounts() {
+  const c = view.data.concept;
+  const kept = view.data.items.filter((item) => ["kept", "restored (pending)"].includes(stateOf(item))).length;
+  const after = kept === c.kept ? "" : ` (${kept} once the pending decisions are applied)`;
+  document.getElementById("counts").textContent =
+    `kept ${c.kept}${after} / ${c.generated} generated · pass rate ${percent(c.pass_rate)} · group ${c.group}`;
+  const mine = view.data.items.filter((item) => view.reviewed.has(item.job_id)).length;
+  document.getElementById("progress").textContent = `${mine} of ${c.reviewable} reviewed here · ` +
+    `${view.state.reviewed.length.toLocaleString("en")} of ${view.state.reviewable.toLocaleString("en")} in the build`;
 }
 
 function fillFilter() {
@@ -120,8 +181,23 @@ function fillFilter() {
   const wanted = select.value;
   const states = [...new Set(view.data.items.map(stateOf))].sort();
   select.replaceChildren(el("option", { value: "all" }, "all"), el("option", { value: "rejected" }, "any reject"),
+    el("option", { value: "unreviewed" }, "not reviewed yet"),
     ...states.map((s) => el("option", { value: s }, s)));
   select.value = [...select.options].some((o) => o.value === wanted) ? wanted : "all";
+}
+
+// Near-duplicate clusters as groups: each survivor followed by the images removed as its duplicates.
+function clustered(items) {
+  const shown = new Set(items.map((item) => item.job_id));
+  const members = new Map();
+  for (const item of items) {
+    if (item.duplicate_of && shown.has(item.duplicate_of)) {
+      if (!members.has(item.duplicate_of)) members.set(item.duplicate_of, []);
+      members.get(item.duplicate_of).push(item);
+    }
+  }
+  return items.filter((item) => !(item.duplicate_of && shown.has(item.duplicate_of)))
+    .flatMap((item) => [item, ...(members.get(item.job_id) || [])]);
 }
 
 function arrange() {
@@ -129,13 +205,14 @@ function arrange() {
   const sign = document.getElementById("order").value === "asc" ? 1 : -1;
   const filter = document.getElementById("filter").value;
   const items = view.data.items.filter((item) => filter === "all" ||
-    (filter === "rejected" ? isRejected(stateOf(item)) : stateOf(item) === filter));
+    (filter === "rejected" ? isRejected(stateOf(item)) :
+      filter === "unreviewed" ? item.image && !view.reviewed.has(item.job_id) : stateOf(item) === filter));
   items.sort((a, b) => {
     const x = sortKey(a, key), y = sortKey(b, key);
     if (x === null || y === null) return (x === null) - (y === null) || a.index - b.index;  // unscored last
     return sign * (x - y) || a.index - b.index;
   });
-  view.shown = items;
+  view.shown = document.getElementById("group-dups").checked ? clustered(items) : items;
   const pages = Math.max(1, Math.ceil(items.length / PAGE_SIZE));
   view.page = Math.min(view.page, pages - 1);
 }
@@ -146,15 +223,17 @@ function tile(item, position) {
   const title = `${item.job_id}\n${item.prompt}\nseed ${item.seed}\n` +
     `alignment ${fmt(s.alignment)} margin ${fmt(s.margin)} zero-shot ${fmt(s.zeroshot_prob)}`;
   const classes = ["tile", isRejected(state) ? "rejected" : "ok", state.includes("pending") ? "pending" : "",
-    position === view.current ? "current" : ""].join(" ");
+    position === view.current ? "current" : "", view.selected.has(item.job_id) ? "selected" : "",
+    view.reviewed.has(item.job_id) ? "reviewed" : ""].join(" ");
   const toggle = state === "broken" ? null : el("button", {
     type: "button", class: "toggle", title: view.manual.has(item.job_id) ? "restore" : "reject",
-    onclick: (event) => { event.stopPropagation(); select(position); decide(view.manual.has(item.job_id) ? "restore" : "reject"); },
+    onclick: (event) => { event.stopPropagation(); view.selected.clear(); select(position); decide(view.manual.has(item.job_id) ? "restore" : "reject"); },
   }, view.manual.has(item.job_id) ? "↺" : "✕");
-  return el("div", { class: classes, "data-job": item.job_id, "data-state": state, title, onclick: () => select(position) },
+  return el("div", { class: classes, "data-job": item.job_id, "data-state": state, title, onclick: (event) => click(position, event) },
     item.image ? el("img", { src: thumb(item.job_id, item.sha), alt: item.job_id, loading: "lazy" }) : el("div", { class: "noimage" }, "failed"),
-    el("div", { class: "cap" }, `${item.job_id} a=${fmt(s.alignment)}`),
-    el("div", { class: "verdict" }, state), toggle);
+    el("div", { class: "cap" }, `${view.reviewed.has(item.job_id) ? "✓ " : ""}${item.job_id} a=${fmt(s.alignment)}`),
+    item.duplicate_of ? el("div", { class: "cluster" }, `≈ ${item.duplicate_of}`) : null,
+    el("div", { class: "verdict" }, state, view.reasons[item.job_id] ? ` · ${view.reasons[item.job_id]}` : ""), toggle);
 }
 
 function pageItems() {
@@ -232,31 +311,87 @@ function refreshTiles() {
 
 let busy = Promise.resolve();  // decisions go one after another, in key order
 
-function decide(action) {
-  // The image is chosen, and the selection moves on, at the key press: the next key already
-  // applies to the next image while this decision is still being saved.
-  const item = action === "undo" ? null : pageItems()[view.current];
-  if (action !== "undo") {
-    if (!item || stateOf(item) === "broken") return busy;
-    move(1);
-  }
-  busy = busy.then(async () => {
-    try {
-      if (action === "undo") {
-        const data = await api("/api/undo", { client: CLIENT });
-        applyState(data);
-        const position = data.record ? pageItems().findIndex((i) => i.job_id === data.record.job_id) : -1;
-        refreshTiles();
-        if (position >= 0) select(position);
-        return;
-      }
-      applyState(await api("/api/decide", { job_id: item.job_id, action, client: CLIENT }));
-      refreshTiles();
-    } catch (error) {
-      renderBanners({ ...view.state, error: `decision not saved: ${error.message}` });
+function send(action, jobIds, reason) {
+  const entry = { action, job_ids: jobIds, reason };
+  busy = busy.then(() => save(entry));
+  return busy;
+}
+
+async function save(entry) {
+  try {
+    applyState(await api("/api/decide", { ...entry, client: CLIENT }));
+    notice = null;
+    const index = failed.indexOf(entry);
+    if (index >= 0) failed.splice(index, 1);
+  } catch (error) {
+    if (error.status && error.status < 500) {  // refused by the server (a 4xx): retrying cannot help
+      notice = `decision not saved (${entry.action} ${entry.job_ids.join(", ")}): ${error.message}`;
+    } else if (!failed.includes(entry)) {
+      failed.push(entry);
+      setTimeout(retry, RETRY_MS);
     }
+  }
+  renderBanners(view.state);
+  refreshTiles();
+}
+
+function retry() {
+  if (!failed.length) return;
+  const waiting = failed.slice();
+  busy = busy.then(async () => {
+    for (const entry of waiting) {
+      if (failed.includes(entry)) await save(entry);
+      if (failed.includes(entry)) break;  // still down: keep the order, try again later
+    }
+    if (failed.length) setTimeout(retry, RETRY_MS);
+  });
+}
+
+function decide(action, reason) {
+  // Images are chosen, and the selection moves on, at the key press: the next key already
+  // applies to the next image while this decision is still being saved.
+  if (action === "undo") return undo();
+  if (view.selected.size) {
+    const ids = [...view.selected];
+    view.selected.clear();
+    return send(action, ids, reason);
+  }
+  const item = pageItems()[view.current];
+  if (!item || stateOf(item) === "broken") return busy;
+  move(1);
+  return send(action, [item.job_id], reason);
+}
+
+function undo() {
+  busy = busy.then(async () => {
+    let data;
+    try {
+      data = await api("/api/undo", { client: CLIENT });
+      notice = null;
+    } catch (error) {
+      if (error.status !== 409) { notice = `undo not saved: ${error.message}`; renderBanners(view.state); return; }
+      data = error.data;  // refused: changed since by another tab; the answer carries the current state
+      notice = error.message;
+    }
+    applyState(data);
+    refreshTiles();
+    const position = data.record ? pageItems().findIndex((i) => data.record.job_ids.includes(i.job_id)) : -1;
+    if (position >= 0) select(position);
   });
   return busy;
+}
+
+function bulk(action, items, what) {
+  const ids = items.filter((item) => stateOf(item) !== "broken").map((item) => item.job_id);
+  if (!ids.length) { notice = `no image to ${action}: ${what}`; renderBanners(view.state); return busy; }
+  return send(action, ids);  // one decision: one `u` reverts it whole
+}
+
+function rejectBelow() {
+  const threshold = parseFloat(document.getElementById("below").value);
+  if (Number.isNaN(threshold)) { notice = "give an alignment threshold"; renderBanners(view.state); return busy; }
+  return bulk("reject", view.data.items.filter((item) => typeof item.scores.alignment === "number" &&
+    item.scores.alignment < threshold && !view.manual.has(item.job_id)), `none below alignment ${threshold}`);
 }
 
 async function loadConcept() {
@@ -267,8 +402,7 @@ async function loadConcept() {
   const c = data.concept;
   document.title = `review: ${c.id}`;
   document.getElementById("title").replaceChildren(`${c.label} (${c.id}) `, el("span", { class: `world ${c.world}` }, c.world));
-  document.getElementById("counts").textContent =
-    `kept ${c.kept} / ${c.generated} generated · pass rate ${percent(c.pass_rate)} · group ${c.group}`;
+  renderCounts();
   const partner = data.partner;
   document.getElementById("partner-title").replaceChildren(partner ?
     el("span", {}, "kept images of the partner ", el("a", { href: `/concept/${encodeURIComponent(partner.id)}`, id: "partner-link" },
@@ -283,25 +417,33 @@ async function conceptPage() {
   readHash();
   arrange();
   renderGrid();
-  for (const id of ["sort", "order", "filter"]) {
+  for (const id of ["sort", "order", "filter", "group-dups"]) {
     document.getElementById(id).addEventListener("change", () => { view.page = 0; view.current = 0; arrange(); renderGrid(); });
   }
   document.getElementById("prev").addEventListener("click", () => { view.page -= 1; view.current = 0; renderGrid(); });
   document.getElementById("next").addEventListener("click", () => { view.page += 1; view.current = 0; renderGrid(); });
+  document.getElementById("reject-shown").addEventListener("click", () => bulk("reject", view.shown, "none shown"));
+  document.getElementById("reviewed-page").addEventListener("click", () => bulk("reviewed", pageItems(), "none on this page"));
+  document.getElementById("reject-below").addEventListener("click", rejectBelow);
   document.addEventListener("keydown", (event) => {
-    if (event.target.tagName === "SELECT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (["SELECT", "INPUT"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const go = (id) => { if (id) location.href = `/concept/${encodeURIComponent(id)}`; };
     const actions = {
       ArrowRight: () => move(1), ArrowLeft: () => move(-1), ArrowDown: () => move(columns()), ArrowUp: () => move(-columns()),
-      x: () => decide("reject"), r: () => decide("restore"), u: () => decide("undo"),
+      x: () => decide("reject"), r: () => decide("restore"), k: () => decide("reviewed"), u: () => decide("undo"),
+      n: () => go(view.data.next), p: () => go(view.data.previous),
+      "?": () => toggleHelp(), Escape: () => { toggleHelp(false); view.selected.clear(); refreshTiles(); },
     };
+    const reason = view.reasonChoices[parseInt(event.key, 10) - 1];  // 1-4: reject for a reason
+    if (reason) { event.preventDefault(); decide("reject", reason); }
     if (actions[event.key]) { event.preventDefault(); actions[event.key](); }
   });
-  // Another tab may have decided meanwhile: pick up the list when this tab comes back.
-  window.addEventListener("focus", async () => {
-    const data = await api(`/api/concept/${encodeURIComponent(view.data.concept.id)}`);
-    applyState(data);
-    refreshTiles();
-  });
+  onState = (data) => { applyState(data); refreshTiles(); };
+  poll();
+}
+
+function toggleHelp(show) {
+  document.getElementById("help").hidden = show === undefined ? !document.getElementById("help").hidden : !show;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
