@@ -38,7 +38,7 @@ from isekai_gen.catalog import load_catalog  # noqa: E402
 from isekai_gen.fileio import write_jsonl  # noqa: E402
 from isekai_gen.preview import write_preview  # noqa: E402
 from isekai_gen.review.app import make_server  # noqa: E402
-from isekai_gen.review.thumbs import THUMBS_DIR  # noqa: E402
+from isekai_gen.curation.thumbs import THUMBS_DIR  # noqa: E402
 
 PAGE_TILES = 100      # review.js PAGE_SIZE
 PARTNER_TILES = 48    # review.js partner strip

@@ -6,13 +6,13 @@ concept beside its real-world partner, each with counts, reject reasons and a st
 kept images), and JPEG contact sheets per concept (``<concept>-NN.jpg``, 400 tiles each) framing
 every image green (kept) or red (rejected, reason below), doubtful images (lowest alignment)
 first, each captioned with its full job id, which is what a reject file lists. Tiles come from
-the thumbnail cache the review server uses (``review.thumbs``), so a second preview decodes no PNG.
+the thumbnail cache the review server uses (``curation.thumbs``), so a second preview decodes no PNG.
 
 Job ids a reviewer lists in a reject file are merged into ``OUT/manual_rejects.txt`` under the
-list's own lock (``review.decisions``, shared with the review server); the filter stage marks
+list's own lock (``curation.decisions``, shared with the review server); the filter stage marks
 those images ``manual_reject`` and the next build tops the concept up. Until it has, the sheets
 are not drawn: like every stage that reads the kept set, ``write_preview`` refuses while decisions
-are pending (``review.pending``). For interactive review use ``isekai-gen review``.
+are pending (``curation.pending``). For interactive review use ``isekai-gen review``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from .fileio import atomic_write_bytes, atomic_write_text, remove_stale
 from .filtering.manifest import read_manual_entries
 from .manifest import manifest_path, read_manifest
 from .paths import contained
-from .review.data import BuildView, alignment
-from .review.decisions import update_manual_rejects
-from .review.pending import refuse_pending
-from .review.thumbs import THUMB, load_thumbnail
+from .curation.data import BuildView, alignment
+from .curation.decisions import update_manual_rejects
+from .curation.pending import refuse_pending
+from .curation.thumbs import THUMB, load_thumbnail
 from .storage import fetch_images
 
 PREVIEW_DIR = "preview"

@@ -14,7 +14,7 @@ from isekai_gen.errors import UserError
 from isekai_gen.filtering.manifest import FILTER_FIELDS
 from isekai_gen.preview import (
     CAPTION, COLUMNS, HEADER, KEPT, PAD, REJECTED, THUMB, UNSCORED, merge_reject_file, write_preview)
-from isekai_gen.review import thumbs
+from isekai_gen.curation import thumbs
 from test_episodes import make_catalog, set_manifest_field, write_build
 
 

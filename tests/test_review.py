@@ -22,11 +22,11 @@ from PIL import Image
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from isekai_gen.curation import decisions
+from isekai_gen.curation.data import BuildData
+from isekai_gen.curation.thumbs import THUMB, thumbnail_path
 from isekai_gen.errors import UserError
-from isekai_gen.review import decisions
 from isekai_gen.review.app import create_app, make_server
-from isekai_gen.review.data import BuildData
-from isekai_gen.review.thumbs import THUMB, thumbnail_path
 from test_episodes import make_catalog, set_manifest_field, write_build
 from test_preview import unfilter
 
@@ -235,7 +235,7 @@ def test_overview_data_pairs_partners_and_counts_pending(build):
     # Best-aligned kept images first.
     strip = [view.rows[j]["scores"]["alignment"] for j, _ in iso0["strip"]]
     assert strip == sorted(strip, reverse=True) and len(strip) == 5
-    from isekai_gen.review.data import pending
+    from isekai_gen.curation.data import pending
     assert pending(view.rows, data.manual(view)) == {"reject": ["iso0-00001"], "restore": ["real0-00002"]}
     assert data.view() is view                       # cached while the manifest is unchanged
     set_manifest_field(build, "iso1-00000", kept=False, reject_reason="duplicate", duplicate_of="iso1-00001")

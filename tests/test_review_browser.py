@@ -240,7 +240,7 @@ def test_keyboard_bulk_two_tabs_and_a_killed_server(browser, tmp_path):
     """Two tabs on a synthetic filtered build (test double of a real one), the server a process of its own."""
     import socket
 
-    from isekai_gen.review import decisions
+    from isekai_gen.curation import decisions
     from test_episodes import make_catalog, write_build
 
     out = write_build(tmp_path / "build", make_catalog(2), kept=6, rejected=2)

@@ -15,8 +15,8 @@ from isekai_gen.errors import UserError
 from isekai_gen.export.publish import publish
 from isekai_gen.export.stage import run_export
 from isekai_gen.fileio import read_jsonl
-from isekai_gen.review import decisions
-from isekai_gen.review.pending import pending_decisions
+from isekai_gen.curation import decisions
+from isekai_gen.curation.pending import pending_decisions
 from test_episodes import base_config, make_catalog, set_manifest_field, write_build
 from test_export_helpers import make_build
 

@@ -22,7 +22,7 @@ def command(build_dir: Path | str, reject_file: Path | None, progress: bool, wai
     For interactive review in the browser, see `isekai-gen review`.
     """
     from isekai_gen.preview import merge_reject_file, write_preview
-    from isekai_gen.review.pending import apply_command, pending_decisions
+    from isekai_gen.curation.pending import apply_command, pending_decisions
 
     with build_folder(build_dir, wait) as work_dir:  # it writes BUILD_DIR/preview/ and manual_rejects.txt
         if reject_file is not None:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..catalog import Catalog
 from ..fileio import write_jsonl
-from ..review.pending import refuse_pending
+from ..curation.pending import refuse_pending
 from ..schema import validate
 from .inputs import KeptImages, load_kept_images
 from .neardup import NearDuplicateGuard

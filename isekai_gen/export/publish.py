@@ -222,7 +222,7 @@ def publish(export_dir: Path, repo_id: str, *, private: bool = False, revision: 
     folder = resolve_folder(export_dir)
     build_dir = folder.parent.parent  # OUT of OUT/export/hf: decisions made since the export was written
     if folder.parent.name == EXPORT_DIR and folder.name == HF_DIR and (build_dir / "manifest.jsonl").is_file():
-        from ..review.pending import refuse_pending
+        from ..curation.pending import refuse_pending
 
         refuse_pending(build_dir, "publish")
     listing = check_folder(folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
-from ..review.pending import refuse_pending
+from ..curation.pending import refuse_pending
 from .registry import FORMATS, SPLITS, BuildInput, SplitsInput, get_exporter
 
 log = logging.getLogger(__name__)

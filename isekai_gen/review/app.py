@@ -48,10 +48,10 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import UserError
 from ..paths import contained
-from . import decisions
-from .data import BuildData, BuildView, pending
-from .pending import apply_command
-from .thumbs import thumbnail_bytes
+from ..curation import decisions
+from ..curation.data import BuildData, BuildView, pending
+from ..curation.pending import apply_command
+from ..curation.thumbs import thumbnail_bytes
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 256 * 1024    # a bulk decision of decisions.MAX_JOBS job ids is ~100 KB
