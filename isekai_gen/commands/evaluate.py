@@ -42,7 +42,8 @@ def _model_spec(ctx, param, value):
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Image root of an ISEKAI-*.json  [default: images/ beside it]")
 @click.option("--model", default=None, metavar="PROVIDER:MODEL", callback=_model_spec,
-              help="openai:gpt-4o, anthropic:claude-sonnet-4-20250514, gemini:gemini-2.5-pro, or openai:<served name> with --endpoint.")
+              help="openai:gpt-4o, anthropic:claude-sonnet-4-20250514, gemini:gemini-2.5-pro, openai:<served name> with "
+                   "--endpoint, or hf:<folder or Hub id> (transformers, in this process).")
 @click.option("--endpoint", default=None, metavar="URL",
               help="Base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, LM Studio), e.g. http://localhost:8000/v1.")
 @click.option("--shots", default=None, metavar="K,K,...", callback=_int_list,

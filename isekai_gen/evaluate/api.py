@@ -46,8 +46,9 @@ from .images import ImageCache
 from .journal import ABSTAINED, ANSWERED, GAVE_UP, PERMANENT, Journal, read_journal, request_state
 from .outputs import cell_outputs
 from .plan import build_requests, cells_of, estimates, plan_rows
-from .prices import find_price, load_price_table
+from .prices import Price, find_price, load_price_table
 from .providers import get_provider, split_spec
+from .providers.inprocess import InProcessProvider
 from .report import write_run_report
 from .runner import STOP_REASONS, run_requests
 from .tasks import ManyICLTask, load_task
@@ -110,6 +111,8 @@ def make_provider(config: EvaluateConfig, endpoint: str | None):
 def find_prices(config: EvaluateConfig, provider) -> tuple[dict, str | None]:
     """Live and batch prices, and a note when the endpoint is left unpriced (see prices.py)."""
     prefix, model = split_spec(config.model)
+    if isinstance(provider, InProcessProvider) and config.price_table is None:   # runs here: no per-token bill
+        return {"live": Price(0.0, 0.0, f"{prefix}: in-process, no per-token charge"), "batch": None}, None
     table, source = load_price_table(config.price_table)
     if config.price_table is None and not getattr(provider, "own_api", False):
         where = getattr(provider, "endpoint", None) or f"the {provider.name} provider"
