@@ -155,6 +155,10 @@ def evaluate(config: EvaluateConfig, *, dry_run: bool = False, progress: bool = 
         raise UserError("--submit: submits batch-API files; give --batch too")
     endpoint = effective_endpoint(config)
     provider = make_provider(config, endpoint)
+    if config.engine == "ray":
+        from .ray_backends import check_engine
+
+        check_engine(provider, config)
     prefix, model = split_spec(config.model)
     prices, price_note = find_prices(config, provider)
     price = prices["live"]
@@ -214,7 +218,10 @@ def evaluate(config: EvaluateConfig, *, dry_run: bool = False, progress: bool = 
                 return summary
             if pending and config.preflight:
                 summary["preflight"] = asyncio.run(_preflight(provider))
-            outcome = run_requests(provider, journal, pending, price, config, is_abstention, progress=progress)
+            run = run_requests
+            if config.engine == "ray":
+                from .ray_driver import run_on_ray as run
+            outcome = run(provider, journal, pending, price, config, is_abstention, progress=progress)
         finally:
             journal.close()
         rows = [cell_outputs(cell, by_cell[cell["name"]], journal.rows, kind=task.kind, model_spec=config.model,
