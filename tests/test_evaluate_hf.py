@@ -112,3 +112,16 @@ def test_evaluate_end_to_end_with_a_trial_a_resume_and_the_report(models, split,
 
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "0 calls" in again.output
+
+
+def test_hf_on_ray_without_vllm_names_the_extra_before_anything_runs(models, split, tmp_path, monkeypatch):
+    import importlib.util
+
+    pytest.importorskip("ray.data.llm")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a))
+    result = CliRunner().invoke(main, ["evaluate", "--truth", str(split), "--model", f"hf:{models['idefics3']}",
+                                       "--shots", "0", "--out", str(tmp_path / "run"), "--engine", "ray"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.startswith("error: --engine ray with hf:") and "isekai-gen[ray-llm]" in result.output
+    assert not (tmp_path / "run").exists()   # refused before the run folder was made

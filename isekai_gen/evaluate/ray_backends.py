@@ -32,6 +32,7 @@ isekai-gen installed (a `runtime_env` or the cluster image).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import time
@@ -211,6 +212,13 @@ def check_engine(provider, config) -> None:
                         f"HTTP stage) or hf:MODEL (vLLM engines on the cluster's GPUs), not {provider.name}:")
     if config.batch:
         raise UserError("--engine ray: sends live calls; --batch writes batch-API files instead (give one of them)")
+    try:
+        from ray.data.llm import build_processor  # noqa: F401  (Ray >= 2.53; 2.56 removed build_llm_processor)
+    except ImportError:
+        raise UserError("--engine ray: needs Ray Data LLM (ray[data] >= 2.53): pip install 'isekai-gen[ray]'") from None
+    if provider.name == "hf" and importlib.util.find_spec("vllm") is None:
+        raise UserError(f"--engine ray with hf:{provider.model}: runs vLLM engines on the cluster's GPUs and needs "
+                        "vLLM: pip install 'isekai-gen[ray-llm]' (or run hf: without --engine ray, in this process)")
 
 
 def backend_for(provider, settings, requests: list[EvalRequest]):
