@@ -128,3 +128,41 @@ def test_ray_against_a_closed_port_stops_after_consecutive_connection_failures(t
     assert "error: stopped early: consecutive connection failures" in out and "12 of 12 requests unanswered" in out
     journal = rows(tmp_path / "run" / "journal.jsonl")
     assert journal and all(r["status"] == "gave_up" and r.get("connection") for r in journal)
+
+
+def test_vllm_path_builds_ray_processor_and_reads_its_output_columns(tmp_path, ray_cluster):
+    """What runs without a GPU: Ray's own config validation and stage wiring of the hf: processor, and
+    the output columns read back (Ray 2.60 `vLLMOutputData`, plus the stage's `time_taken_llm` and
+    `__inference_error__`). The engine itself needs vLLM on GPUs and is not run here."""
+    from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMOutputData
+
+    from evaluate_fixtures import make_split as write_split
+    from isekai_gen.evaluate.config import EvaluateConfig
+    from isekai_gen.evaluate.providers import get_provider
+    from isekai_gen.evaluate.providers.base import PermanentError
+    from isekai_gen.evaluate.ray_backends import VLLMBackend
+    from test_evaluate_hf import many_shot_request
+    from tiny_vlm import build_qwen2_vl
+
+    model = build_qwen2_vl(tmp_path / "qwen2_vl")
+    write_split(tmp_path / "UCM")
+    provider = get_provider(f"hf:{model}")
+    request = many_shot_request(tmp_path / "UCM", 2, "test_cat_0.png")
+    settings = EvaluateConfig(truth="t", model=f"hf:{model}", shots=(2,), out="o", engine="ray")
+    backend = VLLMBackend(provider, settings, max_images=len(request.images()))
+    processor = backend.processor(wave_size=4)
+    assert [type(stage).__name__ for stage in processor.stages.values()] == [
+        "PrepareMultimodalStage", "ChatTemplateStage", "TokenizeStage", "vLLMEngineStage", "DetokenizeStage"]
+    assert processor.config.engine_kwargs["limit_mm_per_prompt"] == {"image": 7}
+    assert processor.config.engine_kwargs["max_model_len"] == 4096   # the tiny model's max_position_embeddings
+    row = backend.row(request)
+    parts = row["messages"][1]["content"]
+    assert [p["type"] for p in parts].count("image_url") == 7 and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert row["sampling_params"] == {"temperature": 0.0, "max_tokens": 6}
+    read = {"generated_text", "num_input_tokens", "num_generated_tokens"}
+    assert read <= set(vLLMOutputData.model_fields)
+    reply = backend.result({"generated_text": "Answer Choice 1: cat", "num_input_tokens": 80, "num_generated_tokens": 6,
+                            "time_taken_llm": 0.5, "__inference_error__": ""}, request)
+    assert (reply.text, reply.input_tokens, reply.output_tokens, reply.latency_s) == ("Answer Choice 1: cat", 80, 6, 0.5)
+    failed = backend.result({"generated_text": "", "__inference_error__": "prompt too long\ntraceback"}, request)
+    assert isinstance(failed, PermanentError) and str(failed) == "vLLM: prompt too long"
