@@ -1,5 +1,5 @@
-"""The `hf:` provider (issue 23, open models in-process): tiny random-weight Qwen2-VL, Idefics3
-(SmolVLM) and LLaVA-OneVision models built from configs with locally trained tokenizers
+"""The `hf:` provider (issue 23, open models in-process): tiny random-weight Qwen2-VL, Qwen2.5-VL,
+Idefics3 (SmolVLM) and LLaVA-OneVision models built from configs with locally trained tokenizers
 (tests/tiny_vlm.py), a multi-image many-shot request per family, batched generation that agrees
 with one-at-a-time generation, and one run through `isekai-gen evaluate` (trial, resume, report)."""
 
@@ -18,7 +18,8 @@ from isekai_gen.evaluate.providers import get_provider
 from isekai_gen.evaluate.providers.base import EvalRequest, Limits, Part, Turn
 from tiny_vlm import FAMILIES
 
-PLACEHOLDER = {"qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>", "idefics3": "<image>",
+PLACEHOLDER = {"qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>",
+               "qwen2_5_vl": "<|vision_start|><|image_pad|><|vision_end|>", "idefics3": "<image>",
                "llava_onevision": "<image>\n"}
 
 

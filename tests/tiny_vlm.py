@@ -7,7 +7,9 @@ special tokens and a chat template of the family's shape:
 
 - Qwen2-VL: ChatML (`<|im_start|>role ... <|im_end|>`), an image part is
   `<|vision_start|><|image_pad|><|vision_end|>` (Qwen2-VL-7B-Instruct's chat_template.json).
-- Idefics3 / SmolVLM: `User:` / `Assistant:` turns closed by `<end_of_utterance>`, an image part is
+- Qwen2.5-VL: the same tokens, template and image processor as Qwen2-VL; a windowed vision tower.
+- Idefics3 / SmolVLM (SmolVLM-Instruct's model type is idefics3; SmolVLM2's `smolvlm` processor
+  needs the num2words package, absent here): `User:` / `Assistant:` turns closed by `<end_of_utterance>`, an image part is
   `<image>` (SmolVLM-Instruct's template); the processor expands it to
   `<fake_token_around_image><global-img><image>...`.
 - LLaVA-OneVision: ChatML with every image of a message first, each `<image>` + newline, then its
@@ -86,6 +88,30 @@ def build_qwen2_vl(path: Path) -> Path:
     return path
 
 
+def build_qwen2_5_vl(path: Path) -> Path:
+    """Qwen2.5-VL: Qwen2-VL's tokens, template and image processor; a windowed-attention vision tower."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+               "<|image_pad|>", "<|video_pad|>"]
+    tokenizer = train_tokenizer(special, QWEN_TEMPLATE, eos="<|im_end|>", pad="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    config = Qwen2_5_VLConfig(
+        text_config=dict(TEXT, vocab_size=len(tokenizer), rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]},
+                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=None),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[0]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 56)
+    Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                        chat_template=QWEN_TEMPLATE).save_pretrained(path)
+    return path
+
+
 def build_idefics3(path: Path) -> Path:
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
 
@@ -132,4 +158,5 @@ def build_llava_onevision(path: Path) -> Path:
     return path
 
 
-FAMILIES = {"qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3, "llava_onevision": build_llava_onevision}
+FAMILIES = {"qwen2_vl": build_qwen2_vl, "qwen2_5_vl": build_qwen2_5_vl, "idefics3": build_idefics3,
+            "llava_onevision": build_llava_onevision}
