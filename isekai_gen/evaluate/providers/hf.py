@@ -5,8 +5,7 @@ id; `HF_HUB_OFFLINE=1` is honoured by `from_pretrained`, so only the local cache
 Loaded with `AutoProcessor` + `AutoModelForImageTextToText`, the classes transformers' own
 "image-text-to-text" pipeline and model cards use; any family they map works. Checked against
 the processors of the installed transformers (`processing_qwen2_vl.py`, `processing_qwen2_5_vl.py`,
-`processing_idefics3.py`,
-`processing_llava_onevision.py`) and the families' shipped chat templates:
+`processing_idefics3.py`, `processing_llava_onevision.py`) and the families' shipped chat templates:
 
 - A request becomes the processor's multimodal chat format: every message's content is a list of
   `{"type": "text", "text": ...}` and `{"type": "image"}` parts in prompt order (system and
