@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import collections
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +20,11 @@ from click.testing import CliRunner
 from evaluate_double import OpenAIDouble
 from evaluate_fixtures import make_split
 from isekai_gen.cli import main
+from isekai_gen.evaluate.journal import read_journal
 
 pytest.importorskip("openai")
 pytest.importorskip("ray.data.llm")
+ISEKAI_GEN = str(Path(sys.executable).parent / "isekai-gen")
 
 
 def evaluate(*args, expect: int = 0) -> str:
@@ -166,3 +172,29 @@ def test_vllm_path_builds_ray_processor_and_reads_its_output_columns(tmp_path, r
     assert (reply.text, reply.input_tokens, reply.output_tokens, reply.latency_s) == ("Answer Choice 1: cat", 80, 6, 0.5)
     failed = backend.result({"generated_text": "", "__inference_error__": "prompt too long\ntraceback"}, request)
     assert isinstance(failed, PermanentError) and str(failed) == "vLLM: prompt too long"
+
+
+def test_ray_driver_killed_then_rerun_pays_again_only_what_was_not_journaled(tmp_path, split, ray_cluster):
+    root, truth = split
+    common = ["--truth", str(root), "--model", "openai:m", "--shots", "0", "--out", str(tmp_path / "run"),
+              "--engine", "ray", "--ray-address", ray_cluster, "--concurrency", "2"]
+    journal = tmp_path / "run" / "journal.jsonl"
+    with OpenAIDouble(truth, latency_s=0.4) as double:
+        driver = subprocess.Popen([ISEKAI_GEN, "evaluate", *common, "--endpoint", double.base_url],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 240
+        while time.time() < deadline and driver.poll() is None and len(read_journal(journal)) < 2:
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        assert driver.returncode == -signal.SIGKILL, driver.stderr.read().decode()[-2000:]
+        journaled = set(read_journal(journal))   # complete lines only (the reader drops a torn tail)
+        assert 2 <= len(journaled) < 12, "killed too late to test anything"
+        time.sleep(1.0)   # calls the dead driver's actors still had in flight reach the double
+        first_run = len(double.bodies)
+        evaluate(*common, "--endpoint", double.base_url)
+        rerun = len(double.bodies) - first_run
+    assert rerun == 12 - len(journaled)   # only the requests without a journaled reply were sent again
+    final = rows(journal)
+    assert sorted(r["key"] for r in final if r["status"] == "answered") == sorted({r["key"] for r in final})
+    assert len({r["key"] for r in final}) == 12 and len(final) == 12
