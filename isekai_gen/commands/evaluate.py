@@ -42,7 +42,8 @@ def _model_spec(ctx, param, value):
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Image root of an ISEKAI-*.json  [default: images/ beside it]")
 @click.option("--model", default=None, metavar="PROVIDER:MODEL", callback=_model_spec,
-              help="openai:gpt-4o, anthropic:claude-sonnet-4-20250514, gemini:gemini-2.5-pro, or openai:<served name> with --endpoint.")
+              help="openai:gpt-4o, anthropic:claude-sonnet-4-20250514, gemini:gemini-2.5-pro, openai:<served name> with "
+                   "--endpoint, or hf:<folder or Hub id> (transformers, in this process).")
 @click.option("--endpoint", default=None, metavar="URL",
               help="Base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, LM Studio), e.g. http://localhost:8000/v1.")
 @click.option("--shots", default=None, metavar="K,K,...", callback=_int_list,
@@ -84,11 +85,16 @@ def _model_spec(ctx, param, value):
                    "the demo block first and byte-identical, so the provider's prompt cache serves it.")
 @click.option("--extractor", type=click.Choice(["strict", "labels"]), default=None,
               help="strict: ManyICL's parse; labels: also a fallback label match, reported separately.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="local: calls from this process; ray: through Ray Data LLM (openai: fanned out over the endpoint, "
+                   "hf: vLLM engines on GPUs; pip install 'isekai-gen[ray]'), journal and budget kept here.  [default: local]")
+@click.option("--ray-address", "ray_address", default=None, metavar="auto|ray://HOST:10001",
+              help="With --engine ray: the cluster; default: start Ray on this machine.")
 @progress_option
 @click.pass_context
 def command(ctx, config_file, truth, images, model, endpoint, shots, batch_size, out, concurrency, seed, budget_usd,
             dry_run, max_requests, price_table, retry_failed, batch, submit, protocol, request_timeout_s, max_retries,
-            max_tokens, temperature, api_seed, demo_order, extractor, progress) -> None:
+            max_tokens, temperature, api_seed, demo_order, extractor, engine, ray_address, progress) -> None:
     """Run the (shots x batch size) grid against a model, then score it.
 
     \b
@@ -108,7 +114,7 @@ def command(ctx, config_file, truth, images, model, endpoint, shots, batch_size,
                "batch": batch or None, "submit": submit or None, "retry_failed": retry_failed or None,
                "protocol": protocol, "request_timeout_s": request_timeout_s, "max_retries": max_retries,
                "max_tokens": max_tokens, "temperature": temperature, "api_seed": api_seed,
-               "demo_order": demo_order, "extractor": extractor}
+               "demo_order": demo_order, "extractor": extractor, "engine": engine, "ray_address": ray_address}
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     missing = [name for name in REQUIRED if options[name] is None]
     if config_file is None and missing:

@@ -46,8 +46,9 @@ from .images import ImageCache
 from .journal import ABSTAINED, ANSWERED, GAVE_UP, PERMANENT, Journal, read_journal, request_state
 from .outputs import cell_outputs
 from .plan import build_requests, cells_of, estimates, plan_rows
-from .prices import find_price, load_price_table
+from .prices import Price, find_price, load_price_table
 from .providers import get_provider, split_spec
+from .providers.inprocess import InProcessProvider
 from .report import write_run_report
 from .runner import STOP_REASONS, run_requests
 from .tasks import ManyICLTask, load_task
@@ -110,6 +111,8 @@ def make_provider(config: EvaluateConfig, endpoint: str | None):
 def find_prices(config: EvaluateConfig, provider) -> tuple[dict, str | None]:
     """Live and batch prices, and a note when the endpoint is left unpriced (see prices.py)."""
     prefix, model = split_spec(config.model)
+    if isinstance(provider, InProcessProvider) and config.price_table is None:   # runs here: no per-token bill
+        return {"live": Price(0.0, 0.0, f"{prefix}: in-process, no per-token charge"), "batch": None}, None
     table, source = load_price_table(config.price_table)
     if config.price_table is None and not getattr(provider, "own_api", False):
         where = getattr(provider, "endpoint", None) or f"the {provider.name} provider"
@@ -152,6 +155,10 @@ def evaluate(config: EvaluateConfig, *, dry_run: bool = False, progress: bool = 
         raise UserError("--submit: submits batch-API files; give --batch too")
     endpoint = effective_endpoint(config)
     provider = make_provider(config, endpoint)
+    if config.engine == "ray":
+        from .ray_backends import check_engine
+
+        check_engine(provider, config)
     prefix, model = split_spec(config.model)
     prices, price_note = find_prices(config, provider)
     price = prices["live"]
@@ -211,7 +218,10 @@ def evaluate(config: EvaluateConfig, *, dry_run: bool = False, progress: bool = 
                 return summary
             if pending and config.preflight:
                 summary["preflight"] = asyncio.run(_preflight(provider))
-            outcome = run_requests(provider, journal, pending, price, config, is_abstention, progress=progress)
+            run = run_requests
+            if config.engine == "ray":
+                from .ray_driver import run_on_ray as run
+            outcome = run(provider, journal, pending, price, config, is_abstention, progress=progress)
         finally:
             journal.close()
         rows = [cell_outputs(cell, by_cell[cell["name"]], journal.rows, kind=task.kind, model_spec=config.model,

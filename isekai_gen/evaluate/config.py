@@ -67,6 +67,8 @@ class EvaluateConfig:
     request_timeout_s: float = 600.0
     max_connection_failures: int = 5  # consecutive connection failures that stop the run
     preflight: bool = True           # check the endpoint and the model before the first paid call
+    engine: str = "local"            # or "ray": the calls through Ray Data LLM (ray_driver.py)
+    ray_address: str | None = None   # with engine ray: the cluster; None starts Ray on this machine
     parse_failures: str = "wrong"
     lcl_compat: bool = False
     bootstrap: int = 1000

@@ -130,20 +130,9 @@ class Runner:
                 self._calibrate(request, reply)
                 return reply
             except TransientError as exc:
-                if exc.connection:
-                    self.connection_failures += 1
-                    if self.connection_failures >= self.settings.max_connection_failures and not self.outcome.stopped:
-                        self.outcome.stopped, self.outcome.last_error = "connection_failures", str(exc)
-                        log.warning("%d connection failures in a row (%s): stopping", self.connection_failures, exc)
-                if retry == self.settings.max_retries or self.outcome.stopped:
-                    self.outcome.gave_up += 1
-                    await self._journal(self._row(request, attempt, GAVE_UP, retry, error=str(exc),
-                                                  **({"connection": True} if exc.connection else {})))
+                delay = await self._transient(request, attempt, retry, exc)
+                if delay is None:
                     return None
-                self.outcome.retries += 1
-                backoff = random.uniform(0, min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** retry))
-                delay = max(backoff, exc.retry_after_s or 0.0)
-                log.info("%s: %s; retry %d in %.2fs", request.cell, exc, retry + 1, delay)
                 await asyncio.sleep(delay)
             except PermanentError as exc:
                 return exc
@@ -153,46 +142,70 @@ class Runner:
                 self._calibrated.set()
         return None
 
+    async def _transient(self, request: EvalRequest, attempt: int, retry: int, exc: TransientError) -> float | None:
+        """Count a transient failure: the delay before retry ``retry + 1``, or None once given up (journaled)."""
+        if exc.connection:
+            self.connection_failures += 1
+            if self.connection_failures >= self.settings.max_connection_failures and not self.outcome.stopped:
+                self.outcome.stopped, self.outcome.last_error = "connection_failures", str(exc)
+                log.warning("%d connection failures in a row (%s): stopping", self.connection_failures, exc)
+        if retry == self.settings.max_retries or self.outcome.stopped:
+            self.outcome.gave_up += 1
+            await self._journal(self._row(request, attempt, GAVE_UP, retry, error=str(exc),
+                                          **({"connection": True} if exc.connection else {})))
+            return None
+        self.outcome.retries += 1
+        backoff = random.uniform(0, min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** retry))
+        delay = max(backoff, exc.retry_after_s or 0.0)
+        log.info("%s: %s; retry %d in %.2fs", request.cell, exc, retry + 1, delay)
+        return delay
+
+    @staticmethod
+    def first_attempt(journal: Journal, request: EvalRequest) -> int:
+        """The attempt number of the next call of ``request`` (gave-up rows do not count)."""
+        return sum(r["status"] != GAVE_UP for r in journal.rows.get(request.key, ()))
+
     async def _process(self, request: EvalRequest) -> None:
-        rows = [r for r in self.journal.rows.get(request.key, ()) if r["status"] != GAVE_UP]
-        attempt = len(rows)
+        attempt = self.first_attempt(self.journal, request)
         while True:
             result = await self._call(request, attempt)
-            if result is None:
+            if result is None or not await self._record(request, attempt, result):
                 return
-            if isinstance(result, PermanentError):
-                self.outcome.failed += 1
-                self.outcome.last_error = str(result)
-                if self.outcome.failed >= FAIL_FAST and not (self.outcome.answered or self.outcome.abstained):
-                    self.outcome.stopped = "permanent_errors"   # a setting every request shares is wrong
-                await self._journal(self._row(request, attempt, PERMANENT, 0, error=str(result)))
-                return
-            cost = self.price.cost(result.input_tokens, result.output_tokens, result.cache_read_tokens,
-                                   result.cache_write_tokens) if self.price else None
-            self.spent += cost or 0.0   # before the await: its reservation is gone, other calls must see the spend
-            abstained = self.is_abstention(request, result.text)
-            cached = {name: value for name, value in (("cache_read_tokens", result.cache_read_tokens),
-                                                      ("cache_write_tokens", result.cache_write_tokens)) if value}
-            await self._journal(self._row(
-                request, attempt, ABSTAINED if abstained else ANSWERED, 0, text=result.text,
-                input_tokens=result.input_tokens, output_tokens=result.output_tokens, **cached,
-                latency_s=round(result.latency_s, 6), cost_usd=cost, raw=result.raw))
-            out = self.outcome
-            out.input_tokens += result.input_tokens
-            out.output_tokens += result.output_tokens
-            out.cache_read_tokens += result.cache_read_tokens
-            out.cache_write_tokens += result.cache_write_tokens
-            out.cost_usd += cost or 0.0
-            if self._bar is not None:
-                self._bar.set_postfix(tokens=out.input_tokens + out.output_tokens, usd=f"{out.cost_usd:.4f}",
-                                      refresh=False)
             attempt += 1
-            if not abstained:
-                out.answered += 1
-                return
-            out.abstained += 1
-            if sum(r["status"] == ABSTAINED for r in self.journal.rows[request.key]) > self.settings.max_reasks:
-                return
+
+    async def _record(self, request: EvalRequest, attempt: int, result: Reply | PermanentError) -> bool:
+        """Journal one result; True when the request is to be asked again (an abstention, re-asks left)."""
+        if isinstance(result, PermanentError):
+            self.outcome.failed += 1
+            self.outcome.last_error = str(result)
+            if self.outcome.failed >= FAIL_FAST and not (self.outcome.answered or self.outcome.abstained):
+                self.outcome.stopped = "permanent_errors"   # a setting every request shares is wrong
+            await self._journal(self._row(request, attempt, PERMANENT, 0, error=str(result)))
+            return False
+        cost = self.price.cost(result.input_tokens, result.output_tokens, result.cache_read_tokens,
+                               result.cache_write_tokens) if self.price else None
+        self.spent += cost or 0.0   # before the await: its reservation is gone, other calls must see the spend
+        abstained = self.is_abstention(request, result.text)
+        cached = {name: value for name, value in (("cache_read_tokens", result.cache_read_tokens),
+                                                  ("cache_write_tokens", result.cache_write_tokens)) if value}
+        await self._journal(self._row(
+            request, attempt, ABSTAINED if abstained else ANSWERED, 0, text=result.text,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens, **cached,
+            latency_s=round(result.latency_s, 6), cost_usd=cost, raw=result.raw))
+        out = self.outcome
+        out.input_tokens += result.input_tokens
+        out.output_tokens += result.output_tokens
+        out.cache_read_tokens += result.cache_read_tokens
+        out.cache_write_tokens += result.cache_write_tokens
+        out.cost_usd += cost or 0.0
+        if self._bar is not None:
+            self._bar.set_postfix(tokens=out.input_tokens + out.output_tokens, usd=f"{out.cost_usd:.4f}",
+                                  refresh=False)
+        if not abstained:
+            out.answered += 1
+            return False
+        out.abstained += 1
+        return sum(r["status"] == ABSTAINED for r in self.journal.rows[request.key]) <= self.settings.max_reasks
 
     async def run(self, requests: list[EvalRequest]) -> RunOutcome:
         queue: asyncio.Queue = asyncio.Queue()

@@ -1,6 +1,6 @@
 """Registry of model providers: `get_provider("openai:gpt-4o", endpoint)`.
 
-Each module here (`openai`, `anthropic`, `gemini`) is imported only when its prefix is used, so an
+Each module here (`openai`, `anthropic`, `gemini`, `hf` in-process) is imported only when its prefix is used, so an
 SDK that is not installed costs nothing until asked for; then the error is one line naming the
 extra to install. A module exposes `create(model, endpoint, **options) -> Provider`.
 """
@@ -14,11 +14,12 @@ from isekai_gen.errors import UserError
 from .base import (EncodedImage, EvalRequest, Limits, Part, PermanentError, Provider, Reply,
                    TransientError, Turn)
 
-# prefix -> (module in this package, the SDK's top-level import name, the extra that installs it)
+# prefix -> (module in this package, the SDK's top-level import name, the extra that installs it or None: core)
 PROVIDERS = {
     "openai": ("openai", "openai", "openai"),
     "anthropic": ("anthropic", "anthropic", "anthropic"),
     "gemini": ("gemini", "google.genai", "gemini"),
+    "hf": ("hf", "transformers", None),   # in-process; transformers is a core dependency
 }
 
 __all__ = ["EncodedImage", "EvalRequest", "Limits", "Part", "PermanentError", "Provider", "Reply",
@@ -41,7 +42,8 @@ def get_provider(spec: str, endpoint: str | None = None, **options) -> Provider:
         module = importlib.import_module(f"{__name__}.{module_name}")
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == sdk or sdk.startswith(exc.name + ".") or exc.name.startswith(sdk)):
+            install = f"isekai-gen[{extra}]" if extra else "isekai-gen"
             raise UserError(f"--model {spec}: the {prefix} provider needs the {sdk} SDK: "
-                            f"pip install 'isekai-gen[{extra}]'") from None
+                            f"pip install '{install}'") from None
         raise
     return module.create(model, endpoint, **options)
