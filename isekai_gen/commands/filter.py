@@ -54,4 +54,4 @@ def command(out_dir: Path | str, preset: str | None, config_file: Path | None, o
     click.echo(f"report: {shown(out_dir, work_dir, work_dir / 'filter' / 'report.md')}")
     if result.starved:
         starved = ", ".join(f"{cid} ({n})" for cid, n in sorted(result.starved.items()))
-        click.echo(f"starved (below filter.min_per_concept={config['filter']['min_per_concept']}): {starved}")
+        click.echo(f"starved (below filter.min_per_concept={config.filter.min_per_concept}): {starved}")
