@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import Catalog, catalog_path, load_catalog
+from .catalog import Catalog, build_catalog
 from .config import BuildConfig
 from .errors import UserError
 from .jobs import Shard
@@ -27,13 +27,6 @@ class BuildSummary:
     kept_per_concept: dict[str, int] = field(default_factory=dict)
     topup_rounds: int = 0
     stages: dict[str, dict] = field(default_factory=dict)
-
-
-def build_catalog(config: BuildConfig) -> tuple[Catalog, Path]:
-    """The build's catalog (``catalog``, relative to the config file) cut to ``concepts``, and its file."""
-    base = Path(config.config_dir) if config.config_dir else None
-    path = catalog_path(config.catalog, base)
-    return load_catalog(str(path)).subset(config.concepts), path
 
 
 def prepare(config: BuildConfig, out_dir: Path) -> Catalog:

@@ -244,6 +244,9 @@ def test_run_json_round_trips_and_an_old_run_json_takes_the_defaults(tmp_path, p
     assert loaded.generation.vae_fp32_decode is True and loaded.benchmarks.datasets == {}
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1
+    import pickle   # as Ray ships it to its workers: the unset near-duplicate distance stays unset
+
+    assert pickle.loads(pickle.dumps(config)).to_dict() == config.to_dict()
 
 
 def test_vae_fp32_decode_defaults_to_true_and_is_recorded_in_run_json(tmp_path):

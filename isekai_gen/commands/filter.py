@@ -37,7 +37,7 @@ def command(out_dir: Path | str, preset: str | None, config_file: Path | None, o
     e.g. `isekai-gen filter --out OUT --set filter.min_alignment=0.25`. Embeddings are cached in
     OUT/cache/embeddings, so re-filtering with other thresholds needs no model time.
     """
-    from ..build import build_catalog
+    from ..catalog import build_catalog
     from ..filtering import calibrate as calibrate_scores
     from ..filtering import run_filter
 

@@ -29,6 +29,9 @@ class _FromFilter:
     def __repr__(self) -> str:
         return "FROM_FILTER"
 
+    def __reduce__(self) -> str:
+        return "FROM_FILTER"   # pickled (to Ray workers) and copied as the one module-level instance
+
 
 FROM_FILTER = _FromFilter()
 
