@@ -1,13 +1,16 @@
 """`BuildConfig`: the typed, frozen build configuration, one dataclass per section.
 
 Built once from the merged, schema-validated mapping (``isekai_gen.config.load_config``), then
-read as attributes everywhere; the stages take only their own section. Field order and defaults
+read as attributes everywhere; a stage takes its own section, or the ``BuildConfig`` where it reads
+several (ARCHITECTURE.md, "Build configuration", says which and why). Field order and defaults
 are those of ``configs/_base.yaml`` (a test holds the two equal, key for key), so ``to_dict()``
 writes run.json exactly as the merged mapping was, and ``from_dict()`` reads an older run.json
 that lacks newer keys with their documented defaults. Stdlib dataclasses, not pydantic: the JSON
 Schema already validates, so a plain frozen record is all that is left to do (as
 ``evaluate.config.EvaluateConfig``). Lists become tuples; the free-form mappings (benchmark roots
-and per-dataset options, whose keys are the datasets' own) stay mappings.
+and per-dataset options, whose keys are the datasets' own) stay dicts, copied in and out. The
+mapping <-> dataclass conversion is hand-written (``_build``/``to_plain``, ~30 lines): dacite or
+cattrs would add a dependency for what the schema has already checked.
 """
 
 from __future__ import annotations
