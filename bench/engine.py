@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shutil
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from isekai_gen.catalog import load_catalog  # noqa: E402
-from isekai_gen.config import load_config  # noqa: E402
+from isekai_gen.config import load_config, with_overrides  # noqa: E402
 from isekai_gen.fileio import sha256_file  # noqa: E402
 from isekai_gen.generation import run_generation  # noqa: E402
 
@@ -54,18 +53,16 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    config = copy.deepcopy(load_config("tiny"))
-    catalog = load_catalog(config["catalog"])
-    config["generation"]["images_per_concept"] = -(-args.images // len(catalog.concepts))
-    n = config["generation"]["images_per_concept"] * len(catalog.concepts)
+    catalog = load_catalog(load_config("tiny").catalog)
+    config = load_config("tiny", None, [{"generation": {"images_per_concept": -(-args.images // len(catalog.concepts))}}])
+    n = config.generation.images_per_concept * len(catalog.concepts)
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        run_generation({**config, "generation": {**config["generation"], "images_per_concept": 1}},
+        run_generation(with_overrides(config, [{"generation": {"images_per_concept": 1}}], "warm-up"),
                        tmp / "warm-up", catalog)  # builds the tiny pipeline once, outside the timings
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
-        ray_config = copy.deepcopy(config)
-        ray_config["engine"].update(name="ray", max_actors=1, cpus_per_actor=cpus)
+        ray_config = with_overrides(config, [{"engine": {"name": "ray", "max_actors": 1, "cpus_per_actor": cpus}}], "ray")
         # Alternating runs, best of each: the machine's load drifts between runs.
         local_s = ray_s = float("inf")
         for k in range(args.repeats):
@@ -88,8 +85,8 @@ def main() -> None:
             for _ in range(nodes - 1):
                 cluster.add_node(num_cpus=1)
             ray.init(address=cluster.address, logging_level="WARNING")
-            node_config = copy.deepcopy(config)
-            node_config["engine"].update(name="ray", cpus_per_actor=1, max_actors=nodes)
+            node_config = with_overrides(config, [{"engine": {"name": "ray", "cpus_per_actor": 1, "max_actors": nodes}}],
+                                         "nodes")
             out_dir = tmp / f"nodes-{nodes}"
             seconds = timed(node_config, catalog, out_dir)
             same = digest(out_dir) == digest(tmp / "local")

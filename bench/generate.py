@@ -14,7 +14,6 @@ batch with torch.utils.flop_counter and prints the achieved fraction of the GPU'
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from isekai_gen.fileio import atomic_write_bytes  # noqa: E402
 from isekai_gen.generation import run_generation  # noqa: E402
 from isekai_gen.generation.checks import encode_png, to_uint8  # noqa: E402
 from isekai_gen.generation.durable import DurableFolder, write_deferred  # noqa: E402
-from isekai_gen.generation.pipeline import (LoadedPipeline, generate_batch, load_pipeline,  # noqa: E402
+from isekai_gen.generation.pipeline import (LoadedPipeline, generate_batch, load_generation_pipeline,  # noqa: E402
                                             resolve_device, resolve_dtype)
 from isekai_gen.jobs import plan_jobs  # noqa: E402
 
@@ -37,13 +36,13 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "40
 
 
 def naive_loop(loaded, config, catalog, jobs, out_dir: Path) -> None:
-    settings = config["generation"]
+    settings = config.generation
     for job in jobs:
         concept = catalog.concept(job.concept_id)
         images, _ = generate_batch(loaded, [concept.prompts[job.prompt_variant]], [concept.negative_prompt],
-                                   [job.seed(config["seed"])], steps=settings["steps"],
-                                   guidance_scale=settings["guidance_scale"], width=settings["width"],
-                                   height=settings["height"])
+                                   [job.seed(config.seed)], steps=settings.steps,
+                                   guidance_scale=settings.guidance_scale, width=settings.width,
+                                   height=settings.height)
         atomic_write_bytes(out_dir / f"{job.job_id}.png", encode_png(to_uint8(images[0])))
 
 
@@ -84,12 +83,12 @@ def writer_bench(n: int, batch_size: int, size: int) -> None:
 def batch_flops(loaded, config, catalog, jobs) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    settings = config["generation"]
-    batch = jobs[: settings["batch_size"]]
+    settings = config.generation
+    batch = jobs[: settings.batch_size]
     with FlopCounterMode(display=False) as counter:
         generate_batch(loaded, [catalog.concept(j.concept_id).prompts[0] for j in batch], [""] * len(batch),
-                       [j.seed(0) for j in batch], steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                       width=settings["width"], height=settings["height"])
+                       [j.seed(0) for j in batch], steps=settings.steps, guidance_scale=settings.guidance_scale,
+                       width=settings.width, height=settings.height)
     return counter.get_total_flops()
 
 
@@ -103,30 +102,28 @@ def main() -> None:
 
     import torch
 
-    config = copy.deepcopy(load_config("default" if args.full else "tiny"))
-    if args.batch_size:
-        config["generation"]["batch_size"] = args.batch_size
-    catalog = load_catalog(config["catalog"])
+    preset = "default" if args.full else "tiny"
+    catalog = load_catalog(load_config(preset).catalog)
     per_concept = -(-args.images // len(catalog.concepts))
-    config["generation"]["images_per_concept"] = per_concept
+    overrides = {"images_per_concept": per_concept, **({"batch_size": args.batch_size} if args.batch_size else {})}
+    config = load_config(preset, None, [{"generation": overrides}])
     jobs = plan_jobs(catalog, [{c.id: per_concept for c in catalog.concepts}])
-    settings = config["generation"]
-    writer_bench(max(args.images, 1600), settings["batch_size"], settings["width"])
+    settings = config.generation
+    writer_bench(max(args.images, 1600), settings.batch_size, settings.width)
     if args.writer_only:
         return
     if args.full:
         from full_size import sdxl_turbo_random
 
-        device = resolve_device(settings["device"])
-        dtype = resolve_dtype(settings["dtype"], device)
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
         pipe = sdxl_turbo_random(device, getattr(torch, dtype))
         pipe.set_progress_bar_config(disable=True)
         loaded = LoadedPipeline(pipe, "sdxl-turbo-architecture-random-weights", None, type(pipe).__name__, dtype, device)
     else:
-        loaded = load_pipeline(settings["model"], dtype=settings["dtype"], device=settings["device"],
-                               vae_fp32_decode=settings["vae_fp32_decode"], compile=settings["compile"])
-    print(f"model {settings['model']['id']} ({loaded.pipeline_class}), {loaded.device} {loaded.dtype}, "
-          f"{settings['width']}x{settings['height']}, {settings['steps']} steps, batch {settings['batch_size']}, "
+        loaded = load_generation_pipeline(settings)
+    print(f"model {settings.model.id} ({loaded.pipeline_class}), {loaded.device} {loaded.dtype}, "
+          f"{settings.width}x{settings.height}, {settings.steps} steps, batch {settings.batch_size}, "
           f"{len(jobs)} images, torch threads {torch.get_num_threads()}")
     # Warm-up outside the timings (first calls allocate, tune kernels, compile).
     naive_loop(loaded, config, catalog, jobs[:2], Path(tempfile.mkdtemp()))
@@ -143,7 +140,7 @@ def main() -> None:
     print(f"naive loop (1 image/call): {naive_s:8.2f} s  {n / naive_s:8.2f} images/s")
     print(f"generation stage:          {stage_s:8.2f} s  {n / stage_s:8.2f} images/s")
     print(f"speed-up: {naive_s / stage_s:.2f}x")
-    per_image = batch_flops(loaded, config, catalog, jobs) / settings["batch_size"]
+    per_image = batch_flops(loaded, config, catalog, jobs) / settings.batch_size
     achieved = per_image * n / stage_s
     line = f"model FLOPs per image {per_image / 1e9:.2f} GFLOP; achieved {achieved / 1e9:.1f} GFLOP/s"
     if loaded.device.startswith("cuda"):

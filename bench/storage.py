@@ -12,7 +12,6 @@ byte-identical images and manifests.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import os
 import socket
@@ -69,14 +68,14 @@ def main() -> None:
         fsspec.config.conf["s3"] = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
         fs = fsspec.filesystem("s3")
         fs.mkdir("bench")
-        config = copy.deepcopy(load_config("tiny"))
-        catalog = load_catalog(config["catalog"])
-        config["generation"]["images_per_concept"] = -(-args.images // len(catalog.concepts))
-        n = config["generation"]["images_per_concept"] * len(catalog.concepts)
+        catalog = load_catalog(load_config("tiny").catalog)
+        per_concept = -(-args.images // len(catalog.concepts))
+        config = load_config("tiny", None, [{"generation": {"images_per_concept": per_concept}}])
+        n = config.generation.images_per_concept * len(catalog.concepts)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             os.environ["ISEKAI_GEN_MIRRORS"] = str(tmp / "mirrors")
-            warm = {**config, "generation": {**config["generation"], "images_per_concept": 1}}
+            warm = load_config("tiny", None, [{"generation": {"images_per_concept": 1}}])
             run_generation(warm, tmp / "warm-up", catalog)  # the tiny pipeline, built outside the timings
             local_s = remote_s = float("inf")
             for k in range(args.repeats):

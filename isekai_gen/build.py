@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import Catalog, catalog_path, load_catalog
+from .catalog import Catalog, build_catalog
+from .config import BuildConfig
 from .errors import UserError
 from .jobs import Shard
 from .run_info import write_run_json
@@ -28,13 +29,7 @@ class BuildSummary:
     stages: dict[str, dict] = field(default_factory=dict)
 
 
-def build_catalog(config: dict) -> tuple[Catalog, Path]:
-    base = Path(config["_config_dir"]) if config.get("_config_dir") else None
-    path = catalog_path(config["catalog"], base)
-    return load_catalog(str(path)).subset(config.get("concepts")), path
-
-
-def prepare(config: dict, out_dir: Path) -> Catalog:
+def prepare(config: BuildConfig, out_dir: Path) -> Catalog:
     """Load the catalog and record the run in ``OUT/run.json`` (refusing a mismatched folder)."""
     catalog, path = build_catalog(config)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -55,7 +50,7 @@ def topup_counts(starved: dict[str, int], generated: dict[str, int], minimum: in
     return counts
 
 
-def run_build(config: dict, out_dir: Path, *, progress: bool = True, shard: Shard | None = None) -> BuildSummary:
+def run_build(config: BuildConfig, out_dir: Path, *, progress: bool = True, shard: Shard | None = None) -> BuildSummary:
     from .episodes import run_episodes
     from .export.stage import run_export
     from .filtering import run_filter
@@ -65,12 +60,12 @@ def run_build(config: dict, out_dir: Path, *, progress: bool = True, shard: Shar
     out_dir = Path(out_dir)
     catalog = prepare(config, out_dir)
     summary = BuildSummary(out_dir)
-    rounds = [initial_round(config, catalog)]
+    rounds = [initial_round(config.generation, catalog)]
     generation = run_generation(config, out_dir, catalog, rounds=rounds, shard=shard or Shard(0, 1), progress=progress)
     if not generation.merged:
         raise UserError(f"{out_dir}: other shards have not finished generating; rerun build once they have")
-    minimum = config["filter"]["min_per_concept"]
-    max_rounds = config["filter"]["max_topup_rounds"]
+    minimum = config.filter.min_per_concept
+    max_rounds = config.filter.max_topup_rounds
     while True:
         result = run_filter(config, out_dir, catalog, progress=progress)
         if not result.starved:

@@ -15,6 +15,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jsonschema.exceptions import best_match
 
@@ -22,6 +23,9 @@ from .yamlio import load_yaml
 from .errors import UserError
 from .resources import CATALOG_DIR
 from .schema import first_error, validator
+
+if TYPE_CHECKING:
+    from .config import BuildConfig
 
 MIN_PROMPTS = 8
 # CLIP's text context, start and end tokens included: the encoders of SD, SDXL and FLUX silently
@@ -112,6 +116,13 @@ def load_catalog(ref: str, base_dir: Path | None = None) -> Catalog:
     path = catalog_path(ref, base_dir)
     data = load_yaml(path)
     return parse_catalog(data, str(path))
+
+
+def build_catalog(config: BuildConfig) -> tuple[Catalog, Path]:
+    """A build's catalog (``catalog``, relative to its config file) cut to its ``concepts``, and the file."""
+    base = Path(config.config_dir) if config.config_dir else None
+    path = catalog_path(config.catalog, base)
+    return load_catalog(str(path)).subset(config.concepts), path
 
 
 def parse_catalog(data, source: str) -> Catalog:

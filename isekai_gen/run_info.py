@@ -14,18 +14,13 @@ import re
 from pathlib import Path
 
 from . import __version__
-from .config import public_config
+from .config import BuildConfig, build_config, identity_of
 from .errors import UserError
 from .fileio import read_json, sha256_file, write_json
 from .jobs import derive_seed
-from .schema import validate
 
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "webdataset",
             "huggingface_hub", "datasets", "numpy", "pillow", "pandas", "pyarrow", "imagehash")
-# Settings that decide which images a job produces; batch size, device and dtype only change
-# speed (and bits within the diffusers tolerance), and are recorded per manifest row instead.
-IDENTITY_KEYS = ("seed", "generation.model.id", "generation.model.revision", "generation.steps",
-                 "generation.guidance_scale", "generation.width", "generation.height")
 
 
 def package_versions() -> dict[str, str]:
@@ -36,13 +31,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def _get(config: dict, dotted: str):
-    value = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def run_path(out_dir: Path) -> Path:
@@ -60,9 +48,9 @@ def read_run(out_dir: Path) -> dict:
 
 # run.json field -> manifest row field of the generation identity; dtype and device are left out
 # because a resumed run may legitimately use others (each row records its own).
-ROW_IDENTITY = (("generation.model.id", "model_id"), ("generation.steps", "steps"),
-                ("generation.guidance_scale", "guidance_scale"), ("generation.width", "width"),
-                ("generation.height", "height"))
+ROW_IDENTITY = {"generation.model.id": "model_id", "generation.steps": "steps",
+                "generation.guidance_scale": "guidance_scale", "generation.width": "width",
+                "generation.height": "height"}
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 TAIL_BYTES = 1 << 16
 
@@ -103,25 +91,26 @@ def _edge_rows(out_dir: Path) -> tuple[Path, list[dict]] | None:
     return (parts[0].parent, rows) if rows else None
 
 
-def _identity_mismatch(config: dict, row: dict) -> str | None:
+def _identity_mismatch(config: BuildConfig, row: dict) -> str | None:
     """What of ``config``'s generation identity a manifest row contradicts, in words (or None)."""
-    for key, field in ROW_IDENTITY:
-        expected, found = _get(config, key), row.get(field)
+    identity = identity_of(config)
+    for key, field in ROW_IDENTITY.items():
+        expected, found = identity[key], row.get(field)
         if field in row and expected is not None and found != expected and not (
                 isinstance(found, (int, float)) and isinstance(expected, (int, float)) and float(found) == float(expected)):
             return f"{key} is {expected!r} but the manifest rows were made with {field} {found!r}"
-    revision, found = _get(config, "generation.model.revision"), row.get("model_revision")
+    revision, found = config.generation.model.revision, row.get("model_revision")
     if isinstance(revision, str) and COMMIT.match(revision) and found and found != revision:
         return f"generation.model.revision is {revision} but the manifest rows were made from commit {found}"
     needed = ("seed", "concept_id", "prompt_variant", "index", "attempt")
-    if config.get("seed") is not None and all(isinstance(row.get(k), (int, str)) for k in needed):
-        if row["seed"] != derive_seed(config["seed"], row["concept_id"], row["prompt_variant"], row["index"],
+    if all(isinstance(row.get(k), (int, str)) for k in needed):
+        if row["seed"] != derive_seed(config.seed, row["concept_id"], row["prompt_variant"], row["index"],
                                       row["attempt"]):
-            return f"seed is {config['seed']} but the manifest rows' image seeds were derived from another global seed"
+            return f"seed is {config.seed} but the manifest rows' image seeds were derived from another global seed"
     return None
 
 
-def check_against_manifest(config: dict, out_dir: Path, source) -> None:
+def check_against_manifest(config: BuildConfig, out_dir: Path, source) -> None:
     """Refuse a config (run.json, possibly with overrides) whose generation identity contradicts the
     manifest rows of ``out_dir``: a stage would otherwise describe and extend the images wrongly."""
     found = _edge_rows(out_dir)
@@ -136,20 +125,21 @@ def check_against_manifest(config: dict, out_dir: Path, source) -> None:
                             "--out folder for other settings")
 
 
-def write_run_json(config: dict, out_dir: Path, catalog_file: Path) -> None:
+def write_run_json(config: BuildConfig, out_dir: Path, catalog_file: Path) -> None:
     """Write run.json, refusing a folder whose earlier run used other generation settings."""
     path = run_path(out_dir)
     record = {
         "tool_version": __version__,
-        "config": public_config(config),
-        "config_dir": config.get("_config_dir"),
+        "config": config.to_dict(),
+        "config_dir": config.config_dir,
         "catalog_file": str(catalog_file),
         "catalog_sha256": sha256_file(catalog_file),
         "versions": package_versions(),
     }
     if path.exists():
         previous = read_run(out_dir)
-        changed = [k for k in IDENTITY_KEYS if _get(previous.get("config", {}), k) != _get(record["config"], k)]
+        before, now = identity_of(previous.get("config", {})), identity_of(config)
+        changed = [key for key in now if before[key] != now[key]]
         if previous.get("catalog_sha256") != record["catalog_sha256"]:
             changed.append("catalog content")
         if changed:
@@ -157,22 +147,19 @@ def write_run_json(config: dict, out_dir: Path, catalog_file: Path) -> None:
                 f"{path}: this folder was built with different {', '.join(changed)}; "
                 "use a new --out folder (or delete this one) to build with these settings"
             )
-    check_against_manifest(record["config"], out_dir, path)
+    check_against_manifest(config, out_dir, path)
     write_json(path, record)
 
 
-def config_from_run(out_dir: Path) -> dict:
+def config_from_run(out_dir: Path) -> BuildConfig:
     """The effective config recorded by an earlier build in ``out_dir`` (for stage commands)."""
     path = run_path(out_dir)
     if not path.exists():
         raise UserError(f"{path}: not found; run `isekai-gen build` or `isekai-gen generate` into {out_dir} first, "
                         "or pass --preset/--config")
     record = read_run(out_dir)
-    config = record.get("config")
-    if not isinstance(config, dict):
+    if not isinstance(record.get("config"), dict):
         raise UserError(f"{path}: no `config` object")
-    validate(config, "build_config", path)
+    config = build_config(record["config"], path, record.get("config_dir"))
     check_against_manifest(config, out_dir, path)
-    if record.get("config_dir"):
-        config["_config_dir"] = record["config_dir"]
     return config

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from isekai_gen.build import run_build, topup_counts
+from isekai_gen.config import with_overrides
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import read_jsonl, sha256_file
 from isekai_gen.manifest import read_manifest
@@ -75,8 +76,8 @@ def test_rebuild_is_a_noop_and_a_second_build_is_byte_identical(tiny_build, tmp_
 
 
 def test_starved_concepts_get_topups(tmp_path, isekai_cache):
-    config = tiny_config(images_per_concept=18, batch_size=16)
-    config["filter"]["min_per_concept"] = 20
+    config = with_overrides(tiny_config(images_per_concept=18, batch_size=16), [{"filter": {"min_per_concept": 20}}],
+                            "test")
     summary = run_build(config, tmp_path, progress=False)
     assert summary.topup_rounds == 1
     rows = read_manifest(tmp_path)
@@ -85,10 +86,8 @@ def test_starved_concepts_get_topups(tmp_path, isekai_cache):
 
 
 def test_still_starved_after_max_rounds_names_the_concepts(tmp_path, isekai_cache):
-    config = tiny_config(images_per_concept=4, batch_size=8)
-    config["concepts"] = ["cactihog", "hedgehog"]
-    config["filter"]["min_per_concept"] = 6
-    config["filter"]["max_topup_rounds"] = 0
+    config = with_overrides(tiny_config(images_per_concept=4, batch_size=8), [{
+        "concepts": ["cactihog", "hedgehog"], "filter": {"min_per_concept": 6, "max_topup_rounds": 0}}], "test")
     with pytest.raises(UserError) as info:
         run_build(config, tmp_path, progress=False)
     assert "cactihog (4 kept)" in str(info.value) and "hedgehog (4 kept)" in str(info.value)

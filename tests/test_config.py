@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from isekai_gen.cli import main
 from isekai_gen import __version__
-from isekai_gen.config import load_config, parse_override, parse_set
+from isekai_gen.config import BuildConfig, load_config, parse_override, parse_set
 from isekai_gen.errors import UserError
 from isekai_gen.resources import preset_names
 
@@ -16,17 +16,18 @@ from isekai_gen.resources import preset_names
 def test_shipped_presets_validate_and_name_their_licence(preset):
     assert preset in preset_names()
     config = load_config(preset)
-    assert config["generation"]["model"]["license"]
+    assert config.generation.model.license
     if preset == "tiny":
-        assert config["smoke_test"] is True and config["generation"]["model"]["id"] == "tiny-sd"
+        assert config.smoke_test is True and config.generation.model.id == "tiny-sd"
 
 
 def test_layers_later_wins(tmp_path):
     user = tmp_path / "mine.yaml"
     user.write_text("seed: 7\ngeneration:\n  steps: 3\n")
     config = load_config("tiny", user, [parse_override("generation.steps=5")])
-    assert config["seed"] == 7 and config["generation"]["steps"] == 5
-    assert config["generation"]["width"] == 64  # from the preset, untouched by the user file
+    assert config.seed == 7 and config.generation.steps == 5
+    assert config.generation.width == 64  # from the preset, untouched by the user file
+    assert config.config_dir == str(tmp_path.resolve())
 
 
 @pytest.mark.parametrize(
@@ -110,7 +111,7 @@ def test_nan_in_a_hand_edited_run_json_is_refused_by_stage_commands(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    config = load_config("tiny")
+    config = load_config("tiny").to_dict()
     config["filter"]["min_alignment"] = float("nan")
     (out / "run.json").write_text(json.dumps({"config": config}))  # json.dumps writes a bare NaN
     result = CliRunner().invoke(main, ["filter", "--out", str(out)])
@@ -145,7 +146,7 @@ def test_every_number_of_the_config_schemas_is_bounded_so_the_schema_refuses_inf
     assert len(nodes) >= 7
     for path, node in nodes:
         assert {"minimum", "exclusiveMinimum"} & set(node) and {"maximum", "exclusiveMaximum"} & set(node), path
-    config = {k: v for k, v in load_config("tiny").items() if not k.startswith("_")}
+    config = load_config("tiny").to_dict()
     config["generation"]["guidance_scale"] = float("inf")
     assert "at generation/guidance_scale: inf is greater than the maximum of 100" in first_error("build_config", config)
 
@@ -153,7 +154,7 @@ def test_every_number_of_the_config_schemas_is_bounded_so_the_schema_refuses_inf
 def test_set_keys_are_case_insensitive_and_near_misses_get_a_suggestion(tmp_path):
     assert parse_set("Generation.STEPS=3") == {"generation": {"steps": 3}}
     assert parse_set("filter.Dedup.Cosine_Threshold=0.5") == {"filter": {"dedup": {"cosine_threshold": 0.5}}}
-    assert load_config("tiny", None, [parse_set("GENERATION.steps=3")])["generation"]["steps"] == 3
+    assert load_config("tiny", None, [parse_set("GENERATION.steps=3")]).generation.steps == 3
     for text, hint in [("generation.step=2", "did you mean `generation.steps`?"),
                        ("filter.dedup.cosine_thresold=0.9", "did you mean `filter.dedup.cosine_threshold`?"),
                        ("generaton.steps=2", "did you mean `generation`?")]:
@@ -206,3 +207,69 @@ def test_user_yaml_key_written_twice_is_refused_with_its_line(tmp_path):
     roots.write_text("eurosat: /data/a\ndtd: /data/b\neurosat: /data/c\n")
     with pytest.raises(UserError, match=r"ROOTS.yaml:3: invalid YAML \(key 'eurosat' appears twice in one mapping\)$"):
         load_yaml(roots)
+
+
+def test_typed_defaults_and_base_yaml_agree_key_for_key(tmp_path):
+    """One source of defaults: every key of configs/_base.yaml is a field with that default, in that
+    order, and every field (but the benchmarks' filter-following near-duplicate distance) is a key."""
+    import json
+
+    from isekai_gen.resources import CONFIG_DIR
+    from isekai_gen.yamlio import load_yaml
+
+    base = load_yaml(CONFIG_DIR / "_base.yaml")
+    assert json.dumps(BuildConfig().to_dict()) == json.dumps(base)  # json: key order counts too
+    assert json.dumps(load_config(None, _empty_file(tmp_path)).to_dict()) == json.dumps(base)
+
+
+def _empty_file(folder: Path) -> Path:
+    path = folder / "empty.yaml"
+    path.write_text("{}\n")
+    return path
+
+
+@pytest.mark.parametrize("preset", ["default", "quality", "tiny"])
+def test_run_json_round_trips_and_an_old_run_json_takes_the_defaults(tmp_path, preset):
+    import dataclasses
+
+    from isekai_gen.config import build_config
+
+    config = load_config(preset)
+    assert BuildConfig.from_dict(config.to_dict()) == config
+    assert BuildConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    old = config.to_dict()   # a run.json written before these keys existed
+    del old["engine"], old["generation"]["vae_fp32_decode"], old["export"]["lcl"], old["benchmarks"]["datasets"]
+    loaded = build_config(old, "run.json")
+    assert loaded.engine.name == "local" and loaded.export.lcl.images == "clone"
+    assert loaded.generation.vae_fp32_decode is True and loaded.benchmarks.datasets == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1
+    import pickle   # as Ray ships it to its workers: the unset near-duplicate distance stays unset
+
+    assert pickle.loads(pickle.dumps(config)).to_dict() == config.to_dict()
+
+
+def test_vae_fp32_decode_defaults_to_true_and_is_recorded_in_run_json(tmp_path):
+    """SDXL's VAE overflows in fp16: a config without the key decodes in fp32, and run.json says so."""
+    import json
+
+    from isekai_gen.build import prepare
+
+    config = load_config(None, _empty_file(tmp_path))
+    assert config.generation.vae_fp32_decode is True
+    assert load_config("default").generation.vae_fp32_decode is True
+    assert load_config("tiny").generation.vae_fp32_decode is False   # float32 on CPU: nothing to upcast
+    prepare(load_config("tiny"), tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["config"]["generation"]["vae_fp32_decode"] is False
+
+
+def test_string_keyed_config_access_only_in_the_config_package():
+    """Stages read attributes of the typed config; only isekai_gen/config/ reads it by key."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "isekai_gen"
+    pattern = re.compile(r"""\bconfig(\[|\.get\()|\[["'](generation|filter|episodes|export|benchmarks|engine)["']\]\s*\[""")
+    found = [f"{path.relative_to(root)}:{number}" for path in root.rglob("*.py")
+             if "config" not in path.relative_to(root).parts[:1] and path.parent.name != "evaluate"
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert found == []

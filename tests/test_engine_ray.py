@@ -6,7 +6,6 @@ as few actors as it needs: one, unless the case is about several."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from isekai_gen.cli import main
+from isekai_gen.config import BuildConfig, with_overrides
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import sha256_file
 from isekai_gen.generation import run_generation
@@ -61,10 +61,8 @@ def local_reference(tmp_path_factory, isekai_cache):
     return config, digest(out_dir), out_dir
 
 
-def ray_config(config: dict, **engine) -> dict:
-    config = copy.deepcopy(config)
-    config["engine"].update(name="ray", **engine)
-    return config
+def ray_config(config: BuildConfig, **engine) -> BuildConfig:
+    return with_overrides(config, [{"engine": {"name": "ray", **engine}}], "test")
 
 
 def renderers_on(*nodes) -> list[int]:
@@ -128,8 +126,8 @@ def test_driver_killed_then_rerun_resumes_from_the_journal(tmp_path, ray_cluster
 
 
 def test_a_workers_user_error_reaches_the_driver_as_one_line(tmp_path, ray_cluster, local_reference):
-    config = ray_config(local_reference[0], max_actors=1)
-    config["generation"]["model"] = {"id": "stabilityai/sdxl-turbo", "license": "x"}  # not cached, offline
+    config = with_overrides(ray_config(local_reference[0], max_actors=1), [{"generation": {"model": {
+        "id": "stabilityai/sdxl-turbo", "license": "x"}}}], "test")  # not cached, offline
     with pytest.raises(UserError, match=r"^model 'stabilityai/sdxl-turbo': not in the local Hugging Face cache"):
         run_generation(config, tmp_path, tiny_catalog(config))
     assert not list((tmp_path / "images").rglob("*.png"))

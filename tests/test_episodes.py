@@ -7,7 +7,6 @@ filter/embeddings.npz.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -20,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from isekai_gen.catalog import Catalog, parse_catalog
-from isekai_gen.config import CONFIG_DIR, load_config, load_yaml
+from isekai_gen.config import BuildConfig, load_config, with_overrides
 from isekai_gen.episodes import run_episodes
 from isekai_gen.episodes.inputs import load_kept_images
 from isekai_gen.episodes.pairing import class_similarity
@@ -42,15 +41,13 @@ def make_catalog(groups: int) -> Catalog:
     return parse_catalog({"name": "test", "concepts": concepts}, "test-catalog.yaml")
 
 
-def base_config(**episodes) -> dict:
-    """The shipped episode defaults (configs/_base.yaml) with ``episodes`` overrides."""
-    section = copy.deepcopy(load_yaml(CONFIG_DIR / "_base.yaml")["episodes"])
-    for key, value in episodes.items():
-        if isinstance(value, dict):
-            section[key].update(value)
-        else:
-            section[key] = value
-    return {"seed": 0, "filter": {}, "episodes": section}
+def base_config(**episodes) -> BuildConfig:
+    """The shipped defaults (configs/_base.yaml) with ``episodes`` overrides."""
+    return with_overrides(BuildConfig(), [{"episodes": episodes}], "test")
+
+
+def with_dedup(config: BuildConfig, **dedup) -> BuildConfig:
+    return with_overrides(config, [{"filter": {"dedup": dedup}}], "test")
 
 
 def png_bytes(rng: np.random.Generator) -> bytes:
@@ -136,13 +133,13 @@ def set_manifest_field(out: Path, job_id: str, **fields) -> None:
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def check_invariants(out: Path, catalog: Catalog, config: dict) -> list[dict]:
+def check_invariants(out: Path, catalog: Catalog, config: BuildConfig) -> list[dict]:
     """Every documented property of episodes.jsonl, checked line by line."""
     rows = read_rows(out)
     manifest = {r["job_id"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
     kept = load_kept_images(out)
     index = {job: i for i, job in enumerate(kept.job_ids)}
-    max_shot = config["episodes"]["max_shot"]
+    max_shot = config.episodes.max_shot
     assert len({r["episode_id"] for r in rows}) == len(rows)
     for number, row in enumerate(rows):
         validate(row, "episode_row", f"row {number}")
@@ -197,7 +194,7 @@ def test_episodes_are_deterministic_and_follow_the_seed(tmp_path):
     outputs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         out = write_build(tmp_path / name, catalog, kept=12)
-        run_episodes({**config, "seed": seed}, out, catalog)
+        run_episodes(with_overrides(config, [{"seed": seed}], "test"), out, catalog)
         outputs.append((out / "episodes" / "episodes.jsonl").read_bytes())
     assert outputs[0] == outputs[1]
     assert outputs[0] != outputs[2]
@@ -232,15 +229,15 @@ def test_guard_uses_the_filter_thresholds(tmp_path):
     catalog = make_catalog(1)
     out = write_build(tmp_path, catalog, kept=10)
     config = base_config(max_shot=4, queries_per_concept=2, pair={"enabled": False})
-    config["filter"] = {"dedup": {"phash_max_distance": 64, "cosine_threshold": None}}  # all pHashes match
+    config = with_dedup(config, phash_max_distance=64, cosine_threshold=None)  # all pHashes match
     with pytest.raises(UserError) as err:
         run_episodes(config, out, catalog)
     message = str(err.value)
     assert "0 of 2 queries" in message and "'iso0'" in message and "(pHash distance <= 64)" in message
-    config["filter"] = {"dedup": {"phash_max_distance": None, "cosine_threshold": -1.0}}  # all embeddings match
+    config = with_dedup(config, phash_max_distance=None, cosine_threshold=-1.0)  # all embeddings match
     with pytest.raises(UserError, match=r"0 of 2 queries .* \(cosine >= -1\.0\)"):
         run_episodes(config, out, catalog)
-    config["filter"] = {"dedup": {"phash_max_distance": None, "cosine_threshold": None}}
+    config = with_dedup(config, phash_max_distance=None, cosine_threshold=None)
     assert run_episodes(config, out, catalog)["episodes"] == 4
 
 
@@ -301,7 +298,7 @@ def test_random_partners_are_seeded_and_cover_each_pair_once(tmp_path):
     assert anchors == sorted(anchors) and all(anchors.count(a) <= 2 for a in isekai) and anchors.count("iso0") == 2
     run_episodes(config, out, catalog)
     assert read_rows(out) == first
-    run_episodes({**config, "seed": 1}, out, catalog)
+    run_episodes(with_overrides(config, [{"seed": 1}], "test"), out, catalog)
     assert [(r["positive_concept"], r["negative_concept"]) for r in read_rows(out)[::2]] != anchored
 
 
@@ -334,10 +331,13 @@ def test_isekai10_groups_setting(tmp_path):
         run_episodes(base_config(**settings, isekai10={"groups": ["group9"]}), out, catalog)
 
 
-def test_bad_episodes_section_is_a_one_line_error(tmp_path):
-    catalog = make_catalog(1)
-    with pytest.raises(UserError, match=r"config section episodes: at pair/partner: 'nearest' is not one of"):
-        run_episodes(base_config(pair={"partner": "nearest"}), tmp_path, catalog)
+def test_bad_episodes_section_is_a_one_line_error_when_the_config_is_built(tmp_path):
+    """The section is checked once, with the whole config, before any stage runs."""
+    path = tmp_path / "config.yaml"
+    path.write_text("episodes:\n  pair:\n    partner: nearest\n")
+    with pytest.raises(UserError) as info:
+        load_config(None, path)
+    assert str(info.value).startswith(f"{path}: at episodes/pair/partner: 'nearest' is not one of")
 
 
 def test_missing_or_incomplete_embeddings_name_the_file(tmp_path):
@@ -368,8 +368,8 @@ def test_kept_row_without_phash_names_the_manifest_row(tmp_path):
 
 def test_shipped_presets_accept_the_episodes_section():
     config = load_config("tiny")
-    validate(config["episodes"], "episodes_config", "tiny")
-    assert config["episodes"]["max_shot"] == 16
+    validate(config.episodes.to_dict(), "episodes_config", "tiny")
+    assert config.episodes.max_shot == 16
 
 
 def write_catalog_yaml(path: Path, catalog: Catalog) -> None:

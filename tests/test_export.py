@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_export_helpers import export_hashes, make_build
 
+from isekai_gen.config import BuildConfig, with_overrides
 from isekai_gen.errors import UserError
 from isekai_gen.export.stage import run_export
 from isekai_gen.export.webdataset import FIXED_MTIME, plan_shards, tar_header
@@ -27,13 +28,17 @@ from isekai_gen.schema import validate
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def with_shards(config: BuildConfig, **formats: dict) -> BuildConfig:
+    """``config`` with export format settings overridden, e.g. ``webdataset={"max_samples_per_shard": 3}``."""
+    return with_overrides(config, [{"export": formats}], "test")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """One exported smoke-test build with three-sample shards, shared by the read-back tests."""
     out = tmp_path_factory.mktemp("build")
     config, catalog = make_build(out, smoke_test=True)
-    config["export"]["webdataset"]["max_samples_per_shard"] = 3
-    config["export"]["hf"]["max_rows_per_shard"] = 5
+    config = with_shards(config, webdataset={"max_samples_per_shard": 3}, hf={"max_rows_per_shard": 5})
     summary = run_export(config, out, catalog)
     return out, config, catalog, summary
 
@@ -176,7 +181,7 @@ def test_card_round_trips_and_carries_build_numbers(built):
     assert "| 4 | 20.0% |" in text.split("`low_alignment`")[1].splitlines()[0]
     assert "| 1 | 5.0% |" in text.split("`duplicate`")[1].splitlines()[0]
     assert "| **kept** | passed every rule | 14 | 70.0% |" in text
-    assert f"| licence | {config['generation']['model']['license']} |" in text
+    assert f"| licence | {config.generation.model.license} |" in text
     seeds = [row["seed"] for row in read_jsonl(out / "manifest.jsonl")]
     assert "`tiny-clip`" in text and f"range {min(seeds)}..{max(seeds)}" in text
     sums = (out / "export" / "SHA256SUMS").read_bytes()
@@ -246,12 +251,10 @@ def test_export_is_byte_identical_across_builds_and_reruns(tmp_path):
 
 def test_reexport_with_fewer_shards_removes_stale_files(tmp_path):
     config, catalog = make_build(tmp_path, benchmarks=False)
-    config["export"]["webdataset"]["max_samples_per_shard"] = 2
-    config["export"]["hf"]["max_rows_per_shard"] = 2
-    run_export(config, tmp_path, catalog)
-    config["export"]["webdataset"]["max_samples_per_shard"] = 100
-    config["export"]["hf"]["max_rows_per_shard"] = 100
-    run_export(config, tmp_path, catalog)
+    run_export(with_shards(config, webdataset={"max_samples_per_shard": 2}, hf={"max_rows_per_shard": 2}),
+               tmp_path, catalog)
+    run_export(with_shards(config, webdataset={"max_samples_per_shard": 100}, hf={"max_rows_per_shard": 100}),
+               tmp_path, catalog)
     assert sorted(p.name for p in (tmp_path / "export" / "webdataset").iterdir()) == ["index.json", "test-000000.tar"]
     assert sorted(p.name for p in (tmp_path / "export" / "hf" / "data").iterdir()) == [
         "images-test-00000-of-00001.parquet", "isekai-10-test-00000-of-00001.parquet",
@@ -261,8 +264,7 @@ def test_reexport_with_fewer_shards_removes_stale_files(tmp_path):
 def test_shards_respect_the_byte_limit(tmp_path):
     config, catalog = make_build(tmp_path, benchmarks=False)
     limit = 65536
-    config["export"]["webdataset"]["max_bytes_per_shard"] = limit
-    index = run_export(config, tmp_path, catalog)["webdataset"]
+    index = run_export(with_shards(config, webdataset={"max_bytes_per_shard": limit}), tmp_path, catalog)["webdataset"]
     assert len(index["shards"]) > 1
     assert all(shard["bytes"] <= limit for shard in index["shards"])
     assert sum(shard["samples"] for shard in index["shards"]) == 14

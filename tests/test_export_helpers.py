@@ -6,7 +6,6 @@ file set; it collects no tests.)
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -17,7 +16,7 @@ from PIL import Image
 
 from isekai_gen import __version__
 from isekai_gen.catalog import load_catalog
-from isekai_gen.config import load_config
+from isekai_gen.config import BuildConfig, load_config
 from isekai_gen.fileio import write_json, write_jsonl
 from isekai_gen.jobs import derive_seed
 
@@ -32,13 +31,10 @@ def png_bytes(seed: int, size: int = 16) -> bytes:
     return buffer.getvalue()
 
 
-def build_config(smoke_test: bool = False) -> dict:
-    config = copy.deepcopy(load_config("tiny"))
-    config["concepts"] = list(CONCEPTS)
-    config["smoke_test"] = smoke_test
+def build_config(smoke_test: bool = False) -> BuildConfig:
     # The rows below describe 16x16 images: run.json must say so (stage commands cross-check it).
-    config["generation"]["width"] = config["generation"]["height"] = 16
-    return config
+    return load_config("tiny", None, [{"concepts": list(CONCEPTS), "smoke_test": smoke_test,
+                                       "generation": {"width": 16, "height": 16}}])
 
 
 def _row(concept, index: int, *, smoke_test: bool, global_seed: int) -> dict:
@@ -63,7 +59,7 @@ def manifest_rows(catalog, *, smoke_test: bool) -> list[dict]:
     """IMAGES_PER_CONCEPT rows per concept; index 3 is rejected for low alignment, and the
     first concept's index 4 is a duplicate and the second's failed to generate."""
     rows = []
-    global_seed = build_config()["seed"]
+    global_seed = build_config().seed
     for position, concept in enumerate(catalog.concepts):
         for index in range(IMAGES_PER_CONCEPT):
             row = _row(concept, index, smoke_test=smoke_test, global_seed=global_seed)
@@ -111,7 +107,7 @@ def make_build(out_dir: Path, *, smoke_test: bool = False, benchmarks: bool = Tr
     """
     out_dir = Path(out_dir)
     config = build_config(smoke_test)
-    catalog = load_catalog(config["catalog"]).subset(config["concepts"])
+    catalog = load_catalog(config.catalog).subset(config.concepts)
     rows = manifest_rows(catalog, smoke_test=smoke_test)
     for number, row in enumerate(rows):
         if row["image"]:
@@ -121,7 +117,7 @@ def make_build(out_dir: Path, *, smoke_test: bool = False, benchmarks: bool = Tr
             path.write_bytes(data)
             row["sha256"] = hashlib.sha256(data).hexdigest()
     write_jsonl(out_dir / "manifest.jsonl", rows)
-    write_json(out_dir / "run.json", {"tool_version": __version__, "config": config, "config_dir": None,
+    write_json(out_dir / "run.json", {"tool_version": __version__, "config": config.to_dict(), "config_dir": None,
                                       "versions": {"python": "3.11", "datasets": "5.2.0"}})
     write_jsonl(out_dir / "episodes" / "episodes.jsonl", episode_rows(rows, catalog))
     lcl = out_dir / "export" / "lcl"

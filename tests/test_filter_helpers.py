@@ -8,7 +8,6 @@ and a text's embedding is a pseudo-random vector derived from its sha256.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import io
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from isekai_gen.catalog import load_catalog
-from isekai_gen.config import load_config
+from isekai_gen.config import BuildConfig, load_config, with_overrides
 from isekai_gen.fileio import sha256_bytes, write_jsonl
 from isekai_gen.filtering.embedder import concept_text_embeddings, normalise
 from isekai_gen.jobs import derive_seed
@@ -69,22 +68,25 @@ class TestDoubleEmbedder:
         return normalise(np.stack(vectors))
 
 
-def filter_config(**filter_settings) -> dict:
+def filter_config(**filter_settings) -> BuildConfig:
     """The tiny preset restricted to two groups, with ``filter`` settings overridden."""
-    config = copy.deepcopy(load_config("tiny"))
-    config["concepts"] = list(GROUPS)
-    config["generation"].update(width=SIZE, height=SIZE)
-    config["filter"].update({"num_workers": 0, "min_per_concept": 1, **filter_settings})
-    config["filter"]["dedup"] = {"phash_max_distance": 10, "cosine_threshold": 0.95, "cross_concept_search": "exact"}
-    return config
+    dedup = {"phash_max_distance": 10, "cosine_threshold": 0.95, "cross_concept_search": "exact"}
+    return load_config("tiny", None, [{"concepts": list(GROUPS), "generation": {"width": SIZE, "height": SIZE},
+                                       "filter": {"num_workers": 0, "min_per_concept": 1, **filter_settings,
+                                                  "dedup": dedup}}])
 
 
-def catalog_for(config: dict):
-    return load_catalog(config["catalog"]).subset(config["concepts"])
+def with_filter(config: BuildConfig, **filter_settings) -> BuildConfig:
+    """``config`` with ``filter`` settings overridden (merged, validated)."""
+    return with_overrides(config, [{"filter": filter_settings}], "test")
+
+
+def catalog_for(config: BuildConfig):
+    return load_catalog(config.catalog).subset(config.concepts)
 
 
 def text_matrix(catalog, config) -> np.ndarray:
-    return concept_text_embeddings(TestDoubleEmbedder(), catalog.concepts, config["filter"]["templates"])
+    return concept_text_embeddings(TestDoubleEmbedder(), catalog.concepts, config.filter.templates)
 
 
 def direction(text: np.ndarray, own: int, partner: int, alignment: float, partner_cos: float, seed: int) -> np.ndarray:
@@ -131,7 +133,7 @@ def png_bytes(image: Image.Image) -> bytes:
 def _tiny_seed() -> int:
     """The global seed of filter_config(): rows carry seeds derived from it, as generation writes them
     (stage commands cross-check run.json against the rows)."""
-    return load_config("tiny")["seed"]
+    return load_config("tiny").seed
 
 
 def manifest_row(catalog, concept_id: str, index: int, data: bytes | None) -> dict:

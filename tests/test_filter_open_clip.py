@@ -13,13 +13,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from isekai_gen.cli import main
-from isekai_gen.config import public_config
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import read_jsonl, sha256_file, write_json, write_jsonl
 from isekai_gen.filtering import run_filter
 from isekai_gen.filtering import embedder as embedder_module
 from isekai_gen.filtering.embedder import LazyOpenClip, load_open_clip
-from test_filter_helpers import GROUPS, catalog_for, filter_config, png_bytes, write_build
+from test_filter_helpers import GROUPS, catalog_for, filter_config, png_bytes, with_filter, write_build
 
 PER_CONCEPT = 12
 
@@ -30,15 +29,15 @@ def _noise_build(out_dir, config):
     images = {cid: [png_bytes(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
                     for _ in range(PER_CONCEPT)] for cid in GROUPS}
     write_build(out_dir, catalog, images)
-    write_json(out_dir / "run.json", {"config": public_config(config)})
+    write_json(out_dir / "run.json", {"config": config.to_dict()})
     return catalog
 
 
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tiny-open-clip")
-    config = filter_config(min_per_concept=PER_CONCEPT, num_workers=2)
-    config["filter"]["dedup"]["cosine_threshold"] = 0.9995   # as in the tiny preset
+    config = with_filter(filter_config(min_per_concept=PER_CONCEPT, num_workers=2),
+                         dedup={"cosine_threshold": 0.9995})   # as in the tiny preset
     catalog = _noise_build(out_dir, config)
     result = CliRunner().invoke(main, ["filter", "--out", str(out_dir), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -79,7 +78,7 @@ def test_refilter_uses_the_cache_not_the_model(tiny_build, monkeypatch):
     assert result.embedded == 0
     assert {name: (out_dir / name).read_bytes() for name in files} == before
     # Other thresholds, still no model time; rows now fall below the bar.
-    stricter = {**config, "filter": {**config["filter"], "min_alignment": 0.99}}
+    stricter = with_filter(config, min_alignment=0.99)
     result = run_filter(stricter, out_dir, catalog)
     assert result.kept == 0 and result.reasons["low_alignment"] == len(GROUPS) * PER_CONCEPT
     assert set(result.starved) == set(GROUPS)
@@ -100,8 +99,8 @@ def test_changed_texts_are_encoded_anew(tiny_build, tmp_path, monkeypatch):
             return npz["text"]
 
     first, parts = text_matrix(), text_parts()
-    templates = [*config["filter"]["templates"], "a picture of a {name}."]
-    result = run_filter({**config, "filter": {**config["filter"], "templates": templates}}, build, catalog)
+    templates = [*config.filter.templates, "a picture of a {name}."]
+    result = run_filter(with_filter(config, templates=templates), build, catalog)
     assert result.embedded == 0 and loads == ["isekai-tiny-clip"]     # images cached, texts are not
     assert not np.allclose(text_matrix(), first) and len(text_parts()) == len(parts) + 1
 
@@ -181,10 +180,10 @@ def test_local_weights_keep_their_tag_preprocessing(monkeypatch, tmp_path):
            "resize_mode": "squash"}
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "isekai-tiny-clip", {"tiny_tag": tag})
 
-    config["filter"]["model"] = {"name": "isekai-tiny-clip", "pretrained": None, "weights": str(weights)}
+    config = with_filter(config, model={"name": "isekai-tiny-clip", "pretrained": None, "weights": str(weights)})
     with pytest.raises(UserError, match="filter.model.pretrained is null"):
         load_open_clip(config)
-    config["filter"]["model"]["pretrained"] = "tiny_tag"
+    config = with_filter(config, model={"pretrained": "tiny_tag"})
     loaded = load_open_clip(config)
     normalize = loaded.preprocess.transforms[-1]
     assert tuple(normalize.mean) == (0.5, 0.5, 0.5) and tuple(normalize.std) == (0.25, 0.25, 0.25)
@@ -213,7 +212,7 @@ def test_cached_tag_loads_without_network(monkeypatch, tmp_path):
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", no_network)
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_hf", no_network)
-    config["filter"]["model"] = {"name": "isekai-tiny-clip", "pretrained": "cached_tag"}
+    config = with_filter(config, model={"name": "isekai-tiny-clip", "pretrained": "cached_tag"})
     loaded = load_open_clip(config)
     assert loaded.pretrained == "cached_tag" and tuple(loaded.preprocess.transforms[-1].mean) == (0.5, 0.5, 0.5)
     assert LazyOpenClip(config).cache_key == loaded.cache_key
@@ -228,7 +227,7 @@ def test_config_cache_key_is_the_loaded_one(monkeypatch):
     lazy = LazyOpenClip(config)
     assert (lazy.model, lazy.pretrained, lazy.cache_key) == (loaded.model, loaded.pretrained, loaded.cache_key)
     assert lazy.device == loaded.device and loads == []
-    other = LazyOpenClip(filter_config(model={**config["filter"]["model"], "init_seed": 1}))
+    other = LazyOpenClip(with_filter(config, model={"init_seed": 1}))
     assert other.cache_key != lazy.cache_key
 
     probe = torch.zeros(1, 3, 64, 64)

@@ -16,7 +16,7 @@ from isekai_gen.filtering import REJECT_REASONS, run_filter
 from isekai_gen.filtering.manifest import FILTER_FIELDS
 from test_filter_helpers import (
     GROUPS, TestDoubleEmbedder, catalog_for, direction, filter_config, image_for, png_bytes, text_matrix,
-    write_build,
+    with_filter, write_build,
 )
 
 THRESHOLDS = dict(min_alignment=0.3, min_margin=0.05, require_top1=True, max_per_concept=7)
@@ -113,9 +113,8 @@ def test_planted_duplicates_found_and_nothing_else(planted):
 ])
 def test_each_dedup_layer_alone(planted, tmp_path, phash, cosine, found):
     out_dir, config, catalog, *_ = planted
-    config = {**config, "filter": {**config["filter"], "max_per_concept": None,
-                                   "dedup": {"phash_max_distance": phash, "cosine_threshold": cosine,
-                                             "cross_concept_search": "exact"}}}
+    config = with_filter(config, max_per_concept=None, dedup={"phash_max_distance": phash, "cosine_threshold": cosine,
+                                                              "cross_concept_search": "exact"})
     shutil.copytree(out_dir, tmp_path, dirs_exist_ok=True)
     run_filter(config, tmp_path, catalog, embedder=TestDoubleEmbedder())
     rows = read_jsonl(tmp_path / "manifest.jsonl")
@@ -274,8 +273,7 @@ def test_manual_reject_of_unknown_job(small_build):
 
 def test_bad_template_is_a_config_error(small_build):
     out_dir, config, catalog, rows = small_build
-    config["filter"]["templates"] = ["a photo of {colour}"]
-    message = _one_line_error(config, out_dir, catalog)
+    message = _one_line_error(with_filter(config, templates=["a photo of {colour}"]), out_dir, catalog)
     assert "filter.templates" in message and "{colour}" in message
 
 

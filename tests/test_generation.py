@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from isekai_gen.config import ModelRef
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import sha256_file
 from isekai_gen.generation import pipeline as pipeline_module
@@ -30,7 +31,7 @@ ISEKAI_GEN = str(Path(sys.executable).parent / "isekai-gen")
 
 @pytest.fixture(scope="module")
 def tiny_sd(isekai_cache):
-    return load_pipeline({"id": "tiny-sd"}, dtype="float32", device="cpu", cache_dir=isekai_cache)
+    return load_pipeline(ModelRef(id="tiny-sd"), dtype="float32", device="cpu", cache_dir=isekai_cache)
 
 
 def folder_digest(out_dir: Path) -> dict[str, str]:
@@ -42,8 +43,7 @@ def folder_digest(out_dir: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
 def test_tiny_pipelines_write_valid_pngs_and_rows(tmp_path, isekai_cache, model):
-    config = tiny_config(images_per_concept=2, batch_size=3)
-    config["generation"]["model"]["id"] = model
+    config = tiny_config(images_per_concept=2, batch_size=3, model={"id": model})
     catalog = tiny_catalog(config)
     result = run_generation(config, tmp_path, catalog, cache_dir=isekai_cache)
     assert (result.planned, result.generated, result.failed, result.merged) == (8, 8, 0, True)
@@ -226,11 +226,11 @@ def test_missing_model_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     with pytest.raises(UserError) as info:
-        load_pipeline({"id": "stabilityai/sdxl-turbo"}, device="cpu")
+        load_pipeline(ModelRef(id="stabilityai/sdxl-turbo"), device="cpu")
     message = str(info.value)
     assert "stabilityai/sdxl-turbo" in message and "--model-path" in message and "--preset tiny" in message
     with pytest.raises(UserError, match="no model_index.json"):
-        load_pipeline({"id": "x", "path": str(tmp_path)}, device="cpu")
+        load_pipeline(ModelRef(id="x", path=str(tmp_path)), device="cpu")
 
 
 def test_cli_missing_model_exits_2_without_traceback(tmp_path):

@@ -9,6 +9,7 @@ import re
 import pytest
 from PIL import Image
 
+from isekai_gen.config import LclExportConfig
 from isekai_gen.episodes import run_episodes
 from isekai_gen.errors import UserError
 from isekai_gen.export.lcl import export_lcl
@@ -61,7 +62,7 @@ def built(tmp_path):
 
 def test_original_loader_reads_every_line_and_image(built):
     out, catalog, config = built
-    summary = export_lcl(config, out, catalog)
+    summary = export_lcl(config.export.lcl, out, catalog)
     lcl = out / "export" / "lcl"
     episodes = read_rows(out)
     assert summary["files"] == {"ISEKAI-10.json": 12, "ISEKAI-pair.json": 12}
@@ -71,7 +72,7 @@ def test_original_loader_reads_every_line_and_image(built):
         assert len(dataset.data) == len(rows)
         for index, (item, row) in enumerate(zip(dataset.data, rows)):
             assert set(item) == FIELDS
-            sample = dataset.get_samples(index, shot=config["episodes"]["max_shot"])
+            sample = dataset.get_samples(index, shot=config.episodes.max_shot)
             assert len(sample["pos_imgs"]) == len(sample["neg_imgs"]) == 5
             assert sample["label_name"] in (sample["pos_cls_name"], sample["neg_cls_name"])
             assert (item["positive_promt"], item["negative_promt"], item["label_name"]) == (
@@ -88,7 +89,7 @@ def test_original_loader_reads_every_line_and_image(built):
 def test_images_are_independent_copies_and_reruns_are_idempotent(built):
     """Default ``clone``: editing an exported image can never change the build's image."""
     out, catalog, config = built
-    first = export_lcl(config, out, catalog)
+    first = export_lcl(config.export.lcl, out, catalog)
     image_root = out / "export" / "lcl" / "images"
     exported = sorted(p for p in image_root.rglob("*") if p.is_file())
     assert len(exported) == first["images"] == first["copied"] and first["linked"] == 0
@@ -96,7 +97,7 @@ def test_images_are_independent_copies_and_reruns_are_idempotent(built):
         source = out / "images" / path.parent.parent.name / path.name
         assert not os.path.samefile(path, source) and path.read_bytes() == source.read_bytes()
     files = {p: p.read_bytes() for p in (out / "export" / "lcl").glob("*.json")}
-    second = export_lcl(config, out, catalog)
+    second = export_lcl(config.export.lcl, out, catalog)
     assert (second["linked"], second["copied"], second["removed"]) == (0, 0, 0)
     assert {p: p.read_bytes() for p in (out / "export" / "lcl").glob("*.json")} == files
     assert sorted(p for p in image_root.rglob("*") if p.is_file()) == exported
@@ -104,13 +105,12 @@ def test_images_are_independent_copies_and_reruns_are_idempotent(built):
     original = source.read_bytes()
     exported[0].write_bytes(b"edited by hand")
     assert source.read_bytes() == original
-    assert export_lcl(config, out, catalog)["copied"] == 1 and exported[0].read_bytes() == original
+    assert export_lcl(config.export.lcl, out, catalog)["copied"] == 1 and exported[0].read_bytes() == original
 
 
 def test_hardlink_mode_shares_read_only_inodes(built):
     out, catalog, config = built
-    config = {**config, "export": {"lcl": {"images": "hardlink"}}}
-    summary = export_lcl(config, out, catalog)
+    summary = export_lcl(LclExportConfig(images="hardlink"), out, catalog)
     image_root = out / "export" / "lcl" / "images"
     exported = sorted(p for p in image_root.rglob("*") if p.is_file())
     assert len(exported) == summary["linked"] == summary["images"]
@@ -118,7 +118,7 @@ def test_hardlink_mode_shares_read_only_inodes(built):
         assert os.path.samefile(path, out / "images" / path.parent.parent.name / path.name)
         assert not os.stat(path).st_mode & 0o222
     # Back to copies: the links are replaced by independent files.
-    assert export_lcl({**config, "export": {"lcl": {"images": "copy"}}}, out, catalog)["copied"] == len(exported)
+    assert export_lcl(LclExportConfig(images="copy"), out, catalog)["copied"] == len(exported)
     assert not any(os.path.samefile(p, out / "images" / p.parent.parent.name / p.name) for p in exported)
 
 
@@ -129,7 +129,7 @@ def test_copies_when_hard_links_fail(built, monkeypatch):
         raise OSError("Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", no_links)
-    summary = export_lcl({**config, "export": {"lcl": {"images": "hardlink"}}}, out, catalog)
+    summary = export_lcl(LclExportConfig(images="hardlink"), out, catalog)
     assert summary["copied"] == summary["images"] > 0
     for path in (out / "export" / "lcl" / "images").rglob("*.png"):
         source = out / "images" / path.parent.parent.name / path.name
@@ -139,13 +139,13 @@ def test_copies_when_hard_links_fail(built, monkeypatch):
 
 def test_rebuilt_episodes_drop_stale_images_and_files(built):
     out, catalog, config = built
-    export_lcl(config, out, catalog)
+    export_lcl(config.export.lcl, out, catalog)
     lcl = out / "export" / "lcl"
     query = read_rows(out)[0]["query"]
     set_manifest_field(out, query, kept=False, reject_reason="low_alignment")
     without_pair = base_config(max_shot=5, queries_per_concept=2, pair={"enabled": False})
     run_episodes(without_pair, out, catalog)
-    summary = export_lcl(without_pair, out, catalog)
+    summary = export_lcl(without_pair.export.lcl, out, catalog)
     referenced = {p for line in map(json.loads, (lcl / "ISEKAI-10.json").read_text().splitlines())
                   for p in [line["image_name"], *line["positive_list"], *line["negative_list"]]}
     on_disk = {p.relative_to(lcl / "images").as_posix() for p in (lcl / "images").rglob("*") if p.is_file()}
@@ -160,7 +160,7 @@ def test_stale_episodes_are_a_one_line_error(built):
     job_id = read_rows(out)[0]["positive_support"][0]
     set_manifest_field(out, job_id, kept=False, reject_reason="low_alignment")
     with pytest.raises(UserError) as err:
-        export_lcl(config, out, catalog)
+        export_lcl(config.export.lcl, out, catalog)
     assert "episodes.jsonl: row 1" in str(err.value) and job_id in str(err.value)
     assert not (out / "export" / "lcl" / "ISEKAI-10.json").exists()
 
@@ -171,7 +171,7 @@ def test_missing_or_odd_episodes_are_one_line_errors(built):
     lines = episodes.read_text().splitlines(keepends=True)
     episodes.write_text("".join(lines[:-1]))
     with pytest.raises(UserError, match=r"episodes\.jsonl: ISEKAI-pair has 11 lines; the original loader needs an even"):
-        export_lcl(config, out, catalog)
+        export_lcl(config.export.lcl, out, catalog)
     episodes.unlink()
     with pytest.raises(UserError, match=r"episodes\.jsonl: not found; run `isekai-gen episodes"):
-        export_lcl(config, out, catalog)
+        export_lcl(config.export.lcl, out, catalog)

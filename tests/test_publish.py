@@ -294,6 +294,7 @@ def test_card_front_matter_carries_provenance_papers_and_dataset_info(export_dir
 REVISION_SCRIPT = r"""
 import json, shutil, sys
 from pathlib import Path
+from isekai_gen.config import ModelRef
 from isekai_gen.generation.pipeline import load_pipeline, resolved_revision
 from isekai_gen.generation.tiny import ensure_tiny_pipeline
 hub, commit = Path(sys.argv[1]), sys.argv[2]
@@ -301,11 +302,11 @@ snapshot = hub / "models--org--tiny-sd" / "snapshots" / commit
 shutil.copytree(ensure_tiny_pipeline("tiny-sd"), snapshot)
 (hub / "models--org--tiny-sd" / "refs").mkdir()
 (hub / "models--org--tiny-sd" / "refs" / "main").write_text(commit)
-loaded = load_pipeline({"id": "org/tiny-sd"}, device="cpu")
+loaded = load_pipeline(ModelRef(id="org/tiny-sd"), device="cpu")
 tiny = str(ensure_tiny_pipeline("tiny-sd"))  # a save_pretrained folder: no commit
-print(json.dumps({"hub": loaded.revision, "path": resolved_revision(loaded.pipe, str(snapshot), {"id": "x", "path": str(snapshot)}),
-                  "tiny": resolved_revision(object(), tiny, {"id": "tiny-sd"}),
-                  "folder_as_id": resolved_revision(object(), tiny, {"id": tiny})}))
+print(json.dumps({"hub": loaded.revision, "path": resolved_revision(loaded.pipe, str(snapshot), ModelRef(id="x", path=str(snapshot))),
+                  "tiny": resolved_revision(object(), tiny, ModelRef(id="tiny-sd")),
+                  "folder_as_id": resolved_revision(object(), tiny, ModelRef(id=tiny))}))
 """
 
 

@@ -39,7 +39,7 @@ def _edit_run_json(out: Path, dotted: str, value) -> None:
 
 
 def test_untouched_run_json_is_accepted(build):
-    assert config_from_run(build)["generation"]["steps"] == 2
+    assert config_from_run(build).generation.steps == 2
 
 
 def test_episodes_with_hand_edited_steps_is_refused_in_one_line(build):
@@ -88,7 +88,7 @@ def test_a_build_still_generating_is_checked_against_its_journals(build):
     parts = build / "manifest.parts"
     parts.mkdir()
     (parts / "part-00000-of-00001.jsonl").write_text(json.dumps({"rows": rows[:3]}) + "\n")
-    assert config_from_run(build)["generation"]["steps"] == 2
+    assert config_from_run(build).generation.steps == 2
     _edit_run_json(build, "generation.height", 64)
     with pytest.raises(UserError, match=r"run\.json: generation\.height is 64 but the manifest rows were made with "
                                         r"height 16 \(.*manifest\.parts, row 'cactihog-00000'\)"):

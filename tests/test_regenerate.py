@@ -13,6 +13,7 @@ from isekai_gen.cli import main
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import sha256_file
 from isekai_gen.generation import run_generation
+from isekai_gen.config import ModelRef
 from isekai_gen.generation.pipeline import load_pipeline
 from isekai_gen.generation.regenerate import regenerate_images, verify_images
 from isekai_gen.manifest import part_path, read_manifest, read_parts
@@ -22,7 +23,7 @@ from generation_helpers import tiny_catalog, tiny_config
 
 @pytest.fixture(scope="module")
 def tiny_sd(isekai_cache):
-    return load_pipeline({"id": "tiny-sd"}, dtype="float32", device="cpu", cache_dir=isekai_cache)
+    return load_pipeline(ModelRef(id="tiny-sd"), dtype="float32", device="cpu", cache_dir=isekai_cache)
 
 
 def digest(out_dir) -> dict[str, str]:
@@ -83,8 +84,7 @@ def test_unknown_and_failed_jobs_and_other_settings_are_refused(tmp_path, tiny_s
     other = tiny_config(images_per_concept=2, batch_size=4, steps=3)
     with pytest.raises(UserError, match=r"job 'cactihog-00001' re-renders with steps 3 where the manifest has 2"):
         regenerate_images(other, tmp_path, catalog, ["cactihog-00001"], loaded=tiny_sd)
-    unloadable = tiny_config(images_per_concept=2, batch_size=4)
-    unloadable["generation"]["model"] = {"id": "stabilityai/sdxl-turbo"}
+    unloadable = tiny_config(images_per_concept=2, batch_size=4, model={"id": "stabilityai/sdxl-turbo"})
     with pytest.raises(UserError, match=r"model 'stabilityai/sdxl-turbo'"):
         regenerate_images(unloadable, tmp_path, catalog, ["cactihog-00001"])
     assert digest(tmp_path) == before

@@ -16,6 +16,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
 
 from isekai_gen.build import run_build
+from isekai_gen.config import BuildConfig, with_overrides
 from isekai_gen.manifest import read_manifest
 from isekai_gen.review.app import make_server
 
@@ -26,14 +27,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def review_config() -> dict:
+def review_config() -> BuildConfig:
     """One group, 6 images per concept; 4 kept needed, so three rejects starve a concept."""
-    config = tiny_config(images_per_concept=6, batch_size=8)
-    config["concepts"] = ["cactihog", "hedgehog"]
-    config["filter"]["min_per_concept"] = 4
-    config["episodes"].update(max_shot=2, queries_per_concept=1)
-    config["episodes"]["pair"]["enabled"] = False   # needs two ISEKAI concepts
-    return config
+    return with_overrides(tiny_config(images_per_concept=6, batch_size=8), [{
+        "concepts": ["cactihog", "hedgehog"], "filter": {"min_per_concept": 4},
+        "episodes": {"max_shot": 2, "queries_per_concept": 1,
+                     "pair": {"enabled": False}}}], "test")   # pair needs two ISEKAI concepts
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def _cases() -> list[tuple[str, object]]:
     row = _manifest_row()
     catalog = load_catalog("isekai").subset(["cactihog", "hedgehog", "cctovac", "octopus"])
     episode = episode_rows(manifest_rows(catalog, smoke_test=False), catalog)[0]
-    config = {k: v for k, v in load_config("tiny").items() if not k.startswith("_")}
+    config = load_config("tiny").to_dict()
     bad_filter = copy.deepcopy(config)
     bad_filter["filter"]["min_alignment"] = "high"  # lives in filter_config.schema.json, reached by $ref
     extra_export = copy.deepcopy(config)
@@ -64,7 +64,7 @@ def test_cases_cover_both_outcomes():
 
 
 def test_problem_is_explained_by_jsonschema_with_its_path():
-    config = {k: v for k, v in load_config("tiny").items() if not k.startswith("_")}
+    config = load_config("tiny").to_dict()
     config["filter"]["min_alignment"] = "high"
     assert first_error("build_config", config) == "at filter/min_alignment: 'high' is not of type 'number'"
     with pytest.raises(UserError, match=r"^cfg.yaml: at filter/min_alignment: 'high' is not of type 'number'$"):

@@ -171,4 +171,4 @@ def test_run_benchmarks_builds_the_others_then_names_every_failure(tmp_path):
         run_benchmarks(load_config(config_file=config_file), tmp_path / "build")
     meta, _ = read_split(tmp_path / "build" / "benchmarks" / "eurosat")
     assert meta["totals"] == {"demo": 20, "test": 10}
-    assert meta["content"]["near_duplicate_distance"] == load_config("tiny")["filter"]["dedup"]["phash_max_distance"]
+    assert meta["content"]["near_duplicate_distance"] == load_config("tiny").filter.dedup.phash_max_distance

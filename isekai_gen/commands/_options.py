@@ -16,9 +16,12 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
+
+if TYPE_CHECKING:
+    from ..config import BuildConfig
 
 from ..resources import preset_names
 
@@ -176,26 +179,25 @@ def config_options(func):
 
 
 def load_command_config(preset, config_file, overrides, out_dir: Path | None = None, *, require_run: bool = False,
-                        **fields) -> dict:
+                        **fields) -> BuildConfig:
     """Effective config from the shared options plus per-command field options (``None`` = unset).
 
     With neither --preset nor --config, a stage command on an existing build folder uses the
     config recorded in its run.json; with ``require_run`` (stages that read an earlier stage's
     output) a missing run.json is an error rather than a silent fall-back to the default preset.
     """
-    from ..config import deep_merge, load_config, nest, parse_set, validate_config
+    from ..config import load_config, nest, parse_set, with_overrides
     from ..run_info import check_against_manifest, config_from_run, run_path
 
     parsed = [parse_set(text) for text in overrides]
     # Field options are named after their dotted config key, with "__" for "." (click needs identifiers).
     parsed += [nest(key.replace("__", "."), value) for key, value in fields.items() if value is not None]
     if preset is None and config_file is None and out_dir is not None and (require_run or run_path(out_dir).exists()):
-        config = config_from_run(out_dir)  # cross-checked against the manifest there
-        for override in parsed:
-            config = deep_merge(config, override)
-        validate_config(config, f"{run_path(out_dir)} with the command-line overrides" if parsed else run_path(out_dir))
+        config = config_from_run(out_dir)  # validated, and cross-checked against the manifest there
         if parsed:
-            check_against_manifest(config, out_dir, f"{run_path(out_dir)} with the command-line overrides")
+            source = f"{run_path(out_dir)} with the command-line overrides"
+            config = with_overrides(config, parsed, source)
+            check_against_manifest(config, out_dir, source)
         return config
     return load_config(preset, config_file, parsed)
 

@@ -39,7 +39,7 @@ def command(out_dir, preset, config_file, overrides, progress, wait, **fields):
     kept = summary.kept_per_concept
     click.echo(f"built {summary.images} images ({summary.topup_rounds} top-up rounds); kept per concept "
                f"min {min(kept.values())} / max {max(kept.values())}")
-    if config.get("smoke_test"):
+    if config.smoke_test:
         click.echo("note: smoke-test build (random weights): the images are noise")
     click.echo(f"results: {out_dir.resolve() if isinstance(out_dir, Path) else out_dir}")
     for name in ("manifest.jsonl", "episodes/episodes.jsonl", "export/lcl", "export/webdataset", "export/hf"):

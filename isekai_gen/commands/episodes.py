@@ -23,7 +23,7 @@ def command(out_dir: Path | str, preset: str | None, config_file: Path | None, o
     Writes OUT/episodes/episodes.jsonl; `isekai-gen export --out OUT --format lcl` writes the LCL
     files (OUT/export/lcl/) from it.
     """
-    from ..build import build_catalog
+    from ..catalog import build_catalog
     from ..episodes import run_episodes
 
     with build_folder(out_dir, wait) as work_dir:

@@ -55,7 +55,7 @@ def command(out_dir: Path | str | None, formats: str | None, split_folders: tupl
         return
     if dest is not None:
         raise click.UsageError("--dest applies to --splits; a build's formats go to OUT/export/")
-    from ..build import build_catalog
+    from ..catalog import build_catalog
 
     names = None if formats is None else parse_formats(formats, BUILD)
     with build_folder(out_dir, wait) as work_dir:

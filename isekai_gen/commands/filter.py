@@ -37,7 +37,7 @@ def command(out_dir: Path | str, preset: str | None, config_file: Path | None, o
     e.g. `isekai-gen filter --out OUT --set filter.min_alignment=0.25`. Embeddings are cached in
     OUT/cache/embeddings, so re-filtering with other thresholds needs no model time.
     """
-    from ..build import build_catalog
+    from ..catalog import build_catalog
     from ..filtering import calibrate as calibrate_scores
     from ..filtering import run_filter
 
@@ -54,4 +54,4 @@ def command(out_dir: Path | str, preset: str | None, config_file: Path | None, o
     click.echo(f"report: {shown(out_dir, work_dir, work_dir / 'filter' / 'report.md')}")
     if result.starved:
         starved = ", ".join(f"{cid} ({n})" for cid, n in sorted(result.starved.items()))
-        click.echo(f"starved (below filter.min_per_concept={config['filter']['min_per_concept']}): {starved}")
+        click.echo(f"starved (below filter.min_per_concept={config.filter.min_per_concept}): {starved}")

@@ -70,7 +70,7 @@ def command(out_dir, preset, config_file, overrides, shard, progress, wait, veri
 
 def _repair(out_dir, preset, config_file, overrides, wait, verify, regenerate, allow_drift, job_ids, fields) -> None:
     """``--verify`` (a reader: no lock) or ``--regenerate JOB_ID...`` (a writer)."""
-    from ..build import build_catalog
+    from ..catalog import build_catalog
     from ..errors import UserError
     from ..generation.regenerate import regenerate_images, verify_images
 

@@ -31,7 +31,7 @@ def apply_command(out_dir: Path) -> str:
     except UserError:
         name = None
     for preset in preset_names():
-        if name is not None and load_config(preset).get("name") == name:
+        if name is not None and load_config(preset).name == name:
             return f"isekai-gen build --preset {preset} --out {out_dir}"
     return f"isekai-gen build --out {out_dir} --config YOUR_CONFIG"
 

@@ -12,10 +12,6 @@ ENGINES = ("local", "ray")
 RAY_EXTRA = "pip install 'isekai-gen[ray]'"
 
 
-def engine_name(config: dict) -> str:
-    return (config.get("engine") or {}).get("name", "local")
-
-
 def require_ray():
     """The ``ray`` module with Ray Data, or one line naming the extra that installs it."""
     try:

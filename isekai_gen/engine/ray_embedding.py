@@ -23,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..config import EngineConfig
 from ..errors import UserError
 from ..storage import RemoteFile
 from .ray_generation import _actor_resources, connect
@@ -85,13 +86,13 @@ class BatchEmbedder:
         return {"index": rows["index"], "result": np.array(out, dtype=object), "error": np.array(errors, dtype=object)}
 
 
-def embed_on_ray(embedder, engine: dict, batches: list[list[Path | RemoteFile]],
+def embed_on_ray(embedder, engine: EngineConfig, batches: list[list[Path | RemoteFile]],
                  device: str) -> Iterator[tuple[np.ndarray, list]]:
     """(vectors, facts) of each batch of images (paths, or a remote build's objects), in batch order."""
     import torch
 
     ray = connect(engine)
-    per_actor, (low, high) = _actor_resources(ray, engine, {"device": device})
+    per_actor, (low, high) = _actor_resources(ray, engine, device)
     pool = ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=high, max_tasks_in_flight_per_actor=2)
     remote = next((item.remote for batch in batches for item in batch if isinstance(item, RemoteFile)), None)
     items = [{"index": k, "paths": json.dumps([item.relpath if isinstance(item, RemoteFile) else str(item)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import Catalog
+from ..config import BuildConfig, EngineConfig
 from ..errors import UserError
 from ..jobs import Job
 from ..storage import remote_of
@@ -54,24 +55,19 @@ class BatchRenderer:
     problem goes back as the row's ``error`` and the driver raises it.
     """
 
-    def __init__(self, config: dict, catalog: Catalog, images: str | RemoteImages, cache_dir: str | None,
+    def __init__(self, config: BuildConfig, catalog: Catalog, images: str | RemoteImages, cache_dir: str | None,
                  torch_threads: int | None):
         import torch
 
-        from ..generation.pipeline import load_pipeline
+        from ..generation.pipeline import load_generation_pipeline
         from ..generation.stage import BatchGenerator
 
         if torch_threads:
             # The driver's thread count: CPU kernels may sum in another order with another count.
             torch.set_num_threads(torch_threads)
-        settings = config["generation"]
         self.problem = ""
         try:
-            loaded = load_pipeline(
-                settings["model"], dtype=settings["dtype"], device=settings["device"],
-                cache_dir=Path(cache_dir) if cache_dir else None,
-                vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
-            )
+            loaded = load_generation_pipeline(config.generation, Path(cache_dir) if cache_dir else None)
         except UserError as exc:
             self.problem = str(exc)
             return
@@ -105,11 +101,11 @@ def _worker_images(out_dir: Path) -> str | RemoteImages:
     return RemoteImages(remote) if remote is not None else str(Path(out_dir).resolve())
 
 
-def connect(engine: dict):
+def connect(engine: EngineConfig):
     """``ray`` connected to the configured cluster (or a local one); an existing connection is reused."""
     ray = require_ray()
     if not ray.is_initialized():
-        address = engine.get("ray_address")
+        address = engine.ray_address
         try:
             ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False,
                      log_to_driver=log.isEnabledFor(logging.INFO))
@@ -118,35 +114,34 @@ def connect(engine: dict):
     return ray
 
 
-def _actor_resources(ray, engine: dict, settings: dict) -> tuple[dict, tuple[int, int]]:
+def _actor_resources(ray, engine: EngineConfig, device: str) -> tuple[dict, tuple[int, int]]:
     """map_batches resources per actor and the actor pool's (min, max) size."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    on_gpu = gpus > 0 and settings["device"] in ("auto", "cuda") or settings["device"].startswith("cuda")
-    cpus_per_actor = engine.get("cpus_per_actor") or 1
+    on_gpu = gpus > 0 and device in ("auto", "cuda") or device.startswith("cuda")
+    cpus_per_actor = engine.cpus_per_actor or 1
     if on_gpu:
         per_actor, capacity = {"num_gpus": 1, "num_cpus": cpus_per_actor}, max(gpus, 1)
     else:
         per_actor, capacity = {"num_cpus": cpus_per_actor}, max(int(resources.get("CPU", 1) // cpus_per_actor), 1)
-    low, high = engine.get("min_actors") or 1, engine.get("max_actors") or capacity
+    low, high = engine.min_actors or 1, engine.max_actors or capacity
     return per_actor, (min(low, high), high)
 
 
-def render_on_ray(config: dict, out_dir: Path, catalog: Catalog, pending: list[list[Job]],
+def render_on_ray(config: BuildConfig, out_dir: Path, catalog: Catalog, pending: list[list[Job]],
                   commit: Callable[[list[dict]], None], *, progress: bool = False, cache_dir: Path | None = None) -> None:
     """Render ``pending`` batches on Ray actors; ``commit(rows)`` each batch as its rows stream back."""
     import torch
     from tqdm.auto import tqdm
 
-    engine = config.get("engine") or {}
-    ray = connect(engine)
+    ray = connect(config.engine)
     from ray.data import DataContext
 
     context = DataContext.get_current()
     verbose = log.isEnabledFor(logging.INFO)
     context.enable_progress_bars = verbose  # one bar of ours for the whole cluster; --verbose adds Ray's
     context.print_on_execution_start = verbose
-    per_actor, concurrency = _actor_resources(ray, engine, config["generation"])
+    per_actor, concurrency = _actor_resources(ray, config.engine, config.generation.device)
     items = [{"jobs": json.dumps([asdict(job) for job in batch])} for batch in pending]
     low, high = concurrency
     # Start with every actor the cluster can hold now; the autoscaler may add nodes up to `high`.

@@ -13,25 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import DedupConfig
 from .inputs import KeptImages
-
-DEFAULT_PHASH_MAX_DISTANCE = 10   # imagededup's default for 64-bit pHash
-DEFAULT_COSINE_THRESHOLD = 0.95
 
 
 @dataclass(frozen=True)
 class NearDuplicateGuard:
-    phash_max_distance: int | None = DEFAULT_PHASH_MAX_DISTANCE
-    cosine_threshold: float | None = DEFAULT_COSINE_THRESHOLD
+    phash_max_distance: int | None   # None: that test off
+    cosine_threshold: float | None
 
     @classmethod
-    def from_config(cls, config: dict) -> "NearDuplicateGuard":
-        """The thresholds of ``filter.dedup`` where set (null: that test off), else the defaults."""
-        dedup = (config.get("filter") or {}).get("dedup") or {}
-        return cls(
-            dedup.get("phash_max_distance", DEFAULT_PHASH_MAX_DISTANCE),
-            dedup.get("cosine_threshold", DEFAULT_COSINE_THRESHOLD),
-        )
+    def from_dedup(cls, dedup: DedupConfig) -> "NearDuplicateGuard":
+        """The thresholds of ``filter.dedup``."""
+        return cls(dedup.phash_max_distance, dedup.cosine_threshold)
 
     def describe(self) -> str:
         tests = []

@@ -28,13 +28,13 @@ class ConceptPair:
     negative: Concept
 
 
-def real_partner_pairs(catalog: Catalog, groups: int | list[str] | None) -> list[ConceptPair]:
+def real_partner_pairs(catalog: Catalog, groups: int | tuple[str, ...] | list[str] | None) -> list[ConceptPair]:
     """(isekai, real) pairs of the chosen groups, in catalog order.
 
     ``groups``: the first N groups, the listed group ids, or None for every group.
     """
     pairs = [ConceptPair(isekai, real) for isekai, real in catalog.groups()]
-    if isinstance(groups, list):
+    if isinstance(groups, (list, tuple)):
         present = {p.positive.group for p in pairs}
         unknown = [g for g in groups if g not in present]
         if unknown:

@@ -8,9 +8,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..catalog import Catalog
+from ..config import BuildConfig
 from ..fileio import write_jsonl
 from ..curation.pending import refuse_pending
-from ..schema import validate
 from .inputs import KeptImages, load_kept_images
 from .neardup import NearDuplicateGuard
 from .pairing import ConceptPair, class_similarity, other_isekai_pairs, real_partner_pairs
@@ -24,28 +24,28 @@ SETS = {"ISEKAI-10": "isekai10", "ISEKAI-pair": "pair"}
 
 
 def build_episodes(
-    config: dict, catalog: Catalog, kept: KeptImages, *, progress: bool = False
+    config: BuildConfig, catalog: Catalog, kept: KeptImages, *, progress: bool = False
 ) -> list[dict]:
-    """Episode rows of every enabled set; pure function of its inputs."""
-    section = config["episodes"]
+    """Episode rows of every enabled set; pure function of its inputs. Takes the build config:
+    episodes are seeded by the global seed and guarded by the filter's dedup thresholds."""
+    section = config.episodes
     settings = SamplingSettings(
-        max_shot=section["max_shot"],
-        queries_per_concept=section["queries_per_concept"],
-        seed=config["seed"],
-        guard=NearDuplicateGuard.from_config(config),
+        max_shot=section.max_shot,
+        queries_per_concept=section.queries_per_concept,
+        seed=config.seed,
+        guard=NearDuplicateGuard.from_dedup(config.filter.dedup),
     )
     pairs_by_set: dict[str, list[ConceptPair]] = {}
-    if section["isekai10"]["enabled"]:
-        pairs_by_set["ISEKAI-10"] = real_partner_pairs(catalog, section["isekai10"]["groups"])
+    if section.isekai10.enabled:
+        pairs_by_set["ISEKAI-10"] = real_partner_pairs(catalog, section.isekai10.groups)
     # Counts first: hardest-first pairing averages every ISEKAI concept's images.
     involved = {c.id for pairs in pairs_by_set.values() for p in pairs for c in (p.positive, p.negative)}
-    if section["pair"]["enabled"]:
+    if section.pair.enabled:
         involved |= {c.id for c in catalog.concepts if c.world == "isekai"}
     check_counts(kept, [c for c in catalog.concepts if c.id in involved], settings)
-    if section["pair"]["enabled"]:
-        pair_settings = section["pair"]
+    if section.pair.enabled:
         pairs_by_set["ISEKAI-pair"] = other_isekai_pairs(
-            catalog, kept, pair_settings["partner"], pair_settings["partners_per_concept"], config["seed"]
+            catalog, kept, section.pair.partner, section.pair.partners_per_concept, config.seed
         )
     rows = []
     work = [(name, pair) for name, pairs in pairs_by_set.items() for pair in pairs]
@@ -55,10 +55,9 @@ def build_episodes(
     return rows
 
 
-def run_episodes(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
+def run_episodes(config: BuildConfig, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
     """Write ``OUT/episodes/episodes.jsonl`` from the kept images; return counts per set."""
     out_dir = Path(out_dir)
-    validate(config["episodes"], "episodes_config", "config section episodes")
     refuse_pending(out_dir, "episodes")  # human decisions not applied yet would ship rejected images
     kept = load_kept_images(out_dir)
     rows = build_episodes(config, catalog, kept, progress=progress)

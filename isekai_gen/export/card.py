@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..catalog import Catalog
+from ..config import BuildConfig, CardConfig
 from ..errors import UserError
 from ..fileio import atomic_write_text, read_json
 from ..filtering.rules import REJECT_REASONS
@@ -55,27 +56,26 @@ def dataset_infos(hf_dir: Path, hf_configs: dict):
     return DatasetInfosDict(infos)
 
 
-def card_data(config: dict, hf_configs: dict, images: int, *, hf_dir: Path):
+def card_data(card: CardConfig, hf_configs: dict, images: int, *, hf_dir: Path):
     """The front matter as ``DatasetCardData``: licence, tasks, size, name, provenance, tags, configs and
     ``dataset_info`` (features and split sizes, as ``datasets.push_to_hub`` writes it)."""
     from huggingface_hub import DatasetCardData
 
-    card = config["export"]["card"]
     # The first config is the default: hf.write_hf_data writes the images config first.
     configs = [
         {"config_name": name, "data_files": [{"split": info["split"], "path": info["data_files"]}],
          **({"default": True} if position == 0 else {})}
         for position, (name, info) in enumerate(hf_configs.items())
     ]
-    tags = list(dict.fromkeys([*card["tags"], *PAPER_TAGS]))
+    tags = list(dict.fromkeys([*card.tags, *PAPER_TAGS]))
     # Every image and episode is made here: "original" (the Hub's spec, hub-docs datasetcard.md). Its other
     # values name Hub datasets ("laion/laion-2b", legacy "extended|imagenet-1k"); the packaged benchmark
     # splits are only ids and labels of datasets known here by a folder name, not a Hub id, so the card's
     # benchmark table names them instead of a `source_datasets` entry that would link nowhere.
     sources = ["original"]
     data = DatasetCardData(
-        license=card["license"], language=["en"], task_categories=list(card["task_categories"]),
-        size_categories=[size_category(images)], pretty_name=card["pretty_name"], tags=tags,
+        license=card.license, language=["en"], task_categories=list(card.task_categories),
+        size_categories=[size_category(images)], pretty_name=card.pretty_name, tags=tags,
         annotations_creators=["machine-generated"], source_datasets=sources, configs=configs,
     )
     dataset_infos(hf_dir, hf_configs).to_dataset_card_data(data)
@@ -118,10 +118,10 @@ def filter_outcomes(manifest_rows: list[dict]) -> str:
     return _table(("reason", "rule", "images", "share of generated"), rows)
 
 
-def revision_text(config: dict, manifest_rows: list[dict]) -> str:
+def revision_text(config: BuildConfig, manifest_rows: list[dict]) -> str:
     """The commit(s) the images were generated from, as the rows record them (never a guess such as
     ``main``): a local pipeline folder that is no Hub snapshot has none."""
-    requested = config["generation"]["model"].get("revision")
+    requested = config.generation.model.revision
     commits = sorted({row["model_revision"] for row in manifest_rows if row.get("model_revision")})
     if not commits:
         return ("none recorded (a local pipeline folder, not a Hub snapshot)" if not requested else
@@ -130,29 +130,27 @@ def revision_text(config: dict, manifest_rows: list[dict]) -> str:
     return shown + (f" (requested `{requested}`)" if requested and requested not in commits else "")
 
 
-def generator_table(config: dict, manifest_rows: list[dict]) -> str:
-    model = config["generation"]["model"]
-    licence = f"[{model['license']}]({model['license_url']})" if model.get("license_url") else model["license"]
+def generator_table(config: BuildConfig, manifest_rows: list[dict]) -> str:
+    model = config.generation.model
+    licence = f"[{model.license}]({model.license_url})" if model.license_url else model.license
     pipelines = sorted({row.get("pipeline_class") or "?" for row in manifest_rows})
     dtypes = sorted({f"{row.get('dtype', '?')} on {row.get('device_type', '?')}" for row in manifest_rows})
-    generation = config["generation"]
+    generation = config.generation
     rows = [
-        ("model", f"`{model['id']}`"), ("revision", revision_text(config, manifest_rows)), ("licence", licence),
-        ("pipeline", ", ".join(pipelines)), ("steps", generation["steps"]),
-        ("guidance scale", generation["guidance_scale"]), ("size", f"{generation['width']}x{generation['height']}"),
+        ("model", f"`{model.id}`"), ("revision", revision_text(config, manifest_rows)), ("licence", licence),
+        ("pipeline", ", ".join(pipelines)), ("steps", generation.steps),
+        ("guidance scale", generation.guidance_scale), ("size", f"{generation.width}x{generation.height}"),
         ("precision", ", ".join(dtypes)),
     ]
     return _table(("setting", "value"), rows)
 
 
-def filter_models_table(config: dict, manifest_rows: list[dict]) -> str:
+def filter_models_table(config: BuildConfig, manifest_rows: list[dict]) -> str:
     models = sorted({(row["scores"].get("model"), row["scores"].get("pretrained"))
                      for row in manifest_rows if row.get("scores")}, key=str)
     if not models:
         return "No images were scored (the filter stage recorded no CLIP scores)."
-    model_config = config.get("filter", {}).get("model")
-    licence = model_config.get("license") if isinstance(model_config, dict) else None
-    licence = licence or "see the model card of the weights (not stated in the build config)"
+    licence = config.filter.model.license or "see the model card of the weights (not stated in the build config)"
     return _table(("CLIP model", "pretrained weights", "licence"),
                   [(f"`{name}`", f"`{tag}`" if tag else "none (random weights)", licence) for name, tag in models])
 
@@ -161,27 +159,27 @@ def filter_models_table(config: dict, manifest_rows: list[dict]) -> str:
 _NOT_FILTER_RULES = {"model", "templates", "device", "batch_size", "num_workers"}
 
 
-def filter_settings_table(config: dict) -> str:
+def filter_settings_table(config: BuildConfig) -> str:
     """The filter thresholds of this build (config ``filter`` section, flattened)."""
     def flatten(section: dict, prefix: str = ""):
-        for key, value in sorted(section.items()):  # sorted: run.json and in-memory configs differ in order
+        for key, value in sorted(section.items()):
             if isinstance(value, dict):
                 yield from flatten(value, f"{prefix}{key}.")
             else:
                 shown = json.dumps(value) if value is None or isinstance(value, bool) else value
                 yield f"`filter.{prefix}{key}`", shown
 
-    rows = list(flatten({k: v for k, v in config.get("filter", {}).items() if k not in _NOT_FILTER_RULES}))
-    return _table(("setting", "value"), rows) if rows else "The build config records no filter settings."
+    rows = list(flatten({k: v for k, v in config.filter.to_dict().items() if k not in _NOT_FILTER_RULES}))
+    return _table(("setting", "value"), rows)
 
 
-def seeds_text(config: dict, manifest_rows: list[dict]) -> str:
+def seeds_text(config: BuildConfig, manifest_rows: list[dict]) -> str:
     retried = sum(row.get("attempt", 0) > 0 for row in manifest_rows)
     failed = sum(row["status"] != "ok" for row in manifest_rows)
     seeds = [row["seed"] for row in manifest_rows]
     span = f"{min(seeds)}..{max(seeds)}" if seeds else "none"
     return (
-        f"Global seed `{config['seed']}`; every image's own seed is in the `seed` column (range {span}), "
+        f"Global seed `{config.seed}`; every image's own seed is in the `seed` column (range {span}), "
         f"so any single image can be regenerated. {retried} image(s) needed fresh-seed retries after a broken "
         f"output (NaN, black, uniform or blacked-out) and {failed} job(s) failed every attempt."
     )
@@ -238,9 +236,9 @@ def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_conf
     """Every template placeholder's Markdown."""
     groups = len({c.group for c in catalog.concepts})
     return {
-        "card_data": card_data(config, hf_configs, len(items), hf_dir=hf_dir).to_yaml(),
-        "pretty_name": config["export"]["card"]["pretty_name"],
-        "build_name": config["name"],
+        "card_data": card_data(config.export.card, hf_configs, len(items), hf_dir=hf_dir).to_yaml(),
+        "pretty_name": config.export.card.pretty_name,
+        "build_name": config.name,
         "smoke_test_warning": smoke_test_warning(manifest_rows),
         "summary": (f"{len(items)} images of {len(catalog.concepts)} concepts in {groups} groups "
                     f"(each an invented ISEKAI concept and its real-world look-alike), and {len(episodes)} "
@@ -248,17 +246,17 @@ def card_values(*, config, run, catalog, manifest_rows, items, episodes, hf_conf
         "images_per_concept": images_per_concept(catalog, manifest_rows),
         "filter_outcomes": filter_outcomes(manifest_rows),
         "generator": generator_table(config, manifest_rows),
-        "generator_license": config["generation"]["model"]["license"],
+        "generator_license": config.generation.model.license,
         "filter_models": filter_models_table(config, manifest_rows),
         "filter_settings": filter_settings_table(config),
         "seeds": seeds_text(config, manifest_rows),
         "configs": configs_table(hf_configs),
-        "split": config["export"]["split"],
+        "split": config.export.split,
         "episodes": episodes_text(episodes),
         "benchmarks": benchmarks_text(benchmarks),
         "catalog": f"`{Path(catalog.source).name}` ({catalog.name})",
         "probes": probe_card_text(Path(hf_dir).parent.parent),   # OUT/probes/ of OUT/export/hf
-        "license": config["export"]["card"]["license"],
+        "license": config.export.card.license,
         "tool_version": str(run.get("tool_version", "unknown")),
         "versions": versions_table(run),
         "content_hash": content_hash,

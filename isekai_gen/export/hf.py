@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tqdm import tqdm
 
+from ..config import ExportConfig
 from ..errors import UserError
 from ..fileio import HashingWriter, atomic_open, atomic_write_bytes, read_json, remove_stale, sha256_bytes
 from ..manyicl.writer import shared_files
@@ -154,7 +155,7 @@ def write_hf_data(
             configs[config_name(set_name)] = _write_config(
                 hf_dir, config_name(set_name), split, rows, [EPISODE_ROW_BYTES] * len(rows), _episode_rows,
                 episode_features(), limits, bar)
-    remove_stale(hf_dir / DATA_DIR, {hf_dir / f for config in configs.values() for f in config["files"]})
+    remove_stale(hf_dir / DATA_DIR, {hf_dir / f for info in configs.values() for f in info["files"]})
     return configs
 
 
@@ -210,18 +211,18 @@ class HFExporter(Exporter):
     default = True
     unhashed = (README,)
 
-    def enabled(self, config: dict) -> bool:
-        return config["export"]["hf"]["enabled"]
+    def enabled(self, export: ExportConfig) -> bool:
+        return export.hf.enabled
 
     def export(self, source) -> ExportResult:
-        export = source.config["export"]
-        settings = export["hf"]
+        export = source.config.export
+        settings = export.hf
         hf_dir = source.export_dir / HF_DIR
         (hf_dir / README).unlink(missing_ok=True)
         self.configs = write_hf_data(
-            source.items, source.episodes, hf_dir, split=export["split"], classes=source.catalog.ids,
-            max_rows_per_shard=settings["max_rows_per_shard"], max_bytes_per_shard=settings["max_bytes_per_shard"],
-            row_group_rows=settings["row_group_rows"], progress=source.progress,
+            source.items, source.episodes, hf_dir, split=export.split, classes=source.catalog.ids,
+            max_rows_per_shard=settings.max_rows_per_shard, max_bytes_per_shard=settings.max_bytes_per_shard,
+            row_group_rows=settings.row_group_rows, progress=source.progress,
         )
         self.benchmarks, copied = copy_benchmark_splits(source.out_dir, hf_dir)
         export_dir = source.export_dir

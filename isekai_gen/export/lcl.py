@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..catalog import Catalog
+from ..config import LclExportConfig
 from ..episodes.inputs import kept_manifest_rows
 from ..episodes.stage import EPISODES_FILE, SETS
 from ..errors import UserError
@@ -140,14 +141,14 @@ def _no_episodes(out_dir: Path) -> str:
     return f"{Path(out_dir) / EPISODES_FILE}: not found; run `isekai-gen episodes --out {out_dir}` first"
 
 
-def export_lcl(config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
+def export_lcl(settings: LclExportConfig, out_dir: Path, catalog: Catalog, *, progress: bool = False) -> dict:
     """Write the LCL annotation files and their image root from ``OUT/episodes/episodes.jsonl``."""
     out_dir = Path(out_dir)
     kept = kept_manifest_rows(out_dir)
     fetch_images(out_dir, kept)  # a remote build's images, into its mirror (no-op for a local build)
     path_of = {r["job_id"]: lcl_image_path(r["concept_id"], r["image"]) for r in kept}
     source_of = {path_of[r["job_id"]]: out_dir / r["image"] for r in kept}
-    mode = config.get("export", {}).get("lcl", {}).get("images", "clone")
+    mode = settings.images
     episodes_file = out_dir / EPISODES_FILE
     if not episodes_file.exists():
         raise UserError(_no_episodes(out_dir))
@@ -206,7 +207,7 @@ class LCLExporter(Exporter):
 
     def export(self, source) -> ExportResult:
         source.items  # the manifest checks every build format shares (filtered, kept images present)
-        summary = export_lcl(source.config, source.out_dir, source.catalog, progress=source.progress)
+        summary = export_lcl(source.config.export.lcl, source.out_dir, source.catalog, progress=source.progress)
         return ExportResult(placed_digests(source.out_dir), summary)
 
     def describe(self, summary: dict, show) -> list[str]:

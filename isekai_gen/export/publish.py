@@ -82,17 +82,17 @@ def check_folder(folder: Path) -> list[tuple[str, int]]:
         raise UserError(f"{readme}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     check_card(text, readme)
     listing = upload_listing(folder)
-    for config in DatasetCard(text).data.to_dict()["configs"]:
-        data_files = config.get("data_files") or []
+    for hub_config in DatasetCard(text).data.to_dict()["configs"]:
+        data_files = hub_config.get("data_files") or []
         for entry in data_files if isinstance(data_files, list) else [data_files]:
             pattern = entry.get("path") if isinstance(entry, dict) else entry
             for single in pattern if isinstance(pattern, list) else [pattern]:
                 # A hand-edited card: pathlib refuses empty and absolute patterns with a traceback.
                 if not isinstance(single, str) or not single or single.startswith("/") or ".." in single.split("/"):
-                    raise UserError(f"{readme}: config {config.get('config_name')!r}: data file pattern {single!r} "
+                    raise UserError(f"{readme}: config {hub_config.get('config_name')!r}: data file pattern {single!r} "
                                     "is not a path inside the folder")
                 if not list(folder.glob(single)):
-                    raise UserError(f"{readme}: config {config.get('config_name')!r}: no file matches {single!r}")
+                    raise UserError(f"{readme}: config {hub_config.get('config_name')!r}: no file matches {single!r}")
     return listing
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..catalog import Catalog
+from ..config import BuildConfig, ExportConfig
 from ..errors import UserError
 from .items import EXPORT_DIR, ExportItem, collect_items, read_episodes
 
@@ -42,7 +43,7 @@ FORMATS = {
 class BuildInput:
     """A filtered build folder, read once for every format of one export run."""
 
-    config: dict
+    config: BuildConfig
     out_dir: Path
     catalog: Catalog
     progress: bool = False
@@ -98,7 +99,7 @@ class Exporter:
     hashed: ClassVar[bool] = True               # covered by SHA256SUMS (the content hash)
     unhashed: ClassVar[tuple[str, ...]] = ()    # its files (under its folder) that state the hash
 
-    def enabled(self, config: dict) -> bool:
+    def enabled(self, export: ExportConfig) -> bool:
         """Whether a default export writes this format (a switched-off one has its folder removed)."""
         return True
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..config import BuildConfig
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
 from ..curation.pending import refuse_pending
@@ -48,7 +49,7 @@ def _planned(source: BuildInput, formats: list[str] | None) -> list:
         if not exporter.default:
             continue
         folder = source.export_dir / exporter.folder
-        if not exporter.enabled(source.config):
+        if not exporter.enabled(source.config.export):
             if folder.exists():
                 log.info("removing %s: switched off in the config", folder)
                 shutil.rmtree(folder)
@@ -61,7 +62,7 @@ def _planned(source: BuildInput, formats: list[str] | None) -> list:
     return exporters
 
 
-def run_export(config: dict, out_dir: Path, catalog: Catalog, *, formats: list[str] | None = None,
+def run_export(config: BuildConfig, out_dir: Path, catalog: Catalog, *, formats: list[str] | None = None,
                progress: bool = False, shots: list[int] | None = None, seed: int | None = None) -> dict:
     """Write the export formats of a filtered build into ``OUT/export/<format folder>/``.
 

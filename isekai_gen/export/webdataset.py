@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tqdm import tqdm
 
+from ..config import ExportConfig
 from ..fileio import atomic_open, dumps_canonical, remove_stale, write_json
 from ..schema import validate
 from .registry import ExportResult, Exporter
@@ -258,17 +259,17 @@ class WebDatasetExporter(Exporter):
     folder = WEBDATASET_DIR
     default = True
 
-    def enabled(self, config: dict) -> bool:
-        return config["export"]["webdataset"]["enabled"]
+    def enabled(self, export: ExportConfig) -> bool:
+        return export.webdataset.enabled
 
     def export(self, source) -> ExportResult:
-        export, catalog = source.config["export"], source.catalog
-        settings = export["webdataset"]
+        export, catalog = source.config.export, source.catalog
+        settings = export.webdataset
         folder = source.export_dir / WEBDATASET_DIR
         index = write_webdataset(
-            source.items, folder, split=export["split"], classes=catalog.ids,
-            max_samples_per_shard=settings["max_samples_per_shard"],
-            max_bytes_per_shard=settings["max_bytes_per_shard"], progress=source.progress,
+            source.items, folder, split=export.split, classes=catalog.ids,
+            max_samples_per_shard=settings.max_samples_per_shard,
+            max_bytes_per_shard=settings.max_bytes_per_shard, progress=source.progress,
         )
         return ExportResult({f"{WEBDATASET_DIR}/{shard['file']}": shard["sha256"] for shard in index["shards"]},
                             index)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..config import resolve_path
+from ..config import BuildConfig, FilterModelConfig
 from ..errors import UserError
 from ..fileio import dumps_canonical, sha256_file
 from ..resources import CONFIG_DIR
@@ -96,12 +96,12 @@ def _device(name: str):
     return device
 
 
-def _register_configs(config: dict, model_cfg: dict) -> None:
+def _register_configs(config: BuildConfig, model_cfg: FilterModelConfig) -> None:
     import open_clip
 
     open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
-    if model_cfg.get("config"):
-        path = resolve_path(config, model_cfg["config"])
+    if model_cfg.config:
+        path = config.resolve_path(model_cfg.config)
         if not path.is_file():
             raise UserError(f"filter.model.config: open_clip model config {path} not found")
         try:
@@ -131,8 +131,8 @@ def _pretrained_cfg(name: str, tag: str) -> dict:
     return cfg
 
 
-def _local_weights(config: dict, weights: str, tag: str | None) -> Path:
-    path = resolve_path(config, weights)
+def _local_weights(config: BuildConfig, weights: str, tag: str | None) -> Path:
+    path = config.resolve_path(weights)
     if not path.is_file():
         raise UserError(f"filter.model.weights: checkpoint file {path} not found")
     if not tag:
@@ -196,13 +196,14 @@ class _Spec:
     seed: int | None = None          # random init
 
 
-def _resolve(config: dict) -> _Spec:
-    """Validate ``config["filter"]["model"]`` (see configs/_base.yaml) and say what loading it means."""
+def _resolve(config: BuildConfig) -> _Spec:
+    """Validate ``filter.model`` (see configs/_base.yaml) and say what loading it means. The build
+    config, not the filter section alone: its files are relative to the user's config file."""
     import open_clip
 
-    model_cfg = config["filter"]["model"]
-    name, tag, weights = model_cfg["name"], model_cfg.get("pretrained"), model_cfg.get("weights")
-    device = _device(config["filter"].get("device", "auto"))
+    model_cfg = config.filter.model
+    name, tag, weights = model_cfg.name, model_cfg.pretrained, model_cfg.weights
+    device = _device(config.filter.device)
     _register_configs(config, model_cfg)
     is_hub = name.startswith("hf-hub:")
     if not is_hub and open_clip.get_model_config(name) is None:
@@ -225,7 +226,7 @@ def _resolve(config: dict) -> _Spec:
             force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
         )
     elif not is_hub:
-        spec.seed = int(model_cfg.get("init_seed", 0))
+        spec.seed = int(model_cfg.init_seed)
         spec.recorded = f"random-init-seed{spec.seed}"
         identity["random_init_seed"] = spec.seed
     return spec
@@ -292,8 +293,8 @@ def _load(spec: _Spec) -> OpenClipEmbedder:
     )
 
 
-def load_open_clip(config: dict) -> OpenClipEmbedder:
-    """Build the embedder named by ``config["filter"]["model"]`` (see configs/_base.yaml)."""
+def load_open_clip(config: BuildConfig) -> OpenClipEmbedder:
+    """Build the embedder named by ``filter.model`` (see configs/_base.yaml)."""
     return _load(_resolve(config))
 
 
@@ -304,7 +305,7 @@ class LazyOpenClip:
     re-filter whose image and text embeddings are all cached never loads the weights.
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: BuildConfig):
         self._spec = _resolve(config)
         self._loaded: OpenClipEmbedder | None = None
         self.model, self.pretrained, self.device = self._spec.name, self._spec.recorded, self._spec.device

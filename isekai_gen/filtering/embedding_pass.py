@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..config import EngineConfig
 from ..errors import UserError
 from .cache import EmbeddingCache
 from .embedder import Embedder
@@ -59,7 +60,7 @@ def embed_missing(
     batch_size: int,
     num_workers: int,
     progress: bool = False,
-    engine: dict | None = None,
+    engine: EngineConfig = EngineConfig(),
 ) -> int:
     """Embed the images (sha256 -> path) missing from ``cache`` into it; returns how many.
 
@@ -84,11 +85,11 @@ def embed_missing(
     return len(todo)
 
 
-def _embedded_batches(embedder: Embedder, paths: list[Path], batch_size: int, num_workers: int, engine: dict | None):
+def _embedded_batches(embedder: Embedder, paths: list[Path], batch_size: int, num_workers: int, engine: EngineConfig):
     """(vectors, facts) per batch of ``batch_size`` consecutive paths, here or on Ray."""
     import torch
 
-    if (engine or {}).get("name") == "ray":
+    if engine.name == "ray":
         from ..engine.ray_embedding import embed_on_ray
 
         yield from embed_on_ray(embedder, engine, [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)],

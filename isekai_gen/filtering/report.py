@@ -8,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FilterConfig
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from .rules import REJECT_REASONS
 
 # Cross-concept pairs listed in full; the count is always exact.
 MAX_LISTED_PAIRS = 200
-HISTOGRAMS = {"alignment": "min_alignment", "margin": "min_margin"}
+HISTOGRAMS = ("alignment", "margin")  # each drawn with its threshold (filter.min_<metric>) in mode thresholds
 
 
 def _rate(kept: int, total: int) -> float | None:
     return round(kept / total, 4) if total else None
 
 
-def build_report(rows: list[dict], catalog, settings: dict, model: dict, decisions, starved: dict) -> dict:
+def build_report(rows: list[dict], catalog, settings: FilterConfig, model: dict, decisions, starved: dict) -> dict:
     """Counts per concept, world and reason, from the final manifest rows."""
     per_concept = []
     for concept in catalog.concepts:
@@ -46,7 +47,7 @@ def build_report(rows: list[dict], catalog, settings: dict, model: dict, decisio
             row.get("manual_reason") or "none given" for row in rows if row["reject_reason"] == "manual_reject").items()))
     return {
         "model": model,
-        "settings": settings,
+        "settings": settings.to_dict(),
         "totals": {"rows": len(rows), "kept": kept_total, "pass_rate": _rate(kept_total, len(rows))},
         "reasons": by_reason,
         "per_world": per_world,
@@ -118,9 +119,10 @@ def histogram_png(rows: list[dict], catalog, metric: str, threshold: float | Non
     return buffer.getvalue()
 
 
-def write_report(folder: Path, report: dict, rows: list[dict], catalog, settings: dict) -> None:
+def write_report(folder: Path, report: dict, rows: list[dict], catalog, settings: FilterConfig) -> None:
     write_json(folder / "report.json", report)
     atomic_write_text(folder / "report.md", render_markdown(report))
-    for metric, threshold_key in HISTOGRAMS.items():
-        threshold = settings[threshold_key] if settings["mode"] == "thresholds" else None
+    thresholds = {"alignment": settings.min_alignment, "margin": settings.min_margin}
+    for metric in HISTOGRAMS:
+        threshold = thresholds[metric] if settings.mode == "thresholds" else None
         atomic_write_bytes(folder / f"hist_{metric}.png", histogram_png(rows, catalog, metric, threshold))

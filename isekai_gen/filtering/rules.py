@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import FilterConfig
 from .dedup import (
     cluster_survivors, cosine_pairs, cross_group_cosine_pairs, equal_pairs, phash_pairs, phash_to_int,
 )
@@ -39,18 +40,18 @@ class Decisions:
     cross_concept: list[dict] = field(default_factory=list)         # reported, never dropped
 
 
-def _is_broken(table: ScoreTable, i: int, settings: dict, expected_size: tuple[int, int] | None) -> bool:
-    if table.pixel_std[i] < settings["min_pixel_std"]:
+def _is_broken(table: ScoreTable, i: int, settings: FilterConfig, expected_size: tuple[int, int] | None) -> bool:
+    if table.pixel_std[i] < settings.min_pixel_std:
         return True
     return expected_size is not None and (int(table.width[i]), int(table.height[i])) != expected_size
 
 
-def _threshold_reason(table: ScoreTable, i: int, settings: dict) -> str | None:
-    if table.alignment[i] < settings["min_alignment"]:
+def _threshold_reason(table: ScoreTable, i: int, settings: FilterConfig) -> str | None:
+    if table.alignment[i] < settings.min_alignment:
         return "low_alignment"
-    if table.margin[i] < settings["min_margin"]:
+    if table.margin[i] < settings.min_margin:
         return "low_margin"
-    if settings["require_top1"] and not table.top1[i]:
+    if settings.require_top1 and not table.top1[i]:
         return "not_top1"
     return None
 
@@ -68,15 +69,15 @@ def _top_count(fraction: float, n: int) -> int:
     return min(n, max(1, math.ceil(fraction * n - 1e-9)))
 
 
-def _layer_pairs(table: ScoreTable, items: np.ndarray, settings: dict, groups=None, cross_search="exact"):
+def _layer_pairs(table: ScoreTable, items: np.ndarray, settings: FilterConfig, groups=None, cross_search="exact"):
     """(layer, pairs in ``table`` indices, values) for every enabled layer over ``items``."""
-    dedup = settings["dedup"]
+    dedup = settings.dedup
     found = [("sha256", *equal_pairs([table.sha256[i] for i in items], groups))]
-    if dedup["phash_max_distance"] is not None:
+    if dedup.phash_max_distance is not None:
         hashes = phash_to_int([table.phash[i] for i in items])
-        found.append(("phash", *phash_pairs(hashes, dedup["phash_max_distance"], groups)))
-    if dedup["cosine_threshold"] is not None and cross_search != "off":
-        emb, threshold = table.image[items], dedup["cosine_threshold"]
+        found.append(("phash", *phash_pairs(hashes, dedup.phash_max_distance, groups)))
+    if dedup.cosine_threshold is not None and cross_search != "off":
+        emb, threshold = table.image[items], dedup.cosine_threshold
         if groups is None:
             found.append(("cosine", *cosine_pairs(emb, threshold)))
         else:
@@ -103,7 +104,7 @@ def _cross_concept(table, candidates, settings, concept_ids: list[str]) -> list[
     items = np.array(sorted(candidates), dtype=np.int64)
     groups = table.concept_index[items]
     reports = []
-    for layer, pairs, values in _layer_pairs(table, items, settings, groups, settings["dedup"]["cross_concept_search"]):
+    for layer, pairs, values in _layer_pairs(table, items, settings, groups, settings.dedup.cross_concept_search):
         for (a, b), value in zip(pairs, values):
             reports.append({
                 "layer": layer, "a": table.job_ids[a], "b": table.job_ids[b],
@@ -115,7 +116,7 @@ def _cross_concept(table, candidates, settings, concept_ids: list[str]) -> list[
 
 def decide(
     table: ScoreTable,
-    settings: dict,
+    settings: FilterConfig,
     manual_rejects: set[str],
     concept_ids: list[str],
     expected_size: tuple[int, int] | None,
@@ -123,25 +124,25 @@ def decide(
     """Apply every rule to the scored images (see ``REJECT_REASONS`` for the order)."""
     n = len(table)
     decisions = Decisions(reason=[None] * n, duplicate_of=[None] * n)
-    rank = table.rank(settings["rank_by"])
+    rank = table.rank(settings.rank_by)
     for i in range(n):
         if _is_broken(table, i, settings, expected_size):
             decisions.reason[i] = "broken"
         elif table.job_ids[i] in manual_rejects:
             decisions.reason[i] = "manual_reject"
-        elif settings["mode"] == "thresholds":
+        elif settings.mode == "thresholds":
             decisions.reason[i] = _threshold_reason(table, i, settings)
-    if settings["mode"] == "top_fraction":
+    if settings.mode == "top_fraction":
         eligible = [i for i in range(n) if decisions.reason[i] is None]
         for members in _by_concept(table, eligible, rank).values():
-            for i in members[_top_count(settings["top_fraction"], len(members)):]:
+            for i in members[_top_count(settings.top_fraction, len(members)):]:
                 decisions.reason[i] = "below_top_fraction"
 
     candidates = [i for i in range(n) if decisions.reason[i] is None]
     decisions.cross_concept = _cross_concept(table, candidates, settings, concept_ids)
     _mark_duplicates(table, candidates, rank, settings, decisions)
 
-    quota = settings["max_per_concept"]
+    quota = settings.max_per_concept
     if quota is not None:
         survivors = [i for i in candidates if decisions.reason[i] is None]
         for members in _by_concept(table, survivors, rank).values():

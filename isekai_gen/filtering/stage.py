@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import Catalog
+from ..config import BuildConfig
 from ..errors import UserError
 from ..fileio import sha256_file
 from ..manifest import write_manifest
@@ -69,21 +70,21 @@ def _image_paths(out_dir: Path, rows: list[dict]) -> dict[str, Path]:
     return images
 
 
-def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, Path], embedder: Embedder,
+def _score_table(config: BuildConfig, out_dir: Path, catalog, rows, images: dict[str, Path], embedder: Embedder,
                  progress: bool):
     """Embed (cache first) and score every ok row; returns (table, text embeddings, newly embedded)."""
-    settings = config["filter"]
+    settings = config.filter
     cache_args = (out_dir / "cache" / "embeddings", embedder.cache_key, embedder_description(embedder))
     cache = EmbeddingCache(*cache_args)
-    if (config.get("engine") or {}).get("name") == "ray":  # workers read a remote build's bucket, not our mirror
+    if config.engine.name == "ray":  # workers read a remote build's bucket, not our mirror
         images = dict(zip(images, worker_sources(out_dir, list(images.values()))))
     embedded = embed_missing(
-        embedder, cache, images, batch_size=settings["batch_size"], num_workers=settings["num_workers"],
-        progress=progress, engine=config.get("engine"),
+        embedder, cache, images, batch_size=settings.batch_size, num_workers=settings.num_workers,
+        progress=progress, engine=config.engine,
     )
     concept_ids = catalog.ids
     position = {cid: k for k, cid in enumerate(concept_ids)}
-    text = concept_text_embeddings(embedder, catalog.concepts, settings["templates"], TextEmbeddingCache(*cache_args))
+    text = concept_text_embeddings(embedder, catalog.concepts, settings.templates, TextEmbeddingCache(*cache_args))
     scored = [k for k, row in enumerate(rows) if row["status"] == "ok"]
     shas = [rows[k]["sha256"] for k in scored]
     facts = [cache.facts(sha) for sha in shas]
@@ -96,12 +97,12 @@ def _score_table(config: dict, out_dir: Path, catalog, rows, images: dict[str, P
         concept_index=concept_index, sha256=shas, phash=[f.phash for f in facts],
         width=np.array([f.width for f in facts]), height=np.array([f.height for f in facts]),
         pixel_std=np.array([f.pixel_std for f in facts]), image=image,
-        **cosine_scores(image, concept_index, partner_index, text, settings["zeroshot_logit_scale"]),
+        **cosine_scores(image, concept_index, partner_index, text, settings.zeroshot_logit_scale),
     )
     return table, text, embedded
 
 
-def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, progress: bool):
+def _prepare(config: BuildConfig, out_dir: Path, catalog, embedder: Embedder | None, progress: bool):
     # Every concept has its partner here: parse_catalog and Catalog.subset both insist on whole groups.
     rows = load_manifest(Path(out_dir), catalog.ids)
     fetch_images(Path(out_dir), rows)  # a remote build's images, into its mirror (checked, once)
@@ -113,16 +114,17 @@ def _prepare(config: dict, out_dir: Path, catalog, embedder: Embedder | None, pr
 
 
 def run_filter(
-    config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
+    config: BuildConfig, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
 ) -> FilterResult:
     """Score, filter and dedupe the generation in ``out_dir``; ``embedder`` defaults to open_clip
-    as configured in ``config["filter"]["model"]``."""
+    as configured in ``filter.model``. Takes the build config: besides its own section the filter
+    checks the generation size, embeds where ``engine`` says, and resolves model files relative to
+    the config file."""
     out_dir = Path(out_dir)
-    settings = config["filter"]
+    settings = config.filter
     rows, embedder, table, text, embedded = _prepare(config, out_dir, catalog, embedder, progress)
     manual = read_manual_entries(out_dir / MANUAL_REJECTS, {row["job_id"] for row in rows})  # id -> reason
-    generation = config.get("generation", {})
-    expected_size = (generation["width"], generation["height"]) if settings["check_size"] else None
+    expected_size = (config.generation.width, config.generation.height) if settings.check_size else None
     decisions = decide(table, settings, manual, catalog.ids, expected_size)
 
     for row in rows:
@@ -139,7 +141,7 @@ def run_filter(
     kept_per_concept = {cid: 0 for cid in catalog.ids}
     for row in rows:
         kept_per_concept[row["concept_id"]] += row["kept"]
-    starved = {cid: n for cid, n in kept_per_concept.items() if n < settings["min_per_concept"]}
+    starved = {cid: n for cid, n in kept_per_concept.items() if n < settings.min_per_concept}
     model = embedder_description(embedder)
 
     folder = out_dir / "filter"
@@ -161,7 +163,7 @@ def run_filter(
 
 
 def calibrate(
-    config: dict, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
+    config: BuildConfig, out_dir: Path, catalog: Catalog, *, progress: bool = False, embedder: Embedder | None = None
 ) -> dict:
     """Per-concept quantiles of alignment, margin and zero-shot probability, to choose thresholds.
 

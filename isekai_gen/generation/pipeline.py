@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import GenerationConfig, ModelRef
 from ..errors import UserError
 from .tiny import TINY_MODELS, ensure_tiny_pipeline
 
@@ -70,11 +71,11 @@ def _missing_model_error(model_id: str, reason: str) -> UserError:
     )
 
 
-def _source(model_cfg: dict, cache_dir: Path | None) -> str:
+def _source(model: ModelRef, cache_dir: Path | None) -> str:
     """A local folder or a Hub id to hand to from_pretrained, checked so failures are one line."""
-    model_id = model_cfg["id"]
-    if model_cfg.get("path"):
-        folder = Path(model_cfg["path"]).expanduser()
+    model_id = model.id
+    if model.path:
+        folder = Path(model.path).expanduser()
         if not (folder / "model_index.json").is_file():
             raise UserError(f"model path {folder}: no model_index.json there (expected a diffusers pipeline folder)")
         return str(folder)
@@ -88,7 +89,7 @@ def _source(model_cfg: dict, cache_dir: Path | None) -> str:
     if _offline():
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model_id, "model_index.json", revision=model_cfg.get("revision"))
+        cached = try_to_load_from_cache(model_id, "model_index.json", revision=model.revision)
         if not isinstance(cached, str):
             raise _missing_model_error(model_id, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
     return model_id
@@ -98,7 +99,7 @@ _SNAPSHOT = re.compile(r"(?:^|/)snapshots/([0-9a-f]{40})(?:/|$)")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def resolved_revision(pipe, source: str, model_cfg: dict) -> str | None:
+def resolved_revision(pipe, source: str, model: ModelRef) -> str | None:
     """The commit hash of the weights that were loaded, or None when they are no Hub snapshot.
 
     ``from_pretrained`` loads a Hub model from its cache folder ``.../snapshots/<commit>/`` (the
@@ -117,12 +118,12 @@ def resolved_revision(pipe, source: str, model_cfg: dict) -> str | None:
             match = _SNAPSHOT.search(Path(path).as_posix()) or _SNAPSHOT.search(Path(name).as_posix())
             if match:
                 return match[1]
-    requested = model_cfg.get("revision")
-    if source == model_cfg["id"] and not os.path.isdir(source):  # a Hub id, not a local folder
+    requested = model.revision
+    if source == model.id and not os.path.isdir(source):  # a Hub id, not a local folder
         from huggingface_hub import try_to_load_from_cache
 
         try:
-            cached = try_to_load_from_cache(model_cfg["id"], "model_index.json", revision=requested)
+            cached = try_to_load_from_cache(model.id, "model_index.json", revision=requested)
         except ValueError:  # not a valid repo id (HFValidationError)
             cached = None
         match = _SNAPSHOT.search(Path(cached).as_posix()) if isinstance(cached, str) else None
@@ -131,8 +132,15 @@ def resolved_revision(pipe, source: str, model_cfg: dict) -> str | None:
     return requested if isinstance(requested, str) and _COMMIT.match(requested) else None
 
 
-def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto", cache_dir: Path | None = None,
-                  vae_fp32_decode: bool = False, compile: bool = False) -> LoadedPipeline:
+def load_generation_pipeline(settings: GenerationConfig, cache_dir: Path | None = None) -> LoadedPipeline:
+    """The pipeline of a ``generation`` section, loaded with every option that section sets."""
+    return load_pipeline(settings.model, dtype=settings.dtype, device=settings.device, cache_dir=cache_dir,
+                         vae_fp32_decode=settings.vae_fp32_decode, compile=settings.compile)
+
+
+def load_pipeline(model: ModelRef, *, dtype: str = "auto", device: str = "auto", cache_dir: Path | None = None,
+                  vae_fp32_decode: bool = GenerationConfig.vae_fp32_decode,
+                  compile: bool = GenerationConfig.compile) -> LoadedPipeline:
     import diffusers
     import torch
     import transformers
@@ -143,20 +151,20 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
     transformers.utils.logging.disable_progress_bar()
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    source = _source(model_cfg, cache_dir)
+    source = _source(model, cache_dir)
     kwargs = {"dtype": getattr(torch, dtype)}  # dtype names are validated by the config schema
-    if model_cfg.get("revision") and source == model_cfg["id"]:
-        kwargs["revision"] = model_cfg["revision"]
-    if model_cfg.get("variant"):
-        kwargs["variant"] = model_cfg["variant"]
+    if model.revision and source == model.id:
+        kwargs["revision"] = model.revision
+    if model.variant:
+        kwargs["variant"] = model.variant
     try:
         pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _missing_model_error(model_cfg["id"], f"could not be loaded ({first_line})") from None
+        raise _missing_model_error(model.id, f"could not be loaded ({first_line})") from None
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    log.info("loaded %s (%s) on %s as %s", model_cfg["id"], type(pipe).__name__, device, dtype)
+    log.info("loaded %s (%s) on %s as %s", model.id, type(pipe).__name__, device, dtype)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -172,7 +180,7 @@ def load_pipeline(model_cfg: dict, *, dtype: str = "auto", device: str = "auto",
         # SDXL's VAE overflows in fp16 (NaN / black images); the pipeline upcasts when asked.
         pipe.vae.register_to_config(force_upcast=True)
     return LoadedPipeline(
-        pipe=pipe, model_id=model_cfg["id"], revision=resolved_revision(pipe, source, model_cfg),
+        pipe=pipe, model_id=model.id, revision=resolved_revision(pipe, source, model),
         pipeline_class=type(pipe).__name__, dtype=dtype, device=device,
     )
 

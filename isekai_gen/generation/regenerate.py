@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..config import BuildConfig
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
 from ..jobs import Job, batches
@@ -30,7 +31,7 @@ from ..manifest import (GENERATION_FIELDS, append_batch, generation_view, journa
                         open_journal, read_journal, read_manifest, write_manifest)
 from ..storage import remote_of
 from .checks import encode_png
-from .pipeline import LoadedPipeline, load_pipeline
+from .pipeline import LoadedPipeline, load_generation_pipeline
 from .stage import BatchGenerator
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _mismatch(rendered: dict, recorded: dict) -> str | None:
     return None
 
 
-def regenerate_images(config: dict, out_dir: Path, catalog: Catalog, job_ids: list[str], *,
+def regenerate_images(config: BuildConfig, out_dir: Path, catalog: Catalog, job_ids: list[str], *,
                       allow_drift: bool = False, cache_dir: Path | None = None,
                       loaded: LoadedPipeline | None = None) -> RegenerateResult:
     """Re-render ``job_ids`` from their manifest rows and replace their image files atomically.
@@ -111,12 +112,8 @@ def regenerate_images(config: dict, out_dir: Path, catalog: Catalog, job_ids: li
     failed = [job_id for job_id in job_ids if by_id[job_id]["status"] != "ok"]
     if failed:
         raise UserError(f"{source}: job {failed[0]!r} has no image (every attempt was broken); nothing to regenerate")
-    batch_of, journal_of = _rendered_batches(out_dir, rows, config["generation"]["batch_size"])
-    settings = config["generation"]
-    loaded = loaded or load_pipeline(
-        settings["model"], dtype=settings["dtype"], device=settings["device"], cache_dir=cache_dir,
-        vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
-    )
+    batch_of, journal_of = _rendered_batches(out_dir, rows, config.generation.batch_size)
+    loaded = loaded or load_generation_pipeline(config.generation, cache_dir)
     generator = BatchGenerator(config, catalog, loaded)
     wanted = list(dict.fromkeys(job_ids))
     rendered: dict[str, bytes] = {}

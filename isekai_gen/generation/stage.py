@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..engine import engine_name, require_ray
+from ..config import BuildConfig, GenerationConfig
+from ..engine import require_ray
 from ..fileio import sha256_bytes
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
 from ..storage import image_store, push_journal_line, refresh_journals
 from .checks import broken_reason, encode_png, to_uint8
-from .pipeline import LoadedPipeline, generate_batch, load_pipeline
+from .pipeline import LoadedPipeline, generate_batch, load_generation_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class GenerationResult:
     merged: bool          # manifest.jsonl written (every shard finished)
 
 
-def initial_round(config: dict, catalog: Catalog) -> dict[str, int]:
-    return {c.id: config["generation"]["images_per_concept"] for c in catalog.concepts}
+def initial_round(settings: GenerationConfig, catalog: Catalog) -> dict[str, int]:
+    return {c.id: settings.images_per_concept for c in catalog.concepts}
 
 
 def image_relpath(job: Job) -> str:
@@ -50,13 +51,15 @@ def image_relpath(job: Job) -> str:
 class BatchGenerator:
     """Runs batches of jobs through one loaded pipeline with fresh-seed retries."""
 
-    def __init__(self, config: dict, catalog: Catalog, loaded: LoadedPipeline):
-        self.settings = config["generation"]
-        self.seed = config["seed"]
-        self.smoke_test = bool(config.get("smoke_test", False))
+    def __init__(self, config: BuildConfig, catalog: Catalog, loaded: LoadedPipeline):
+        # The build config, not the generation section alone: image seeds derive from the global
+        # seed, and smoke-test builds say so in every row.
+        self.settings = config.generation
+        self.seed = config.seed
+        self.smoke_test = config.smoke_test
         self.catalog = catalog
         self.loaded = loaded
-        self.pad_to = self.settings["batch_size"] if self.settings.get("compile") else None
+        self.pad_to = self.settings.batch_size if self.settings.compile else None
 
     def run(self, jobs: list[Job]) -> list[tuple[dict, bytes | None]]:
         """Rows (without sha256/image yet) and PNG bytes (None for failed jobs), in job order."""
@@ -71,9 +74,9 @@ class BatchGenerator:
                 self.loaded,
                 [c.prompts[job.prompt_variant] for c, job in zip(concepts, todo)],
                 [c.negative_prompt for c in concepts], seeds,
-                steps=self.settings["steps"], guidance_scale=self.settings["guidance_scale"],
-                width=self.settings["width"], height=self.settings["height"], pad_to=self.pad_to,
-                max_sequence_length=self.settings.get("max_sequence_length"),
+                steps=self.settings.steps, guidance_scale=self.settings.guidance_scale,
+                width=self.settings.width, height=self.settings.height, pad_to=self.pad_to,
+                max_sequence_length=self.settings.max_sequence_length,
             )
             retry = []
             for job, seed, image, flagged in zip(todo, seeds, images, nsfw):
@@ -83,7 +86,7 @@ class BatchGenerator:
                     continue
                 rejected[job.job_id].append({"seed": seed, "reason": reason})
                 log.info("job %s attempt %d: %s image, retrying with a fresh seed", job.job_id, attempts[job.job_id], reason)
-                if attempts[job.job_id] < self.settings["max_retries"]:
+                if attempts[job.job_id] < self.settings.max_retries:
                     attempts[job.job_id] += 1
                     retry.append(job)
                 else:
@@ -100,11 +103,11 @@ class BatchGenerator:
             "prompt": concept.prompts[job.prompt_variant], "negative_prompt": concept.negative_prompt,
             "seed": job.seed(self.seed, attempt), "attempt": attempt, "rejected_attempts": rejected,
             "status": "ok" if ok else "failed", "image": image_relpath(job) if ok else None, "sha256": None,
-            "width": self.settings["width"], "height": self.settings["height"],
+            "width": self.settings.width, "height": self.settings.height,
             "model_id": self.loaded.model_id, "model_revision": self.loaded.revision,
             "pipeline_class": self.loaded.pipeline_class, "dtype": self.loaded.dtype,
-            "device_type": self.loaded.device_type, "steps": self.settings["steps"],
-            "guidance_scale": float(self.settings["guidance_scale"]), "smoke_test": self.smoke_test,
+            "device_type": self.loaded.device_type, "steps": self.settings.steps,
+            "guidance_scale": float(self.settings.guidance_scale), "smoke_test": self.smoke_test,
         }
 
 
@@ -128,7 +131,7 @@ def render_batch(generator: BatchGenerator, images, batch: list[Job]) -> list[di
     return make_durable(images, rows)
 
 
-def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: list[dict[str, int]] | None = None,
+def run_generation(config: BuildConfig, out_dir: Path, catalog: Catalog, *, rounds: list[dict[str, int]] | None = None,
                    shard: Shard = Shard(0, 1), progress: bool = False, cache_dir: Path | None = None,
                    loaded: LoadedPipeline | None = None) -> GenerationResult:
     """Generate this shard's pending jobs, then merge the manifest if every shard is done.
@@ -136,12 +139,13 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     ``rounds`` lists the image counts per concept of each round (default: one round of
     ``generation.images_per_concept``); the filter stage's top-ups append rounds. With
     ``engine.name: ray`` the pending batches are rendered on a Ray cluster (``isekai_gen.engine``);
-    this process alone still commits them to the journal and merges the manifest.
+    this process alone still commits them to the journal and merges the manifest. Takes the whole
+    build config: the generation section, the engine section and the global seed.
     """
     out_dir = Path(out_dir)
-    settings = config["generation"]
-    jobs = plan_jobs(catalog, rounds or [initial_round(config, catalog)])
-    all_batches = batches(jobs, settings["batch_size"])
+    settings = config.generation
+    jobs = plan_jobs(catalog, rounds or [initial_round(settings, catalog)])
+    all_batches = batches(jobs, settings.batch_size)
     existing = {row["job_id"]: row for row in read_manifest(out_dir, required=False)}
     generated_rows = read_parts(out_dir)
     done = set(generated_rows) | set(existing)
@@ -151,7 +155,7 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
     skipped = sum(len(b) for b in mine) - sum(len(b) for b in pending)
     _remove_partial_files(out_dir, [job for batch in pending for job in batch], shard)
     failed = 0
-    engine = engine_name(config)
+    engine = config.engine.name
     if pending and engine == "ray":
         require_ray()  # before anything is written
     if pending:
@@ -169,10 +173,7 @@ def run_generation(config: dict, out_dir: Path, catalog: Catalog, *, rounds: lis
 
                 render_on_ray(config, out_dir, catalog, pending, commit, progress=progress, cache_dir=cache_dir)
             else:
-                loaded = loaded or load_pipeline(
-                    settings["model"], dtype=settings["dtype"], device=settings["device"], cache_dir=cache_dir,
-                    vae_fp32_decode=settings.get("vae_fp32_decode", False), compile=settings.get("compile", False),
-                )
+                loaded = loaded or load_generation_pipeline(settings, cache_dir)
                 _render_locally(BatchGenerator(config, catalog, loaded), out_dir, pending, commit, f"generate {shard}",
                                 progress)
     if shard.count > 1:  # other shards may have committed rows meanwhile: their journals tell

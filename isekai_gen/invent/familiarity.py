@@ -19,8 +19,7 @@ NEAREST = 3
 
 def nearest_categories(concepts: list[dict], pool, preset: str) -> dict:
     """``{"model", "pretrained", "nearest": {concept id: [{"category", "cosine"}, ...]}}``."""
-    config = load_config(preset, None, [])
-    config["filter"]["device"] = "cpu"
+    config = load_config(preset, None, [{"filter": {"device": "cpu"}}])
     embedder = load_open_clip(config)
     categories = list(pool.categories)
     pool_emb = embedder.encode_texts([f"a photo of a {c.name}." for c in categories])

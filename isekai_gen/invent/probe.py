@@ -84,7 +84,7 @@ def load_target(target: str) -> tuple[Catalog, Path | None]:
     if path.is_dir():
         if not (path / "run.json").exists():
             raise UserError(f"{path}: a folder but not a build folder (no run.json)")
-        from ..build import build_catalog
+        from ..catalog import build_catalog
         from ..run_info import config_from_run
 
         return build_catalog(config_from_run(path))[0], path

@@ -14,10 +14,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from ..config import resolve_path
+from ..config import BenchmarksConfig, BuildConfig, DedupConfig
 from ..errors import UserError
 from ..fileio import UMASK
-from ..resources import CONFIG_DIR
 from ..schema import validate
 from ..yamlio import load_yaml
 from .adapters import get_adapter, ordered_names
@@ -32,10 +31,8 @@ from .writer import split_meta, write_split_files
 
 log = logging.getLogger(__name__)
 
-# Settings of the build config's benchmarks section that apply to every dataset.
-BUILD_SETTINGS = ("seed", "materialize", "verify_images", "multi_label", "bad_images", "near_duplicate_distance",
-                  "exclude_near_duplicates")
-FILTER_DEFAULT = "filter-default"  # phash_distance: the filter stage's filter.dedup.phash_max_distance
+# Near-duplicate distance when the settings name none: the filter stage's default pHash distance.
+FILTER_PHASH_DISTANCE = DedupConfig.phash_max_distance
 CACHE_FOLDER = ".cache"  # default OUT/.cache/<dataset>/: drawn molecules, reused across builds
 
 
@@ -96,16 +93,9 @@ def _image_record(facts, file_name: str, materialize: str) -> dict:
     return record
 
 
-def filter_phash_distance(config: dict | None = None) -> int | None:
-    """The filter stage's pHash near-duplicate distance (``filter.dedup.phash_max_distance``)."""
-    if config is None or "filter" not in config:
-        config = load_yaml(CONFIG_DIR / "_base.yaml")
-    return config["filter"]["dedup"]["phash_max_distance"]
-
-
 def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, settings: dict | None = None,
                 *, cache_dir: Path | None = None, progress: bool = False, report=None,
-                phash_distance: int | None | str = FILTER_DEFAULT, source: HubSource | None = None) -> dict:
+                phash_distance: int | None = FILTER_PHASH_DISTANCE, source: HubSource | None = None) -> dict:
     """Write ``out_dir/<dataset>/`` and return its summary (counts, fingerprint, content checks).
 
     ``root`` may hold the native layout or a Hub copy's parquet snapshot (``source``: the snapshot
@@ -129,8 +119,6 @@ def build_split(adapter: Adapter, root: str | Path, out_dir: str | Path, setting
     if materialize not in MATERIALIZE_MODES:
         modes = ", ".join(MATERIALIZE_MODES)
         raise UserError(f"{adapter.name}: materialize must be one of {modes}, got {materialize!r}")
-    if phash_distance == FILTER_DEFAULT:
-        phash_distance = filter_phash_distance()
     rules = ContentRules.from_settings(adapter.name, settings, phash_distance)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder (the output folder of the splits)")
@@ -249,7 +237,7 @@ def _relative_to(base: Path, value: str) -> Path | str:
 def build_all(roots: dict[str, Path], out_dir: str | Path, settings: dict | None = None,
               per_dataset: dict[str, dict] | None = None, *, cache_dir: Path | None = None,
               progress: bool = False, report=None, on_done=None,
-              phash_distance: int | None | str = FILTER_DEFAULT) -> tuple[dict, dict]:
+              phash_distance: int | None = FILTER_PHASH_DISTANCE) -> tuple[dict, dict]:
     """Build every dataset in ``roots`` (Table 1 order) into ``out_dir/<dataset>/``, as many as can be.
 
     ``settings`` apply to every dataset; ``per_dataset[name]`` overrides them for one. A dataset
@@ -300,29 +288,27 @@ def canonical_names(mapping: dict, source) -> dict:
     return result
 
 
-def run_benchmarks(config: dict, out_dir: Path, *, progress: bool = False) -> dict:
+def run_benchmarks(config: BuildConfig, out_dir: Path, *, progress: bool = False) -> dict:
     """The ``benchmarks`` section of a build config -> ``out_dir/benchmarks/<dataset>/``.
 
     ``roots`` is a ROOTS.yaml path or an inline mapping (paths relative to the config file);
     nothing is built when it is empty. Near-duplicates use the build's own filter threshold.
     Returns ``{dataset: summary}``; if any dataset failed, the others are built first and then
-    one error names every failure.
+    one error names every failure. Takes the build config: the filter's pHash distance is the
+    default near-duplicate distance, and paths are relative to the config file.
     """
-    section = config.get("benchmarks") or {}
-    validate(section, "benchmarks_config", "config benchmarks")
-    roots_value = section.get("roots")
-    if not roots_value:
+    section: BenchmarksConfig = config.benchmarks
+    if not section.roots:
         return {}
-    if isinstance(roots_value, str):
-        roots = load_roots(resolve_path(config, roots_value))
+    if isinstance(section.roots, str):
+        roots = load_roots(config.resolve_path(section.roots))
     else:  # already checked as part of benchmarks_config
-        roots = {name: resolve_path(config, value)
-                 for name, value in canonical_names(roots_value, "config benchmarks.roots").items()}
-    settings = {key: section[key] for key in BUILD_SETTINGS if key in section}
+        roots = {name: config.resolve_path(value)
+                 for name, value in canonical_names(section.roots, "config benchmarks.roots").items()}
     # Drawn molecules go to the build's shared cache, so OUT/benchmarks/ holds only split folders.
-    summaries, failures = build_all(roots, Path(out_dir) / "benchmarks", settings, section.get("datasets") or {},
-                                    cache_dir=Path(out_dir) / "cache", progress=progress,
-                                    phash_distance=filter_phash_distance(config))
+    summaries, failures = build_all(roots, Path(out_dir) / "benchmarks", section.split_settings(),
+                                    section.dataset_options(), cache_dir=Path(out_dir) / "cache", progress=progress,
+                                    phash_distance=config.filter.dedup.phash_max_distance)
     if failures:
         listed = "; ".join(f"{name}: {message}" for name, message in failures.items())
         raise UserError(f"benchmarks: {len(failures)} of {len(failures) + len(summaries)} splits failed ({listed})")

@@ -2,7 +2,8 @@
 
 Layers, later wins: ``configs/_base.yaml`` (every default, documented) -> the preset
 (``configs/<preset>.yaml``) -> the user's ``--config FILE`` -> ``--set section.key=value``.
-The merged result is validated against ``schemas/build_config.schema.json``.
+The merged result is validated against ``schemas/build_config.schema.json``, then built once into
+a typed, frozen ``BuildConfig`` (``sections``). Only this package reads the config by string keys.
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .resources import CONFIG_DIR, preset_names, schema_path
-from .schema import validate
-from .yamlio import load_yaml, loads
+from ..errors import UserError
+from ..resources import CONFIG_DIR, preset_names, schema_path
+from ..schema import validate
+from ..yamlio import load_yaml, loads
+from .sections import (FROM_FILTER, BenchmarksConfig, BuildConfig, CardConfig, DedupConfig, EngineConfig,
+                       EpisodesConfig, ExportConfig, FilterConfig, FilterModelConfig, GenerationConfig,
+                       HfExportConfig, Isekai10Config, LclExportConfig, ModelRef, PairConfig,
+                       WebDatasetExportConfig)
+
+__all__ = ["FROM_FILTER", "BenchmarksConfig", "BuildConfig", "CardConfig", "DedupConfig", "EngineConfig",
+           "EpisodesConfig", "ExportConfig", "FilterConfig", "FilterModelConfig", "GenerationConfig",
+           "HfExportConfig", "Isekai10Config", "LclExportConfig", "ModelRef", "PairConfig", "WebDatasetExportConfig",
+           "build_config", "deep_merge", "identity_of", "load_config", "nest", "parse_override", "parse_set",
+           "with_overrides"]
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -116,10 +127,44 @@ def check_finite(obj: Any, source, at: str = "") -> None:
 
 
 def validate_config(config: dict, source) -> None:
-    """Check an effective build config: finite numbers first (the schema cannot), then the schema."""
-    public = public_config(config)
-    check_finite(public, source)
-    validate(public, "build_config", source)
+    """Check an effective build config mapping: finite numbers first (the schema cannot), then the schema."""
+    check_finite(config, source)
+    validate(config, "build_config", source)
+
+
+def build_config(values: dict, source, config_dir: str | None = None) -> BuildConfig:
+    """The typed config of a merged mapping (run.json's ``config``), validated first."""
+    if not isinstance(values, dict):
+        raise UserError(f"{source}: the config is not a mapping")
+    validate_config(values, source)
+    return BuildConfig.from_dict(values, config_dir)
+
+
+def with_overrides(config: BuildConfig, overrides: list[dict], source) -> BuildConfig:
+    """``config`` with ``overrides`` (``--set`` / option mappings) merged over it, validated again."""
+    merged = config.to_dict()
+    for override in overrides:
+        merged = deep_merge(merged, override)
+    return build_config(merged, source, config.config_dir)
+
+
+# Settings that decide which images a job produces; batch size, device and dtype only change
+# speed (and bits within the diffusers tolerance), and are recorded per manifest row instead.
+IDENTITY_KEYS = ("seed", "generation.model.id", "generation.model.revision", "generation.steps",
+                 "generation.guidance_scale", "generation.width", "generation.height")
+
+
+def identity_of(config: BuildConfig | dict) -> dict[str, Any]:
+    """The generation identity (``IDENTITY_KEYS``) of a config, or of a run.json ``config`` mapping
+    as it was found (an older or hand-edited one: a missing key reads None)."""
+    values = config.to_dict() if isinstance(config, BuildConfig) else config
+    found = {}
+    for dotted in IDENTITY_KEYS:
+        value = values
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        found[dotted] = value
+    return found
 
 
 def nest(dotted: str, value: Any) -> dict:
@@ -142,7 +187,7 @@ def load_config(
     preset: str | None = None,
     config_file: str | Path | None = None,
     overrides: list[dict] | None = None,
-) -> dict:
+) -> BuildConfig:
     """Return the validated effective build config.
 
     ``preset`` defaults to ``default`` when no ``config_file`` is given, and to nothing extra
@@ -150,6 +195,7 @@ def load_config(
     """
     config = _mapping(load_yaml(CONFIG_DIR / "_base.yaml"), "configs/_base.yaml")
     source = "configs/_base.yaml"
+    config_dir = None
     if preset is None and config_file is None:
         preset = "default"
     if preset is not None:
@@ -162,23 +208,9 @@ def load_config(
         user = _mapping(load_yaml(config_file), str(config_file))
         config = deep_merge(config, user)
         source = str(config_file)
-        config["_config_dir"] = str(Path(config_file).resolve().parent)
+        config_dir = str(Path(config_file).resolve().parent)
     for override in overrides or []:
         config = deep_merge(config, override)
     if overrides:
         source = f"{source} with --set overrides"
-    validate_config(config, source)
-    return config
-
-
-def resolve_path(config: dict, value: str | Path) -> Path:
-    """Resolve a path from a config relative to the user's config file (or the cwd)."""
-    path = Path(value).expanduser()
-    if not path.is_absolute() and config.get("_config_dir"):
-        path = Path(config["_config_dir"]) / path
-    return path
-
-
-def public_config(config: dict) -> dict:
-    """The config without private bookkeeping keys, as written into run.json."""
-    return {k: v for k, v in config.items() if not k.startswith("_")}
+    return build_config(config, source, config_dir)
