@@ -13,7 +13,7 @@ child's ``VmHWM`` (its ``ru_maxrss`` would include this parent's RSS at the fork
 
 Target (issue 25): ours under 200 MB and under 60 s for 400 MB.
 
-    .venv/bin/python bench/score_memory.py [--mb 400] [--items 50000] [--baseline-ref main] [--timeout 150]
+    .venv/bin/python bench/score_memory.py [--mb 400] [--items 50000] [--baseline-ref 4620d91] [--timeout 150]
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=400)
     parser.add_argument("--items", type=int, default=50_000)
-    parser.add_argument("--baseline-ref", default="main")
+    # 4620d91: main before the scorer streamed its inputs (issue 25).
+    parser.add_argument("--baseline-ref", default="4620d91")
     parser.add_argument("--timeout", type=float, default=150.0, help="kill a child after this many seconds")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()

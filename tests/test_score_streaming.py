@@ -104,3 +104,14 @@ def test_evaluate_journal_cuts_a_torn_tail_read_from_the_end(tmp_path, monkeypat
     path.write_text(whole + json.dumps(row)[:50])
     journal_module.Journal(path).close()
     assert path.read_text() == whole
+
+
+def test_a_line_past_the_line_limit_is_refused_when_reached(tmp_path, monkeypatch):
+    from isekai_gen.scoring import textio
+    monkeypatch.setattr(textio, "MAX_LINE_BYTES", 2 ** 20)
+    truth = _truth(tmp_path / "test.csv", 3)
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "0000.jpg", "prediction": "forest"}) + "\n"
+                    + json.dumps({"id": "0001.jpg", "prediction": "river " * 200_000}))   # no line end
+    with pytest.raises(UserError, match=r"p\.jsonl:2: line longer than 1 MiB; not a line of a truth or prediction"):
+        score(truth, [path])

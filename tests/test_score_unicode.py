@@ -86,7 +86,7 @@ def test_compatibility_look_alikes_do_not_match(tmp_path):
     """Fullwidth letters and ligatures are other characters (no NFKC): such a reply names no label."""
     ids = [f"{k:03d}.jpg" for k in range(3)]
     truth = _truth(tmp_path / "test.csv", ids, ["forest", "forest", "café"], ("forest", "café", "field"))
-    replies = ["ｆｏｒｅｓｔ", "forest", "ﬁeld or café"]   # "ﬁeld" is not "field": the third names café only
+    replies = ["ｆｏｒｅｓｔ", "forest", "ﬁeld or café"]   # "ﬁeld" is not "field": the third names café
     path = _predictions(tmp_path / "p.jsonl", [{"id": i, "prediction": r} for i, r in zip(ids, replies)], False)
     report = score(truth, [path], bootstrap=0)
     assert report["failures"]["no_label"] == 1 and report["n_scored"] == 3

@@ -4,7 +4,9 @@ The same label can arrive as different code points: ``café`` precomposed (NFC, 
 write) or as ``cafe`` + U+0301 COMBINING ACUTE ACCENT (NFD, what macOS file names and some
 tokenizers give). Compared code point by code point, an NFD reply names no label (or, worse, the
 label ``cafe``), and an NFD file name is an unknown id. So every id, class name, label and reply
-the scorer reads is put in NFC here, in the readers, before any check or matcher sees it; the
+is put in NFC before any check sees it: truth ids and labels by the truth readers, prediction ids
+and replies as they enter a run's tally (``outcomes``, whatever the reader), and the matchers
+(``matching``, ``manyicl``) normalise what they are given too (a no-op on NFC text). The
 matching rules (case, word boundaries, eval.py's substring test) then apply to that text.
 
 Compatibility look-alikes are NOT folded (no NFKC): fullwidth ``ｆｏｒｅｓｔ``, the ligature ``ﬁ``,

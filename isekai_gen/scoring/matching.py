@@ -6,11 +6,11 @@ are the same label. Labels are tried longest first at each position, so "ice cre
 is read as that label and not as "ice cream". A reply is a prediction only when exactly one
 distinct label remains; none or several is a parse failure. Nothing is guessed.
 
-Texts and labels are put in NFC (``canonical``; a no-op on text the scorer's readers already
-normalised) so that every caller (the scorer, evaluate's extractor, probe) matches alike. A combining mark that NFC leaves on its own (``q`` +
-U+0307, a Devanagari vowel sign) belongs to the word it follows: ``\\w`` does not match marks, so
-the word boundaries here also count marks as word characters, and the label ``q`` is not read in
-``q̇``.
+Texts and labels are put in NFC (``canonical``; a no-op on text the scorer has already
+normalised), so every caller (the scorer, evaluate's extractor, probe) matches alike. A combining
+mark that NFC leaves on its own (``q`` + U+0307, a Devanagari vowel sign) belongs to the word it
+follows: ``\\w`` does not match marks, so the word boundaries here also count marks as word
+characters, and the label ``q`` is not read in ``q̇``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Truth and prediction files come from many tools; the common failures are a missing file, an
 empty file and a file saved in some legacy encoding. All three become a ``UserError``. Files are
 read line by line (split at ``\\n``; a ``\\r`` before it is dropped), never whole: a 400 MB
-predictions file costs the memory of one batch of lines (``JSON_BATCH_LINES``), not of the file.
+predictions file costs the memory of one batch of lines (``JSON_BATCH_LINES``), not of the file;
+a line longer than ``MAX_LINE_BYTES`` (a file with no line ends) is refused when it is reached.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ BOM = b"\xef\xbb\xbf"
 # json.loads per line, in the memory of this many lines.
 JSON_BATCH_LINES = 4096
 _PROBE_BYTES = 1 << 20
+MAX_LINE_BYTES = 64 * 2 ** 20   # one reply, one truth row: a line this long is not a real one
 
 
 def check_readable(path: str | Path, max_bytes: int | None = None, kind: str = "") -> Path:
@@ -58,8 +60,12 @@ def _decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """``(line number, text with its line end)`` of every line; UTF-8, a byte-order mark allowed."""
     path = check_readable(path)
     offset = 0
+    limit = MAX_LINE_BYTES
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(iter(lambda: handle.readline(limit + 1), b""), start=1):
+            if len(raw) > limit:
+                raise UserError(f"{where(path, number)}: line longer than {limit / 2 ** 20:.0f} MiB; not a "
+                                "line of a truth or prediction file (no line ends?)")
             skip = len(BOM) if number == 1 and raw.startswith(BOM) else 0
             try:
                 text = raw[skip:].decode("utf-8")
