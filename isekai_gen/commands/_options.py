@@ -233,3 +233,17 @@ def generation_options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def int_list(ctx, param, value):
+    """"0,1,5" -> [0, 1, 5] (a usage error otherwise)."""
+    if value is None:
+        return None
+    try:
+        values = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {value!r}") from None
+    if not values or len(set(values)) != len(values) or min(values) < (1 if param.name == "batch_size" else 0):
+        raise click.BadParameter(f"expected distinct comma-separated numbers >= "
+                                 f"{1 if param.name == 'batch_size' else 0}, got {value!r}")
+    return values

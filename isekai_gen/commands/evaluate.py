@@ -6,21 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._options import progress_option
-
-
-def _int_list(ctx, param, value):
-    """"0,1,5" -> [0, 1, 5] (a usage error otherwise)."""
-    if value is None:
-        return None
-    try:
-        values = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated whole numbers, got {value!r}") from None
-    if not values or len(set(values)) != len(values) or min(values) < (1 if param.name == "batch_size" else 0):
-        raise click.BadParameter(f"expected distinct comma-separated numbers >= "
-                                 f"{1 if param.name == 'batch_size' else 0}, got {value!r}")
-    return values
+from ._options import int_list, progress_option
 
 
 def _model_spec(ctx, param, value):
@@ -46,9 +32,9 @@ def _model_spec(ctx, param, value):
                    "--endpoint, or hf:<folder or Hub id> (transformers, in this process).")
 @click.option("--endpoint", default=None, metavar="URL",
               help="Base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, Ollama, LM Studio), e.g. http://localhost:8000/v1.")
-@click.option("--shots", default=None, metavar="K,K,...", callback=_int_list,
+@click.option("--shots", default=None, metavar="K,K,...", callback=int_list,
               help="Demonstrations per class (ManyICL; the first K demo.csv rows of each class) or per side (LCL).")
-@click.option("--batch-size", "batch_size", default=None, metavar="B,B,...", callback=_int_list,
+@click.option("--batch-size", "batch_size", default=None, metavar="B,B,...", callback=int_list,
               help="Queries per request (ManyICL's batched template); LCL takes 1.  [default: 1]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder (resumable).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Calls in flight at once.  [default: 8]")

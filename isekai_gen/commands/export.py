@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._options import BUILD_FOLDER, build_folder, config_options, load_command_config, progress_option, shown, wait_option
-from .evaluate import _int_list
+from ._options import (BUILD_FOLDER, build_folder, config_options, int_list, load_command_config, progress_option, shown,
+                       wait_option)
 
 
 @click.command("export")
@@ -23,7 +23,7 @@ from .evaluate import _int_list
                    "lmms-eval and vlmevalkit only).")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --splits: the folder the formats are written into (DEST/<format>/).")
-@click.option("--shots", default=None, metavar="K,K,...", callback=_int_list,
+@click.option("--shots", default=None, metavar="K,K,...", callback=int_list,
               help="Harness formats: demonstrations per class (ManyICL, needed with --splits) or per side "
                    "(ISEKAI sets; default 0 up to the episodes' support size, at most 16).")
 @click.option("--seed", type=int, default=None,
