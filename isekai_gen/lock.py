@@ -12,9 +12,10 @@ folder at the same time by design (one journal each, disjoint images): each hold
 *shared*, which keeps every other writer out, and its own ``.isekai-gen.shard-I-of-N.lock``
 exclusively, which keeps a second copy of the same shard out.
 
-Taking the folder lock exclusively also removes the ``.tmp-*`` files and folders a killed writer
-left anywhere under the folder (``fileio.remove_temp_files``): with the only writer lock held, no
-live writer can own one.
+The exclusive holder of a folder lock, when its command succeeded, removes the temporary files
+and folders killed writers left under the folder (``fileio.remove_temp_files``: only the tool's
+own ``.isekai-gen-tmp-<pid>-*`` names whose writer is gone), still holding the lock: a command
+that refuses removes nothing.
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def _open_locked(path: Path, mode: int, folder: Path, wait: bool, poll_s: float,
     waiting = False
     while True:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")
+        try:
+            handle = open(path, "a+", encoding="utf-8")
+        except FileNotFoundError:  # the holder before us removed the folder it had made in between
+            continue
         try:
             fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -126,12 +130,32 @@ def _open_locked(path: Path, mode: int, folder: Path, wait: bool, poll_s: float,
         handle.close()
 
 
-def _remove_if_unused(folder: Path, lock_file: Path) -> None:
-    """Remove a folder this run created and wrote nothing into (a refused config leaves no trace)."""
-    if [p.name for p in folder.iterdir()] == [LOCK_NAME]:
-        lock_file.unlink()  # still locked: a waiter notices the removal and starts over
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+def _release(handle, path: Path, owner: int, *, remove_folder: bool = False) -> None:
+    """Unlock and close ``handle``; the last holder first removes the lock file (and the folder,
+    when this run made it and wrote nothing into it: a refused config leaves no trace).
+
+    Nothing happens in a forked child leaving the parent's ``with`` block: the lock is the parent's.
+    """
+    if os.getpid() != owner:
+        return
+    try:  # a shared holder is the last one when it can take the lock exclusively
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass
+    else:  # still locked: a waiter that opened this file notices the removal and starts over
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if remove_folder:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    handle.close()
+
+
+def _remove_leftovers(folder: Path) -> None:
+    removed = remove_temp_files(folder)
+    if removed:
+        log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
 
 
 @contextlib.contextmanager
@@ -142,7 +166,7 @@ def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False,
     ``wait=True`` blocks until the holder finishes instead. ``shard=(index, count)`` with
     ``count > 1``: one shard of a multi-process generation (see the module docstring).
     Re-entrant within one process. The folder is created if missing, and removed again if the
-    run wrote nothing into it.
+    run wrote nothing into it; the last holder removes the lock file.
     """
     out_dir = Path(out_dir)
     created = not out_dir.exists()
@@ -160,32 +184,30 @@ def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False,
                 _held[key] -= 1
         return
     sharded = shard is not None and shard[1] > 1
+    owner = os.getpid()
     with contextlib.ExitStack() as stack:
-        main = stack.enter_context(_open_locked(key / LOCK_NAME, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX,
-                                                key, wait, poll_s, lambda: _holders(key)))
-        stack.callback(fcntl.flock, main.fileno(), fcntl.LOCK_UN)
+        main_path = key / LOCK_NAME
+        main = _open_locked(main_path, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX, key, wait, poll_s,
+                            lambda: _holders(key))
+        stack.callback(_release, main, main_path, owner, remove_folder=created)
         if sharded:
             own_path = key / f".isekai-gen.shard-{shard[0]}-of-{shard[1]}.lock"
-            own = stack.enter_context(_open_locked(own_path, fcntl.LOCK_EX, key, wait, poll_s,
-                                                   lambda: _describe(own_path) or "another process"))
-            stack.callback(fcntl.flock, own.fileno(), fcntl.LOCK_UN)
+            own = _open_locked(own_path, fcntl.LOCK_EX, key, wait, poll_s,
+                               lambda: _describe(own_path) or "another process")
+            stack.callback(_release, own, own_path, owner)
             _record(own, command)
-            stack.callback(own.truncate, 0)
         else:
             _record(main, command)
-            if created:
-                stack.callback(_remove_if_unused, key, key / LOCK_NAME)
-            stack.callback(main.truncate, 0)
-            removed = remove_temp_files(key)
             for stale in key.glob(SHARD_LOCK_GLOB):  # no shard runs without the shared main lock
                 stale.unlink(missing_ok=True)
-            if removed:
-                log.info("%s: removed %d temporary files left by an interrupted run", out_dir, removed)
         with _held_guard:
             _held[key] = 1
             _locked_so_far.append(key)
+        log.info("%s: writer lock taken", key)
         try:
             yield
+            if not sharded:
+                _remove_leftovers(key)
         finally:
             with _held_guard:
                 del _held[key]

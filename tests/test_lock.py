@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from isekai_gen.cli import main
+from isekai_gen.fileio import TEMP_MARKER
 from isekai_gen.lock import LOCK_NAME, build_lock
 from test_episodes import make_catalog, write_build
 
@@ -50,6 +51,7 @@ def paused(config, out_dir):
 
 isekai_gen.build.prepare = paused
 from isekai_gen.cli import main
+from isekai_gen.fileio import TEMP_MARKER
 main(sys.argv[1:], prog_name="isekai-gen")
 """
 
@@ -59,7 +61,7 @@ main(sys.argv[1:], prog_name="isekai-gen")
 KILLED_WRITER = """
 import contextlib, sys, tempfile
 from pathlib import Path
-from isekai_gen.fileio import atomic_open
+from isekai_gen.fileio import atomic_open, temp_prefix
 from isekai_gen.lock import build_lock
 out = Path(sys.argv[1])
 targets = ["run.json", "filter/report.json", "episodes/episodes.jsonl", "cache/embeddings/ViT-B-32/part-00000.npz",
@@ -68,7 +70,7 @@ with build_lock(out, "isekai-gen build --out " + str(out)), contextlib.ExitStack
     for name in targets:
         stack.enter_context(atomic_open(out / name, "w")).write("half")
     (out / "benchmarks").mkdir()
-    tempfile.mkdtemp(prefix=".tmp-eurosat.", dir=out / "benchmarks")
+    tempfile.mkdtemp(prefix=temp_prefix("eurosat"), dir=out / "benchmarks")
     print("held", flush=True)
     sys.stdin.readline()
 """
@@ -146,7 +148,7 @@ def test_wait_waits_for_the_holder_then_runs(build):
 def test_lock_of_a_killed_writer_is_taken_over_and_its_temporary_files_removed(build):
     before = {p: p.read_bytes() for p in build.rglob("*") if p.is_file()}
     holder = start(KILLED_WRITER, build)
-    leftovers = sorted(p.relative_to(build) for p in build.rglob(".tmp-*"))
+    leftovers = sorted(p.relative_to(build) for p in build.rglob(f"{TEMP_MARKER}*"))
     assert len(leftovers) == 8 and Path("export/lcl") in {p.parent for p in leftovers}
     assert json.loads((build / LOCK_NAME).read_text())["pid"] == holder.pid
     holder.send_signal(signal.SIGKILL)
@@ -154,9 +156,9 @@ def test_lock_of_a_killed_writer_is_taken_over_and_its_temporary_files_removed(b
 
     result = run("preview", build)
     assert result.returncode == 0, result.stderr
-    assert sorted(build.rglob(".tmp-*")) == []
+    assert sorted(build.rglob(f"{TEMP_MARKER}*")) == []
     assert all(path.read_bytes() == data for path, data in before.items())  # nothing of the build touched
-    assert (build / LOCK_NAME).read_text() == ""  # released
+    assert not (build / LOCK_NAME).exists()  # released: the last holder removes the file
 
 
 def test_generation_shards_share_the_folder_but_keep_other_writers_out(build):
@@ -174,7 +176,7 @@ def test_generation_shards_share_the_folder_but_keep_other_writers_out(build):
         release(shard0)
         release(shard1)
     assert run("preview", build).returncode == 0
-    assert sorted(p.name for p in build.glob(".isekai-gen*")) == [LOCK_NAME]  # the shards' lock files tidied
+    assert sorted(p.name for p in build.glob(".isekai-gen*")) == []  # the shards' lock files and its own tidied
 
 
 @pytest.mark.parametrize("args", [

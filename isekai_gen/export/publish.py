@@ -39,7 +39,7 @@ MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 2.0          # first wait; doubles per retry (a Retry-After header wins)
 VALIDATOR_TIMEOUT_SECONDS = 10.0
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Hidden files (crash leftovers ``.tmp-*``, caches) are never uploaded.
+# Hidden files (crash leftovers ``.isekai-gen-tmp-*``, caches) are never uploaded.
 IGNORE_PATTERNS = [".*", "*/.*"]
 
 

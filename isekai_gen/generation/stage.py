@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..engine import engine_name, require_ray
-from ..fileio import sha256_bytes
+from ..fileio import TEMP_MARKER, sha256_bytes, temp_target
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
@@ -216,10 +216,10 @@ def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> No
     # One listing per concept folder, not one per job: a resume may have thousands pending.
     pending_ids = {job.job_id for job in pending}
     folders = {(out_dir / image_relpath(job)).parent for job in pending}
-    stray = [p for folder in sorted(folders) for p in folder.glob(".tmp-*.png.*")
-             if p.name.removeprefix(".tmp-").partition(".png.")[0] in pending_ids]
+    stray = [p for folder in sorted(folders) for p in folder.glob(f"{TEMP_MARKER}*.png.*")
+             if (temp_target(p.name) or "").removesuffix(".png") in pending_ids]
     if shard.count == 1:
-        stray += list(out_dir.glob(f".tmp-{manifest_path(out_dir).name}.*"))
+        stray += [p for p in out_dir.glob(f"{TEMP_MARKER}*") if temp_target(p.name) == manifest_path(out_dir).name]
     for path in stray:
         log.info("removing %s left by an interrupted run", path)
         path.unlink(missing_ok=True)

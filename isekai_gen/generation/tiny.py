@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..catalog import clip_bpe_merges
+from ..fileio import temp_prefix
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def ensure_tiny_pipeline(name: str, cache_dir: Path | None = None) -> Path:
     if (folder / "model_index.json").exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=folder.parent))
     try:
         log.info("building tiny random-weight pipeline %s in %s", name, folder)
         with torch.random.fork_rng():

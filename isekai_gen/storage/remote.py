@@ -184,7 +184,7 @@ def _synced(relpath: str) -> bool:
     nor this machine's bookkeeping (locks, temporary files, marker, index, ``MACHINE_LOCAL``)."""
     name = relpath.rpartition("/")[2]
     return not (relpath.startswith(f"{IMAGES}/") or relpath.startswith(f"{JOURNALS}/") or relpath in MACHINE_LOCAL
-                or name.startswith(".isekai-gen") or name.startswith(".tmp-"))
+                or name.startswith(".isekai-gen"))
 
 
 class Session:
