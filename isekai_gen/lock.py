@@ -12,6 +12,12 @@ folder at the same time by design (one journal each, disjoint images): each hold
 *shared*, which keeps every other writer out, and its own ``.isekai-gen.shard-I-of-N.lock``
 exclusively, which keeps a second copy of the same shard out.
 
+Children never keep the lock: ``flock`` belongs to the open file, which ``fork`` shares with the
+child, and a forked DataLoader worker outliving its killed parent by seconds kept the rerun out.
+Close-on-exec does not help a fork without exec, so every forked child points its copies of the
+lock descriptors at ``/dev/null`` (``os.register_at_fork``); only the process that took the lock
+releases or removes it.
+
 The exclusive holder of a folder lock, when its command succeeded, removes the temporary files
 and folders killed writers left under the folder (``fileio.remove_temp_files``: only the tool's
 own ``.isekai-gen-tmp-<pid>-*`` names whose writer is gone), still holding the lock: a command
@@ -44,6 +50,40 @@ SHARD_LOCK_GLOB = ".isekai-gen.shard-*.lock"
 _held: dict[Path, int] = {}
 _held_guard = threading.Lock()
 _locked_so_far: list[Path] = []  # every folder this process has locked, most recent last
+_lock_fds: set[int] = set()  # descriptors of this process's open lock files
+_fork_guard = threading.Lock()  # a fork waits while a lock file is being opened or closed
+
+
+def _open_tracked(path: Path):
+    with _fork_guard:
+        handle = open(path, "a+", encoding="utf-8")
+        _lock_fds.add(handle.fileno())
+    return handle
+
+
+def _close_tracked(handle) -> None:
+    with _fork_guard:
+        _lock_fds.discard(handle.fileno())
+        handle.close()
+
+
+def _drop_in_child() -> None:
+    """In a forked child: let go of the parent's locks. Closing the descriptors would free their
+    numbers for other files, which the parent's handles (copied into the child) would close later;
+    ``dup2`` of ``/dev/null`` over them drops the lock file just as well and keeps the numbers taken."""
+    global _held_guard, _fork_guard
+    _held_guard, _fork_guard = threading.Lock(), threading.Lock()  # a parent's thread may have held them
+    _held.clear()
+    if _lock_fds:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for fd in _lock_fds:
+            os.dup2(devnull, fd, inheritable=False)
+        os.close(devnull)
+        _lock_fds.clear()
+
+
+os.register_at_fork(before=lambda: _fork_guard.acquire(), after_in_parent=lambda: _fork_guard.release(),
+                    after_in_child=_drop_in_child)
 
 
 def locked_folders() -> list[Path]:
@@ -102,13 +142,13 @@ def _open_locked(path: Path, mode: int, folder: Path, wait: bool, poll_s: float,
     while True:
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            handle = open(path, "a+", encoding="utf-8")
+            handle = _open_tracked(path)
         except FileNotFoundError:  # the holder before us removed the folder it had made in between
             continue
         try:
             fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.close()
+            _close_tracked(handle)
             holder = holders()
             if not wait:
                 raise UserError(f"{folder}: another isekai-gen is writing this build folder: {holder}; "
@@ -127,7 +167,7 @@ def _open_locked(path: Path, mode: int, folder: Path, wait: bool, poll_s: float,
         opened = os.fstat(handle.fileno())
         if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
             return handle
-        handle.close()
+        _close_tracked(handle)
 
 
 def _release(handle, path: Path, owner: int, *, remove_folder: bool = False) -> None:
@@ -149,7 +189,7 @@ def _release(handle, path: Path, owner: int, *, remove_folder: bool = False) -> 
             with contextlib.suppress(OSError):
                 path.parent.rmdir()
     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    handle.close()
+    _close_tracked(handle)
 
 
 def _remove_leftovers(folder: Path) -> None:
@@ -206,7 +246,7 @@ def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False,
         log.info("%s: writer lock taken", key)
         try:
             yield
-            if not sharded:
+            if not sharded and os.getpid() == owner:
                 _remove_leftovers(key)
         finally:
             with _held_guard:
