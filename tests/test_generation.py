@@ -170,7 +170,7 @@ def test_resume_after_sigkill_gives_identical_dataset(tmp_path, isekai_cache):
 def test_each_batch_is_flushed_once_before_its_journal_line(tmp_path, tiny_sd, monkeypatch, use_syncfs):
     """One flush per batch (syncfs, or the per-file fallback of systems without it), always before
     the batch's journal line names its images."""
-    import isekai_gen.generation.durable as durable
+    import isekai_gen.fileio as durable
     import isekai_gen.generation.stage as stage
 
     events = []

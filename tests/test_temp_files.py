@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from isekai_gen.cli import main
-from isekai_gen.fileio import TEMP_MARKER, atomic_open, remove_temp_files, temp_prefix
-from isekai_gen.lock import LOCK_NAME, build_lock
 from splits_fixtures import eurosat
 from temp_names import leftover
+
+from isekai_gen.cli import main
+from isekai_gen.fileio import TEMP_MARKER, atomic_open, remove_temp_files
+from isekai_gen.lock import LOCK_NAME, build_lock
 
 EXE = str(Path(sys.executable).parent / "isekai-gen")
 DEPTHS = ["", "export", "export/hf", "images/cactihog", "nested/project/src/pkg"]
@@ -49,7 +49,7 @@ def assert_only_ours_removed(out: Path, user: dict[Path, bytes], ours: list[Path
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_splits_build_into_an_ordinary_folder_keeps_a_nested_projects_files(tmp_
 
 def test_a_refused_command_removes_nothing_and_leaves_no_lock(tmp_path):
     out = tmp_path / "not-a-build"
-    user, ours = plant(out)
+    plant(out)
     before = sorted(out.rglob("*"))
     result = cli("preview", out)
     assert result.returncode == 1 and result.stderr.startswith("error: ")

@@ -1,7 +1,7 @@
 """The generation stage: jobs -> PNG images + manifest rows, resumable and shardable.
 
 Resume unit is the batch. A batch's PNGs are written atomically (temporary file + rename) and
-made durable together (``durable.DurableFolder.commit``: one flush per batch, not per image), then
+made durable together (``fileio.DurableFolder.commit``: one flush per batch, not per image), then
 its rows are committed as one line of this shard's journal (see ``manifest``), so a process killed
 at any moment leaves only complete images and rows that point at complete images. A rerun skips
 committed jobs and regenerates the rest in the same batches, which reproduces the same bytes.

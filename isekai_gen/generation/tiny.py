@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..catalog import clip_bpe_merges
 from ..fileio import temp_prefix
+from ..resources import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,6 @@ CLIP_MAX_LENGTH = 77
 # Small enough that the tiny preset (1,600 images) generates in about a minute on 2 CPU cores.
 TINY_CHANNELS = (16, 32)
 TINY_GROUPS = 8
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("ISEKAI_GEN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isekai-gen"
-    return Path(root)
 
 
 def _write_clip_tokenizer_files(folder: Path) -> None:

@@ -53,6 +53,7 @@ from typing import Iterator
 
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, dumps_canonical
+from ..resources import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,6 @@ def connect(url: str) -> Remote:
 def mirror_path(url: str) -> Path:
     """The driver's local mirror of ``url``: ``$ISEKAI_GEN_MIRRORS`` (default: the isekai-gen cache's
     ``mirrors/``) / protocol / bucket / prefix, plus a short hash so that lookalike URLs differ."""
-    from ..generation.tiny import default_cache_dir
 
     base = Path(os.environ.get("ISEKAI_GEN_MIRRORS") or default_cache_dir() / "mirrors")
     url = url.rstrip("/")  # s3://b/x/ is s3://b/x: one mirror, one writer lock
