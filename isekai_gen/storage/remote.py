@@ -66,6 +66,12 @@ _SEGMENT = re.compile(r"([0-9]+)\.jsonl")
 _URL = re.compile(r"^([a-z][a-z0-9+.-]+)://")
 # Caches that describe this machine's files (inodes, mtimes) and mean nothing on another.
 MACHINE_LOCAL = ("cache/lcl-images.json",)
+# Bounded waits on an S3 store that stops answering: s3fs's own 5 tries of botocore's 5 legacy
+# attempts of a 15 s read made a paused server hang a build 152 s in silence. Here one call gives
+# up after 3 attempts of 20 s (botocore's "standard" retries back off between them). The user's
+# fsspec settings (``FSSPEC_S3_CONFIG_KWARGS``, ``fsspec.config.conf``) win, key by key.
+S3_CONFIG = {"connect_timeout": 10, "read_timeout": 20, "retries": {"max_attempts": 3, "mode": "standard"}}
+S3_TRIES = 1  # s3fs's retry loop around botocore's (``S3FileSystem.retries``, a class attribute)
 
 
 def is_url(out: str | os.PathLike) -> bool:
@@ -116,7 +122,30 @@ def storage_errors(url: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001  (an I/O boundary: every backend has its own exception types)
         text = " ".join(str(exc).split()) or type(exc).__name__
+        if _timed_out(exc):
+            raise UserError(f"{url}: the storage server stopped answering ({text}); check that it runs and "
+                            "rerun the same command") from None
         raise UserError(f"{url}: {'not found: ' if isinstance(exc, FileNotFoundError) else ''}{text}") from None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout anywhere in the chain: botocore's ``ReadTimeoutError``/``ConnectTimeoutError``,
+    aiohttp's, ``TimeoutError`` (s3fs re-raises some as ``OSError`` with the timeout as cause)."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _bounded_options(url: str) -> dict:
+    """Storage options that bound every call's wait (S3 only; other backends keep their own)."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    from fsspec.config import conf
+
+    user = conf.get("s3", {})
+    return {"config_kwargs": {**S3_CONFIG, **(user.get("config_kwargs") or {})}}
 
 
 def connect(url: str) -> Remote:
@@ -128,12 +157,14 @@ def connect(url: str) -> Remote:
         raise UserError(f"{url}: names no bucket (expected e.g. s3://bucket/prefix)")
     url = url.rstrip("/")
     try:
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = fsspec.core.url_to_fs(url, **_bounded_options(url))
     except ImportError as exc:  # fsspec's own message names the package, e.g. "Install s3fs to access S3"
         extra = " (pip install 'isekai-gen[s3]')" if url.startswith(("s3://", "s3a://")) else ""
         raise UserError(f"{url}: {exc}".rstrip(".") + extra) from None
     except ValueError as exc:
         raise UserError(f"{url}: not a storage URL fsspec knows ({exc})") from None
+    if hasattr(fs, "retries"):
+        fs.retries = S3_TRIES  # this process's calls; Ray actors' unpickled copies keep s3fs's 5
     return Remote(url, fs, root.rstrip("/"))
 
 
