@@ -218,6 +218,20 @@ def _synced(relpath: str) -> bool:
                 or name.startswith(".isekai-gen"))
 
 
+def _upload_rank(relpath: str) -> int:
+    """0 for data; higher for files that name other files, uploaded after them: the export's
+    indexes and LCL episode files, then the dataset cards, then ``SHA256SUMS``, the manifest last
+    (a reader sees new stage outputs before the rows naming them)."""
+    name = relpath.rpartition("/")[2]
+    if relpath == "manifest.jsonl":
+        return 4
+    if name == "SHA256SUMS":
+        return 3
+    if name == "README.md":
+        return 2
+    return int(relpath.startswith("export/") and name.endswith((".json", ".jsonl")))
+
+
 class Session:
     """One command's view of a remote build through its mirror: ``pull`` first, ``push`` last."""
 
@@ -305,24 +319,30 @@ class Session:
             self._push()
 
     def _push(self) -> None:
+        """Uploads in ``_upload_rank`` order, so that a reader of the bucket (or a push killed
+        midway) never sees a card or index without the data it names: removed describing files
+        go first, then the data, then the describing files, and removed data files last."""
         index = self._index()
         local = {rel: self.mirror / rel for rel in self._local_files()}
-        changed = [rel for rel, path in local.items()
-                   if rel not in index or index[rel]["local"] != _local_signature(path)]
-        # The manifest last: a reader of the bucket sees new stage outputs before the rows naming them.
-        changed.sort(key=lambda rel: rel == "manifest.jsonl")
+        changed = sorted((rel for rel, path in local.items()
+                          if rel not in index or index[rel]["local"] != _local_signature(path)), key=_upload_rank)
+        removed = [rel for rel in index if rel not in local]
+        self._remove([rel for rel in removed if _upload_rank(rel)], index)
         fs = self.remote.fs
         for rel in changed:  # put_file streams (multipart above s3fs' chunk size): shards can be large
             fs.put_file(str(local[rel]), self.remote.key(rel))
             index[rel] = {"remote": _signature(fs.info(self.remote.key(rel))), "local": _local_signature(local[rel])}
-        for rel in [rel for rel in index if rel not in local]:
+        self._remove([rel for rel in removed if not _upload_rank(rel)], index)
+        self._save_index(index)
+        log.info("%s: %d changed files uploaded", self.remote.url, len(changed))
+
+    def _remove(self, relpaths: list[str], index: dict) -> None:
+        for rel in relpaths:
             try:
-                fs.rm_file(self.remote.key(rel))
+                self.remote.fs.rm_file(self.remote.key(rel))
             except FileNotFoundError:
                 pass
             del index[rel]
-        self._save_index(index)
-        log.info("%s: %d changed files uploaded", self.remote.url, len(changed))
 
 
 @contextmanager
