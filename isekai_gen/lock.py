@@ -125,7 +125,7 @@ def _holders(folder: Path) -> str:
     if _is_locked(main, fcntl.LOCK_SH):
         return _describe(main) or "another process"
     shards = [d for p in sorted(folder.glob(SHARD_LOCK_GLOB)) if _is_locked(p, fcntl.LOCK_EX) and (d := _describe(p))]
-    return "; ".join(shards) or "another process"
+    return "; ".join(shards) or "`isekai-gen publish` (reading it)"  # the only shared holders without a shard file
 
 
 def _record(handle, command: str) -> None:
@@ -251,3 +251,33 @@ def build_lock(out_dir: str | os.PathLike, command: str, *, wait: bool = False,
         finally:
             with _held_guard:
                 del _held[key]
+
+
+@contextlib.contextmanager
+def read_lock(out_dir: str | os.PathLike, *, wait: bool = False, poll_s: float = 0.5) -> Iterator[None]:
+    """Hold the build folder's lock *shared*, for a command that reads a whole output while it must
+    not change (``publish``): writers are kept out (one line naming the reader, or ``--wait``),
+    other readers and generation shards are not. Nothing is recorded or removed but the lock file
+    by its last holder. Re-entrant, and a no-op inside this process's own writer lock."""
+    key = Path(out_dir).resolve()
+    with _held_guard:
+        reentered = key in _held
+        if reentered:
+            _held[key] += 1
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    path = key / LOCK_NAME
+    handle = _open_locked(path, fcntl.LOCK_SH, key, wait, poll_s, lambda: _describe(path) or "another process")
+    with _held_guard:
+        _held[key] = 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held[key]
+        _release(handle, path, os.getpid())
