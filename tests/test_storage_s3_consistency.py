@@ -5,7 +5,6 @@ loopback): a push killed at any point never shows a card or index without the da
 from __future__ import annotations
 
 import pytest
-
 from conftest import S3_BUCKET as BUCKET
 
 pytest.importorskip("s3fs")

@@ -41,6 +41,7 @@ object. Every fresh look at the bucket therefore starts with the whole cache dro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,6 +55,8 @@ from typing import Iterator
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, dumps_canonical
 from ..resources import default_cache_dir
+from .bucket_lock import bucket_lock
+from .failures import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +115,6 @@ class Remote:
         self.fs.invalidate_cache()
 
 
-@contextmanager
-def storage_errors(url: str) -> Iterator[None]:
-    """Failures of the storage backend as one line naming the URL: a missing bucket, refused or
-    absent credentials (botocore's errors are no ``OSError``), an unreachable endpoint."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (an I/O boundary: every backend has its own exception types)
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        if _timed_out(exc):
-            raise UserError(f"{url}: the storage server stopped answering ({text}); check that it runs and "
-                            "rerun the same command") from None
-        raise UserError(f"{url}: {'not found: ' if isinstance(exc, FileNotFoundError) else ''}{text}") from None
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """A timeout anywhere in the chain: botocore's ``ReadTimeoutError``/``ConnectTimeoutError``,
-    aiohttp's, ``TimeoutError`` (s3fs re-raises some as ``OSError`` with the timeout as cause)."""
-    while exc is not None:
-        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _bounded_options(url: str) -> dict:
     """Storage options that bound every call's wait (S3 only; other backends keep their own)."""
     if not url.startswith(("s3://", "s3a://")):
@@ -163,9 +140,22 @@ def connect(url: str) -> Remote:
         raise UserError(f"{url}: {exc}".rstrip(".") + extra) from None
     except ValueError as exc:
         raise UserError(f"{url}: not a storage URL fsspec knows ({exc})") from None
-    if hasattr(fs, "retries"):
-        fs.retries = S3_TRIES  # this process's calls; Ray actors' unpickled copies keep s3fs's 5
+    if hasattr(fs, "call_s3"):
+        _bound_s3_waits(fs)
     return Remote(url, fs, root.rstrip("/"))
+
+
+def _bound_s3_waits(fs) -> None:
+    """This process's s3fs calls give up in bounded time (Ray actors' unpickled copies keep s3fs's
+    own behaviour): no s3fs retry loop around botocore's, and no ``Expect: 100-continue`` on PUTs,
+    whose wait for the interim response no aiohttp read timeout covers (a silent server held a
+    PutObject forever; marin-community/marin#6719 measured the same), at the cost of sending a
+    refused upload's body once."""
+    from botocore.handlers import add_expect_header
+
+    fs.retries = S3_TRIES
+    fs.connect()  # creates the client (no request)
+    fs.s3.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 def mirror_path(url: str) -> Path:
@@ -346,18 +336,24 @@ class Session:
 
 
 @contextmanager
-def opened(url: str) -> Iterator[Session]:
+def opened(url: str, *, command: str = "isekai-gen", wait: bool = False, shared: bool = False) -> Iterator[Session]:
     """The mirror of ``url`` brought up to date; changed files uploaded when the block succeeds.
 
-    The caller holds the mirror's writer lock (``lock.build_lock``). On an error nothing is
-    uploaded but the journal lines already committed: the bucket keeps its last complete state.
+    The caller holds the mirror's writer lock (``lock.build_lock``); this holds the bucket's lock
+    object (``bucket_lock``: another machine's writer refuses in one line, or waits with ``wait``)
+    unless ``shared`` (generation shards on several machines write one bucket by design). On an
+    error nothing is uploaded but the journal lines already committed: the bucket keeps its last
+    complete state.
     """
     remote = connect(url)
     session = Session(remote, mirror_path(remote.url))
     _remotes[session.mirror.resolve()] = remote
-    session.pull()
-    yield session
-    session.push()
+    with contextlib.nullcontext() if shared else bucket_lock(remote, command, wait=wait) as held:
+        session.pull()
+        yield session
+        if held is not None:
+            held.check()
+        session.push()
 
 
 def _segment_folder(remote: Remote, journal: Path) -> str:
