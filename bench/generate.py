@@ -26,7 +26,7 @@ from isekai_gen.config import load_config  # noqa: E402
 from isekai_gen.fileio import atomic_write_bytes  # noqa: E402
 from isekai_gen.generation import run_generation  # noqa: E402
 from isekai_gen.generation.checks import encode_png, to_uint8  # noqa: E402
-from isekai_gen.generation.durable import DurableFolder, write_deferred  # noqa: E402
+from isekai_gen.fileio import DurableFolder, write_deferred  # noqa: E402
 from isekai_gen.generation.pipeline import (LoadedPipeline, generate_batch, load_generation_pipeline,  # noqa: E402
                                             resolve_device, resolve_dtype)
 from isekai_gen.jobs import plan_jobs  # noqa: E402

@@ -1,10 +1,14 @@
-"""Atomic file writing and JSON Lines helpers shared by every stage.
+"""Atomic file writing and JSON Lines helpers shared by every stage: the one atomic-write module.
 
 A file is either absent or complete: content goes to a temporary file in the same folder,
 is flushed to disk, then renamed over the target (``os.replace`` is atomic on POSIX).
-A process killed at any moment leaves at worst a stray ``.tmp-*`` file, never a torn target;
-the next writer of the folder removes them all (``remove_temp_files``, run when the build-folder
-lock is taken), so every writer names its temporary files and folders ``.tmp-*``.
+A process killed at any moment leaves at worst a stray temporary file, never a torn target.
+Every temporary file and folder of the tool is named ``temp_prefix(target)``:
+``.isekai-gen-tmp-<writer pid>-<target>.<random>``, a marker no user file carries plus the id of
+the process writing it. ``remove_temp_files`` (run by the build-folder lock's holder after a
+successful command) removes only such names, and only those whose writer is no longer running, so
+a user's ``.tmp-notes.txt`` is never touched, nor an atomic write still in flight in a process
+that does not hold the lock (the review server).
 
 A full disk is reported as one line naming the file, what it needed and what is free
 (``DiskFullError``). JSON is written strictly: NaN and infinities are refused (they are not JSON).
@@ -13,6 +17,8 @@ A full disk is reported as one line naming the file, what it needed and what is 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import gc
 import hashlib
@@ -32,7 +38,7 @@ log = logging.getLogger(__name__)
 UMASK = os.umask(0)
 os.umask(UMASK)
 
-TEMP_PREFIX = ".tmp-"
+TEMP_MARKER = ".isekai-gen-tmp-"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -84,7 +90,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, size: int | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         # mkstemp creates 0600; published files get the usual permissions (0666 minus the umask).
         os.fchmod(fd, 0o666 & ~UMASK)
@@ -111,16 +117,61 @@ def _discard(tmp: str) -> None:
         os.unlink(tmp)
 
 
+def temp_prefix(target: str) -> str:
+    """The start of the name of a temporary sibling of ``target`` written by this process
+    (``mkstemp``/``mkdtemp`` add a random tail without dots)."""
+    return f"{TEMP_MARKER}{os.getpid()}-{target}."
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of the tool's temporary files or folders (never a user's)."""
+    return name.startswith(TEMP_MARKER)
+
+
+def temp_target(name: str) -> str | None:
+    """The target a temporary name stands in for (``temp_prefix``'s ``target``), else None."""
+    writer, _, rest = name.removeprefix(TEMP_MARKER).partition("-")
+    if not is_temp_name(name) or not writer.isdigit() or "." not in rest:
+        return None
+    return rest.rpartition(".")[0]
+
+
+def _writer_running(name: str) -> bool:
+    """Whether the process named in a temporary name still runs (this one counts as running)."""
+    writer = name.removeprefix(TEMP_MARKER).partition("-")[0]
+    if not writer.isdigit():
+        return False
+    pid = int(writer)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone; a number no process can have
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary name of the tool whose writer is gone: garbage of an interrupted run."""
+    return is_temp_name(name) and not _writer_running(name)
+
+
 def remove_temp_files(root: str | os.PathLike) -> int:
-    """Delete every ``.tmp-*`` file and folder under ``root`` (left by killed writers); return the count.
+    """Delete the leftovers (``is_leftover``) under ``root``; return the count.
 
     Only safe while holding ``root``'s writer lock (``lock.build_lock`` calls it then). Symlinks
-    are not followed.
+    are not followed, and hidden folders are not entered: the tool writes none but its own
+    temporary ones, while a user's ``.git`` or ``.venv`` may be huge.
     """
     removed = 0
     for folder, dirs, files in os.walk(root):
-        for name in [d for d in dirs if d.startswith(TEMP_PREFIX)]:
-            dirs.remove(name)
+        for name in list(dirs):
+            if name.startswith("."):
+                dirs.remove(name)
+            if not is_leftover(name):
+                continue
             path = os.path.join(folder, name)
             log.info("removing %s left by an interrupted run", path)
             if os.path.islink(path):
@@ -129,7 +180,7 @@ def remove_temp_files(root: str | os.PathLike) -> int:
                 shutil.rmtree(path, ignore_errors=True)
             removed += 1
         for name in files:
-            if name.startswith(TEMP_PREFIX):
+            if is_leftover(name):
                 path = os.path.join(folder, name)
                 log.info("removing %s left by an interrupted run", path)
                 with contextlib.suppress(FileNotFoundError):
@@ -306,3 +357,80 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- files that become durable together -------------------------------------------------------
+# One flush per committed batch instead of one per file.
+#
+# ``fileio.atomic_open`` fsyncs every file before its rename, which costs one journal commit of the
+# file system per image. A generation batch only needs its images on disk *before its journal line
+# is appended* (manifest.py: a committed row must point at a complete image), so each image here is
+# written to a temporary sibling and renamed at once, and ``commit`` then makes the whole batch
+# durable with one ``syncfs(2)`` of the file system holding the images (Linux; it flushes file
+# data, inodes and the renames' directory entries in one call). Where ``syncfs`` is missing
+# (macOS, BSD) or a folder lies on another file system, every file and then each folder once is
+# fsynced instead. Until ``commit`` returns no journal line names the batch, so after a power loss
+# a renamed-but-unflushed image is simply a pending job's file and is rewritten on resume.
+#
+# ``syncfs`` reports write-back errors that happened since its file descriptor was opened (Linux
+# 5.8+), so the descriptor is opened *before* the first write and kept for the whole run.
+# ``ctypes`` is used because Python's ``os`` module has no ``syncfs``.
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def write_deferred(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically (temporary sibling, then rename) without flushing it to disk:
+    ``DurableFolder.commit`` flushes a whole batch at once."""
+    atomic_write_bytes(path, data, durable=False)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableFolder:
+    """A folder whose files are written with ``write_deferred`` and made durable per batch."""
+
+    def __init__(self, root: Path, *, use_syncfs: bool = True):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.root, os.O_RDONLY)
+        self._device = os.fstat(self._fd).st_dev
+        self._use_syncfs = use_syncfs and _syncfs is not None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "DurableFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def commit(self, paths: list[Path]) -> None:
+        """Return once every file in ``paths`` (written under ``root``) and its name are on disk."""
+        if not paths:
+            return
+        folders = sorted({path.parent for path in paths})
+        foreign = {folder for folder in folders if os.stat(folder).st_dev != self._device}
+        if self._use_syncfs:
+            if _syncfs(self._fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"syncfs: {os.strerror(code)}", str(self.root))
+        else:
+            # New concept folders are entries of ``root``: flush it as well.
+            foreign = set(folders) | {self.root}
+        for path in paths:
+            if path.parent in foreign:
+                _fsync_path(path)
+        for folder in sorted(foreign):
+            _fsync_path(folder)
+

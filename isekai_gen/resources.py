@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -13,6 +14,13 @@ CONFIG_DIR = _DATA_ROOT / "configs"
 CATALOG_DIR = CONFIG_DIR / "catalogs"
 # A symlink to the top-level DATASET_CARD.md, so that wheels carry the template as package data.
 DATASET_CARD_TEMPLATE = PACKAGE_DIR / "templates" / "DATASET_CARD.md"
+
+
+def default_cache_dir() -> Path:
+    """The tool's cache on this machine (tiny pipelines, mirrors of remote builds): ``ISEKAI_GEN_CACHE``,
+    else ``$XDG_CACHE_HOME/isekai-gen`` (``~/.cache/isekai-gen``)."""
+    root = os.environ.get("ISEKAI_GEN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isekai-gen"
+    return Path(root)
 
 
 def schema_path(name: str) -> Path:

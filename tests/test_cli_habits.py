@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from isekai_gen.cli import main
 from isekai_gen.commands._options import show_progress
 from test_episodes import make_catalog, write_build
+from temp_names import leftover
 from test_lock import HOLDER, TIMEOUT, read_until, release, start
 
 EXE = str(Path(sys.executable).parent / "isekai-gen")
@@ -44,7 +45,7 @@ def run(*args, env=None, stderr=subprocess.PIPE) -> subprocess.CompletedProcess:
 def test_verbose_and_quiet_work_before_or_after_the_command(tmp_path, flags):
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".tmp-run.json.k2j4h1x9").write_text("half")  # removed when the lock is taken, logged at INFO
+    (out / leftover("run.json")).write_text("half")  # a killed writer's, kept: this command refuses
     command, *after = flags[flags.index("export"):]
     result = run(*flags[:flags.index("export")], command, "--out", out, *after)
     assert result.returncode == 1
@@ -52,10 +53,9 @@ def test_verbose_and_quiet_work_before_or_after_the_command(tmp_path, flags):
     assert lines[-1] == f"error: {out / 'run.json'}: not found; run `isekai-gen build` or `isekai-gen generate` " \
                         f"into {out} first, or pass --preset/--config"
     verbose = ("-v" in flags or "--verbose" in flags) and "-q" not in flags
-    assert any(f"removing {out.resolve()}/.tmp-run.json.k2j4h1x9 left by an interrupted run" in line
-               for line in lines) == verbose
+    assert any(f"{out.resolve()}: writer lock taken" in line for line in lines) == verbose
     assert len(lines) > 1 if verbose else len(lines) == 1
-    assert not (out / ".tmp-run.json.k2j4h1x9").exists()
+    assert (out / leftover("run.json")).exists() and not any("removing" in line for line in lines)
 
 
 def test_every_command_takes_verbose_and_quiet_and_every_writer_wait():

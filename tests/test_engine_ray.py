@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from isekai_gen.cli import main
 from isekai_gen.config import BuildConfig, with_overrides
 from isekai_gen.errors import UserError
-from isekai_gen.fileio import sha256_file
+from isekai_gen.fileio import TEMP_MARKER, sha256_file
 from isekai_gen.generation import run_generation
 from isekai_gen.manifest import part_path
 
@@ -105,7 +105,7 @@ def test_ray_gives_the_local_bytes_even_with_an_actor_killed_mid_run(tmp_path, r
     result = worker.result()
     assert (result.generated, result.merged) == (12, True)
     assert digest(tmp_path) == expected
-    assert not list(tmp_path.rglob(".tmp-*"))
+    assert not list(tmp_path.rglob(f"{TEMP_MARKER}*"))
 
 
 def test_driver_killed_then_rerun_resumes_from_the_journal(tmp_path, ray_cluster, local_reference):

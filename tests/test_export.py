@@ -24,6 +24,7 @@ from isekai_gen.export.stage import run_export
 from isekai_gen.export.webdataset import FIXED_MTIME, plan_shards, tar_header
 from isekai_gen.fileio import read_jsonl, write_jsonl
 from isekai_gen.schema import validate
+from temp_names import leftover
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,8 +216,8 @@ def test_benchmark_splits_travel_and_images_only_when_redistributable(built):
 def test_temporary_files_of_a_killed_export_are_removed(tmp_path):
     config, catalog = make_build(tmp_path, benchmarks=False)
     run_export(config, tmp_path, catalog)
-    leftovers = [tmp_path / "export" / "webdataset" / ".tmp-test-000000.tar.k1ll3d",
-                 tmp_path / "export" / "hf" / "data" / ".tmp-images-test-00000-of-00001.parquet.k1ll3d"]
+    leftovers = [tmp_path / "export" / "webdataset" / leftover("test-000000.tar"),
+                 tmp_path / "export" / "hf" / "data" / leftover("images-test-00000-of-00001.parquet")]
     for path in leftovers:
         path.write_bytes(b"half a file")
     run_export(config, tmp_path, catalog)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from isekai_gen.config import ModelRef
 from isekai_gen.errors import UserError
-from isekai_gen.fileio import sha256_file
+from isekai_gen.fileio import TEMP_MARKER, sha256_file
 from isekai_gen.generation import pipeline as pipeline_module
 from isekai_gen.generation import run_generation
 from isekai_gen.generation.pipeline import load_pipeline
@@ -25,6 +25,7 @@ from isekai_gen.manifest import part_path, read_manifest
 from isekai_gen.schema import validate
 
 from generation_helpers import TWO_GROUPS, tiny_catalog, tiny_config
+from temp_names import leftover
 
 ISEKAI_GEN = str(Path(sys.executable).parent / "isekai-gen")
 
@@ -162,14 +163,14 @@ def test_resume_after_sigkill_gives_identical_dataset(tmp_path, isekai_cache):
         assert not (out_dir / "manifest.jsonl").exists(), "killed too late to test anything"
         run_ok(_generate_cmd(out_dir))
         assert folder_digest(out_dir) == expected
-        assert not list(out_dir.rglob(".tmp-*"))
+        assert not list(out_dir.rglob(f"{TEMP_MARKER}*"))
 
 
 @pytest.mark.parametrize("use_syncfs", [True, False])
 def test_each_batch_is_flushed_once_before_its_journal_line(tmp_path, tiny_sd, monkeypatch, use_syncfs):
     """One flush per batch (syncfs, or the per-file fallback of systems without it), always before
     the batch's journal line names its images."""
-    import isekai_gen.generation.durable as durable
+    import isekai_gen.fileio as durable
     import isekai_gen.generation.stage as stage
 
     events = []
@@ -213,7 +214,7 @@ def test_torn_checkpoint_tail_and_orphan_image_are_recovered(tmp_path, tiny_sd):
     journal.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     last_rows = json.loads(lines[-1])["rows"]
     (out_dir / last_rows[0]["image"]).write_bytes(b"\x89PNG garbage")
-    stray = out_dir / Path(last_rows[1]["image"]).parent / f".tmp-{last_rows[1]['job_id']}.png.x1y2z3"
+    stray = out_dir / Path(last_rows[1]["image"]).parent / leftover(f"{last_rows[1]['job_id']}.png", "x1y2z3")
     stray.write_bytes(b"\x89PNG partial")
     (out_dir / "manifest.jsonl").unlink()
     result = run_generation(config, out_dir, catalog, loaded=tiny_sd)

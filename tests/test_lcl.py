@@ -13,6 +13,7 @@ from isekai_gen.config import LclExportConfig
 from isekai_gen.episodes import run_episodes
 from isekai_gen.errors import UserError
 from isekai_gen.export.lcl import export_lcl
+from isekai_gen.fileio import TEMP_MARKER
 from test_episodes import base_config, make_catalog, read_rows, set_manifest_field, write_build
 
 FIELDS = {"image_name", "positive_list", "negative_list", "positive_promt", "negative_promt", "label_name"}
@@ -134,7 +135,7 @@ def test_copies_when_hard_links_fail(built, monkeypatch):
     for path in (out / "export" / "lcl" / "images").rglob("*.png"):
         source = out / "images" / path.parent.parent.name / path.name
         assert not os.path.samefile(path, source) and path.read_bytes() == source.read_bytes()
-    assert not list((out / "export" / "lcl").rglob(".tmp-*"))
+    assert not list((out / "export" / "lcl").rglob(f"{TEMP_MARKER}*"))
 
 
 def test_rebuilt_episodes_drop_stale_images_and_files(built):

@@ -7,8 +7,10 @@ Every wait is bounded by a subprocess timeout, never by a time assertion.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
 import select
 import signal
 import socket
@@ -21,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from isekai_gen.cli import main
+from isekai_gen.fileio import TEMP_MARKER
 from isekai_gen.lock import LOCK_NAME, build_lock
 from test_episodes import make_catalog, write_build
 
@@ -50,6 +53,7 @@ def paused(config, out_dir):
 
 isekai_gen.build.prepare = paused
 from isekai_gen.cli import main
+from isekai_gen.fileio import TEMP_MARKER
 main(sys.argv[1:], prog_name="isekai-gen")
 """
 
@@ -59,7 +63,7 @@ main(sys.argv[1:], prog_name="isekai-gen")
 KILLED_WRITER = """
 import contextlib, sys, tempfile
 from pathlib import Path
-from isekai_gen.fileio import atomic_open
+from isekai_gen.fileio import atomic_open, temp_prefix
 from isekai_gen.lock import build_lock
 out = Path(sys.argv[1])
 targets = ["run.json", "filter/report.json", "episodes/episodes.jsonl", "cache/embeddings/ViT-B-32/part-00000.npz",
@@ -68,8 +72,20 @@ with build_lock(out, "isekai-gen build --out " + str(out)), contextlib.ExitStack
     for name in targets:
         stack.enter_context(atomic_open(out / name, "w")).write("half")
     (out / "benchmarks").mkdir()
-    tempfile.mkdtemp(prefix=".tmp-eurosat.", dir=out / "benchmarks")
+    tempfile.mkdtemp(prefix=temp_prefix("eurosat"), dir=out / "benchmarks")
     print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+# Test double of a build whose data loader forked workers: the holder forks a child (os.fork, as a
+# DataLoader worker is started) that sleeps on after the holder is killed.
+FORKING_HOLDER = """
+import multiprocessing, os, sys, time
+from isekai_gen.lock import build_lock
+with build_lock(sys.argv[1], "isekai-gen filter"):
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=False)
+    worker.start()
+    print("held", worker.pid, flush=True)
     sys.stdin.readline()
 """
 
@@ -146,7 +162,7 @@ def test_wait_waits_for_the_holder_then_runs(build):
 def test_lock_of_a_killed_writer_is_taken_over_and_its_temporary_files_removed(build):
     before = {p: p.read_bytes() for p in build.rglob("*") if p.is_file()}
     holder = start(KILLED_WRITER, build)
-    leftovers = sorted(p.relative_to(build) for p in build.rglob(".tmp-*"))
+    leftovers = sorted(p.relative_to(build) for p in build.rglob(f"{TEMP_MARKER}*"))
     assert len(leftovers) == 8 and Path("export/lcl") in {p.parent for p in leftovers}
     assert json.loads((build / LOCK_NAME).read_text())["pid"] == holder.pid
     holder.send_signal(signal.SIGKILL)
@@ -154,9 +170,56 @@ def test_lock_of_a_killed_writer_is_taken_over_and_its_temporary_files_removed(b
 
     result = run("preview", build)
     assert result.returncode == 0, result.stderr
-    assert sorted(build.rglob(".tmp-*")) == []
+    assert sorted(build.rglob(f"{TEMP_MARKER}*")) == []
     assert all(path.read_bytes() == data for path, data in before.items())  # nothing of the build touched
-    assert (build / LOCK_NAME).read_text() == ""  # released
+    assert not (build / LOCK_NAME).exists()  # released: the last holder removes the file
+
+
+def test_a_rerun_right_after_a_kill_runs_although_forked_workers_live_on(build):
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(build)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = read_until(holder.stdout, "held")
+    assert line, holder.stderr.read()
+    worker = int(line.split()[-1])
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=TIMEOUT)
+        os.kill(worker, 0)  # the worker still runs (it would have kept the lock)
+        result = run("preview", build)
+        assert result.returncode == 0, result.stderr
+        assert not (build / LOCK_NAME).exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+# A forked child that leaves the lock's with block as its parent does (and exits normally); the
+# parent, once the child is gone, checks with another open file that the lock is still held.
+FORK_LEAVING_THE_BLOCK = """
+import fcntl, os, sys
+from pathlib import Path
+from isekai_gen.lock import LOCK_NAME, build_lock
+out = Path(sys.argv[1])
+with build_lock(out, "parent"):
+    (out / "kept").write_text("x")
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        with open(out / LOCK_NAME, "rb") as other:
+            try:
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("still locked")
+"""
+
+
+def test_a_forked_child_leaving_the_lock_block_leaves_the_parents_lock_alone(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", FORK_LEAVING_THE_BLOCK, str(out)], capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["still locked"]
+    assert (out / "kept").exists() and not (out / LOCK_NAME).exists()
 
 
 def test_generation_shards_share_the_folder_but_keep_other_writers_out(build):
@@ -174,7 +237,7 @@ def test_generation_shards_share_the_folder_but_keep_other_writers_out(build):
         release(shard0)
         release(shard1)
     assert run("preview", build).returncode == 0
-    assert sorted(p.name for p in build.glob(".isekai-gen*")) == [LOCK_NAME]  # the shards' lock files tidied
+    assert sorted(p.name for p in build.glob(".isekai-gen*")) == []  # the shards' lock files and its own tidied
 
 
 @pytest.mark.parametrize("args", [

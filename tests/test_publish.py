@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from temp_names import leftover
 from test_export_helpers import make_build
 
 from isekai_gen.errors import UserError
@@ -117,7 +118,7 @@ def export_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("build")
     config, catalog = make_build(out)
     run_export(config, out, catalog)
-    (out / "export" / "hf" / ".tmp-README.md.crash").write_text("left over by a killed run")
+    (out / "export" / "hf" / leftover("README.md", "crash")).write_text("left over by a killed run")
     return out / "export" / "hf"
 
 
@@ -197,7 +198,7 @@ def test_dry_run_lists_files_and_uses_the_validator_only_when_asked(export_dir, 
     assert hub.requests == []  # no network call at all, though the Hub is reachable
     assert result["validation"].startswith("online YAML validation not run")
     assert dict(result["files"]) == {path: len(data) for path, data in local_files(export_dir).items()}
-    assert ".tmp-README.md.crash" not in dict(result["files"])
+    assert leftover("README.md", "crash") not in dict(result["files"])
 
     result = publish(export_dir, "org/name", dry_run=True, validate_online_card=True)
     assert result["validation"] == f"online YAML validation passed ({hub.url})"

@@ -26,6 +26,7 @@ from isekai_gen.curation import decisions
 from isekai_gen.curation.data import BuildData
 from isekai_gen.curation.thumbs import THUMB, thumbnail_path
 from isekai_gen.errors import UserError
+from isekai_gen.fileio import TEMP_MARKER
 from isekai_gen.review.app import create_app, make_server
 from test_episodes import make_catalog, set_manifest_field, write_build
 from test_preview import unfilter
@@ -196,7 +197,7 @@ def test_a_kill_at_any_write_step_never_separates_decision_and_history(build, st
     history = decisions.read_history(build)
     listed = set((build / "manual_rejects.txt").read_text().split()) if (build / "manual_rejects.txt").exists() else set()
     assert listed == decisions.replay(history)       # every durable record is in the list, and only those
-    assert not list(build.glob(".tmp-*"))            # the killed write's temporary file is gone
+    assert not list(build.glob(f"{TEMP_MARKER}*"))   # the killed write's temporary file is gone
     # Decisions go on from here, and the undo history stays the list's: a recorded decision can be undone.
     decisions.decide(build, KNOWN_JOBS, ["real0-00001"], "reject", "tab")
     assert decisions.undo(build, KNOWN_JOBS, "tab")["refused"] is None

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 import splits_fixtures as fx
+from temp_names import leftover
 from isekai_gen.errors import UserError
+from isekai_gen.manyicl.build import OLD_MARKER
 from isekai_gen.manyicl import build_split, read_split
 from isekai_gen.splits import adapters, get_adapter
 
@@ -299,18 +301,18 @@ def test_rebuild_clears_the_leftovers_of_a_killed_build(tmp_path):
     out = tmp_path / "out"
     build("fives", root, out, seed=1)
     # Killed while writing (a half-filled temporary folder) and between the two renames.
-    (out / ".tmp-fives.abc123" / "images").mkdir(parents=True)
-    (out / ".old-fives.def456").mkdir()
-    (out / "fives").rename(out / ".old-fives.def456" / "fives")
-    (out / ".tmp-fives2.keep").mkdir()  # another dataset's name: not ours to remove
+    (out / leftover("fives", "abc123") / "images").mkdir(parents=True)
+    (out / f"{OLD_MARKER}fives.def456").mkdir()
+    (out / "fives").rename(out / f"{OLD_MARKER}fives.def456" / "fives")
+    (out / ".tmp-fives.keep").mkdir()  # a user's folder named like the old temporary names: not ours
     with pytest.raises(UserError, match="needs 50 demo images"):
         build("fives", root, out, seed=2, demo_per_class=50)
     # The failed rebuild put the previous split back and cleared the leftovers.
-    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives2.keep", "fives"]
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives.keep", "fives"]
     assert json.loads((out / "fives" / "split.json").read_text())["seed"] == 1
-    (out / ".tmp-fives.ghi789").mkdir()
+    (out / leftover("fives", "ghi789")).mkdir()
     build("fives", root, out, seed=2)
-    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives2.keep", "fives"]
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-fives.keep", "fives"]
     assert json.loads((out / "fives" / "split.json").read_text())["seed"] == 2
 
 

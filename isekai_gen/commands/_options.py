@@ -156,7 +156,9 @@ def build_folder(out: Path | str, wait: bool, shard=None) -> Iterator[Path]:
         return
     from ..storage import mirror_path, opened
 
-    with writer_lock(mirror_path(out), wait, shard), opened(out) as session:
+    sharded = shard is not None and shard.count > 1
+    with writer_lock(mirror_path(out), wait, shard), opened(out, command=command_line(), wait=wait,
+                                                          shared=sharded) as session:
         yield session.mirror
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._options import wait_option
+
 
 def _size(n: float) -> str:
     for unit in ("B", "KB", "MB"):
@@ -28,8 +30,9 @@ def _size(n: float) -> str:
               help="With --dry-run: also post the card to the Hub's YAML validator (the one network call).")
 @click.option("--allow-smoke-test", "allow_smoke_test", is_flag=True,
               help="Publish a smoke-test build (random-weight images: noise) anyway; refused by default.")
+@wait_option
 def command(export_dir: Path, repo_id: str, private: bool, revision: str | None, dry_run: bool,
-            validate_online: bool, allow_smoke_test: bool) -> None:
+            validate_online: bool, allow_smoke_test: bool, wait: bool) -> None:
     """Publish EXPORT_DIR (OUT/export/hf, or a build folder OUT) as a Hugging Face dataset.
 
     The token comes from HF_TOKEN or `hf auth login` and is never printed; HF_ENDPOINT selects
@@ -40,7 +43,7 @@ def command(export_dir: Path, repo_id: str, private: bool, revision: str | None,
     if validate_online and not dry_run:
         raise click.UsageError("--validate-online applies to --dry-run (an upload always validates the card)")
     result = publish(export_dir, repo_id, private=private, revision=revision, dry_run=dry_run,
-                     validate_online_card=validate_online, allow_smoke_test=allow_smoke_test)
+                     validate_online_card=validate_online, allow_smoke_test=allow_smoke_test, wait=wait)
     verb = "would upload" if dry_run else "uploaded"
     click.echo(f"{verb} {len(result['files'])} files ({_size(result['bytes'])}) from {result['folder']} "
                f"to dataset {repo_id}:")

@@ -40,10 +40,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UserError, where
-from ..fileio import TEMP_PREFIX, dumps_canonical, parse_json_object
+from ..fileio import TEMP_MARKER, atomic_write_bytes, dumps_canonical, parse_json_object, temp_target
 from ..filtering.manifest import MANUAL_REJECTS, read_manual_entries
 from ..schema import validate
-from .writes import write_unlocked
 
 LOCK_NAME = ".manual_rejects.lock"
 HISTORY = Path("review") / "decisions.jsonl"
@@ -172,10 +171,11 @@ def _recover_locked(out_dir: Path, known: set[str]) -> tuple[list[dict], int]:
         history_mtime = os.stat(out_dir / HISTORY).st_mtime_ns
         if last["list_after"] != last["list_before"] and digest(data) == last["list_before"] and mtime <= history_mtime:
             current = read_manual_entries(out_dir / MANUAL_REJECTS, known)
-            write_unlocked(out_dir / MANUAL_REJECTS, list_bytes(_changed(current, last)))
-    for leftover in out_dir.glob(f"{TEMP_PREFIX}{MANUAL_REJECTS}.*"):  # every writer of the list holds the lock
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
+            atomic_write_bytes(out_dir / MANUAL_REJECTS, list_bytes(_changed(current, last)))
+    for leftover in out_dir.glob(f"{TEMP_MARKER}*"):
+        if temp_target(leftover.name) == MANUAL_REJECTS:   # every writer of the list holds the lock
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
     return records, committed
 
 
@@ -194,7 +194,7 @@ def update_manual_rejects(out_dir: Path, known: set[str], change: Callable[[dict
         current = read_manual_entries(Path(out_dir) / MANUAL_REJECTS, known)
         updated = change(dict(current))
         if updated != current:
-            write_unlocked(Path(out_dir) / MANUAL_REJECTS, list_bytes(updated))
+            atomic_write_bytes(Path(out_dir) / MANUAL_REJECTS, list_bytes(updated))
         return updated
 
 
@@ -218,7 +218,7 @@ def _apply(out_dir: Path, known: set[str], client: str, choose, reason: str | No
         record.update(list_before=digest(data), list_after=digest(after_bytes))
         _append(out_dir / HISTORY, records, record, committed)  # the decision is made here
         if after != current:
-            write_unlocked(out_dir / MANUAL_REJECTS, after_bytes)
+            atomic_write_bytes(out_dir / MANUAL_REJECTS, after_bytes)
         return record
 
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError, where
-from ..fileio import TEMP_PREFIX, atomic_open, dumps_canonical, read_json, sha256_file, write_json
+from ..fileio import atomic_open, temp_prefix, dumps_canonical, read_json, sha256_file, write_json
 from ..paths import check_file_name
 from .providers import get_provider
 from .providers.base import BatchFormat, EvalRequest, PermanentError, Provider, Reply, TransientError
@@ -70,7 +70,7 @@ def write_request_files(provider: Provider, requests: list[EvalRequest], folder:
     """Write the requests (one line each, duplicates of a key once) as request files; returns them.
 
     Lines are streamed to disk (a many-shot grid's requests carry gigabytes of base64) into a
-    `.tmp-` staging folder and moved into place only when every request fitted, so a refused
+    temporary staging folder and moved into place only when every request fitted, so a refused
     request leaves the folder as it was. Files of an earlier write that are not part of this one
     are removed; a folder whose requests were already submitted is refused (use a new folder
     for the next round: those jobs' results belong to the old files)."""
@@ -78,7 +78,7 @@ def write_request_files(provider: Provider, requests: list[EvalRequest], folder:
     if _read_state(folder).get("jobs"):
         raise UserError(f"{folder / STATE_NAME}: batch jobs were already submitted from this folder; "
                         "write the next round of requests into a new folder")
-    staging = folder / f"{TEMP_PREFIX}batch-{provider.name}"
+    staging = folder / f"{temp_prefix(provider.name)}batch"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     names, seen = [], set()

@@ -35,7 +35,7 @@ from ..config import LclExportConfig
 from ..episodes.inputs import kept_manifest_rows
 from ..episodes.stage import EPISODES_FILE, SETS
 from ..errors import UserError
-from ..fileio import read_json, remove_stale, sha256_file, write_json, write_jsonl
+from ..fileio import read_json, remove_stale, temp_prefix, sha256_file, write_json, write_jsonl
 from ..manifest import MANIFEST
 from ..storage import fetch_images
 from .items import read_episodes
@@ -83,7 +83,7 @@ def place_file(source: Path, target: Path, mode: str = "clone") -> str:
         if shared == (mode == "hardlink") and (shared or filecmp.cmp(source, target, shallow=False)):
             return "present"
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".tmp-{target.name}")
+    staging = target.with_name(f"{temp_prefix(target.name)}staging")
     staging.unlink(missing_ok=True)
     try:
         outcome = _link(source, staging) if mode == "hardlink" else _copy(source, staging, clone=mode == "clone")

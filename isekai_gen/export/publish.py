@@ -21,6 +21,7 @@ publish") is refused, dry run included, unless ``allow_smoke_test``. The Parquet
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..lock import read_lock
+from ..run_info import run_path
 from .card import README, check_card
 from .hf import HF_DIR
 from .items import EXPORT_DIR
@@ -39,7 +42,7 @@ MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 2.0          # first wait; doubles per retry (a Retry-After header wins)
 VALIDATOR_TIMEOUT_SECONDS = 10.0
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Hidden files (crash leftovers ``.tmp-*``, caches) are never uploaded.
+# Hidden files (crash leftovers ``.isekai-gen-tmp-*``, caches) are never uploaded.
 IGNORE_PATTERNS = [".*", "*/.*"]
 
 
@@ -210,15 +213,34 @@ def _require_token() -> str:
     return token
 
 
+def build_folder_of(export_dir: Path) -> Path | None:
+    """The build folder ``export_dir`` is (OUT), or lies in (OUT/export, OUT/export/hf); None for
+    a folder outside any build (a copy of the Hugging Face folder)."""
+    export_dir = Path(export_dir)
+    return next((folder for folder in (export_dir, export_dir.parent, export_dir.parent.parent)
+                 if run_path(folder).is_file()), None)
+
+
 def publish(export_dir: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-            dry_run: bool = False, validate_online_card: bool = False, allow_smoke_test: bool = False) -> dict:
+            dry_run: bool = False, validate_online_card: bool = False, allow_smoke_test: bool = False,
+            wait: bool = False) -> dict:
     """Upload the export's Hugging Face folder to dataset repo ``repo_id`` (or only check it).
 
+    Holds the build folder's lock shared (``lock.read_lock``) for the whole check and upload: no
+    export rewrites the folder meanwhile (``wait``: wait for a running writer instead of failing).
     Returns ``{"folder", "repo_id", "files": [(path, bytes)], "bytes", "dry_run", "validation",
     "url", "commit"}``; ``validation`` is set on dry runs, ``url`` and ``commit`` after an upload.
     """
     if not REPO_ID.match(repo_id):
         raise UserError(f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '.', '_', '-')")
+    build = build_folder_of(export_dir)
+    with read_lock(build, wait=wait) if build is not None else contextlib.nullcontext():
+        return _publish(export_dir, repo_id, private=private, revision=revision, dry_run=dry_run,
+                        validate_online_card=validate_online_card, allow_smoke_test=allow_smoke_test)
+
+
+def _publish(export_dir: Path, repo_id: str, *, private: bool, revision: str | None, dry_run: bool,
+             validate_online_card: bool, allow_smoke_test: bool) -> dict:
     folder = resolve_folder(export_dir)
     build_dir = folder.parent.parent  # OUT of OUT/export/hf: decisions made since the export was written
     if folder.parent.name == EXPORT_DIR and folder.name == HF_DIR and (build_dir / "manifest.jsonl").is_file():

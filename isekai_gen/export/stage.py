@@ -17,7 +17,7 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..config import BuildConfig
 from ..errors import UserError
-from ..fileio import atomic_write_bytes, sha256_bytes, sha256_file
+from ..fileio import TEMP_MARKER, atomic_write_bytes, is_leftover, is_temp_name, sha256_bytes, sha256_file
 from ..curation.pending import refuse_pending
 from .registry import FORMATS, SPLITS, BuildInput, SplitsInput, get_exporter
 
@@ -28,8 +28,8 @@ CHECKSUMS = "SHA256SUMS"
 
 def _remove_leftovers(folder: Path) -> None:
     """A killed export leaves its temporary files (a partial shard can be 500 MB); this run owns the folder."""
-    for leftover in sorted(folder.rglob(".tmp-*")) if folder.is_dir() else ():
-        if leftover.is_file():
+    for leftover in sorted(folder.rglob(f"{TEMP_MARKER}*")) if folder.is_dir() else ():
+        if leftover.is_file() and is_leftover(leftover.name):
             log.info("removing %s left by an interrupted export", leftover)
             leftover.unlink()
 
@@ -135,7 +135,7 @@ def write_checksums(export_dir: Path, known: dict[str, str] | None = None) -> tu
     lines = []
     for path in sorted(p for p in export_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(export_dir).as_posix()
-        if relative in not_hashed or path.name.startswith(".tmp-") or relative.startswith(tuple(unhashed_folders)):
+        if relative in not_hashed or is_temp_name(path.name) or relative.startswith(tuple(unhashed_folders)):
             continue
         lines.append(f"{known.get(relative) or sha256_file(path)}  {relative}\n")
     data = "".join(lines).encode("utf-8")

@@ -1,7 +1,7 @@
 """The generation stage: jobs -> PNG images + manifest rows, resumable and shardable.
 
 Resume unit is the batch. A batch's PNGs are written atomically (temporary file + rename) and
-made durable together (``durable.DurableFolder.commit``: one flush per batch, not per image), then
+made durable together (``fileio.DurableFolder.commit``: one flush per batch, not per image), then
 its rows are committed as one line of this shard's journal (see ``manifest``), so a process killed
 at any moment leaves only complete images and rows that point at complete images. A rerun skips
 committed jobs and regenerates the rest in the same batches, which reproduces the same bytes.
@@ -20,7 +20,7 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..config import BuildConfig, GenerationConfig
 from ..engine import require_ray
-from ..fileio import sha256_bytes
+from ..fileio import TEMP_MARKER, sha256_bytes, temp_target
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
@@ -217,10 +217,10 @@ def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> No
     # One listing per concept folder, not one per job: a resume may have thousands pending.
     pending_ids = {job.job_id for job in pending}
     folders = {(out_dir / image_relpath(job)).parent for job in pending}
-    stray = [p for folder in sorted(folders) for p in folder.glob(".tmp-*.png.*")
-             if p.name.removeprefix(".tmp-").partition(".png.")[0] in pending_ids]
+    stray = [p for folder in sorted(folders) for p in folder.glob(f"{TEMP_MARKER}*.png.*")
+             if (temp_target(p.name) or "").removesuffix(".png") in pending_ids]
     if shard.count == 1:
-        stray += list(out_dir.glob(f".tmp-{manifest_path(out_dir).name}.*"))
+        stray += [p for p in out_dir.glob(f"{TEMP_MARKER}*") if temp_target(p.name) == manifest_path(out_dir).name]
     for path in stray:
         log.info("removing %s left by an interrupted run", path)
         path.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 from ..catalog import clip_bpe_merges
+from ..fileio import temp_prefix
+from ..resources import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,6 @@ CLIP_MAX_LENGTH = 77
 # Small enough that the tiny preset (1,600 images) generates in about a minute on 2 CPU cores.
 TINY_CHANNELS = (16, 32)
 TINY_GROUPS = 8
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("ISEKAI_GEN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isekai-gen"
-    return Path(root)
 
 
 def _write_clip_tokenizer_files(folder: Path) -> None:
@@ -129,7 +126,7 @@ def ensure_tiny_pipeline(name: str, cache_dir: Path | None = None) -> Path:
     if (folder / "model_index.json").exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=folder.parent))
     try:
         log.info("building tiny random-weight pipeline %s in %s", name, folder)
         with torch.random.fork_rng():

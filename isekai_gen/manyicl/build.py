@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import BenchmarksConfig, BuildConfig, DedupConfig
 from ..errors import UserError
-from ..fileio import UMASK
+from ..fileio import TEMP_MARKER, UMASK, is_leftover, temp_prefix, temp_target
 from ..schema import validate
 from ..yamlio import load_yaml
 from .adapters import get_adapter, ordered_names
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Near-duplicate distance when the settings name none: the filter stage's default pHash distance.
 FILTER_PHASH_DISTANCE = DedupConfig.phash_max_distance
+
+# The previous split folder between the two renames of ``_fresh_folder``: kept by the temporary-file sweep.
+OLD_MARKER = ".isekai-gen-old-"
 CACHE_FOLDER = ".cache"  # default OUT/.cache/<dataset>/: drawn molecules, reused across builds
 
 
@@ -186,13 +189,13 @@ def _materialize(adapter, root, rows, images_dir, cache_dir, mode, verify, progr
 def _fresh_folder(target: Path):
     """Yield an empty temporary folder next to ``target``; on success it replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; the split folder is an ordinary one
     try:
         yield tmp
         old = None
         if target.exists() or target.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}.", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=f"{OLD_MARKER}{target.name}.", dir=target.parent))
             os.replace(target, old / target.name)
         os.replace(tmp, target)
         if old is not None:
@@ -205,14 +208,15 @@ def _fresh_folder(target: Path):
 def _remove_leftovers(target: Path) -> None:
     """Clear what a killed build left next to ``target`` (exporters take every folder for a split).
 
-    A kill between the two renames above leaves the previous split only in ``.old-*``: put it back.
+    A kill between the two renames above leaves the previous split only in ``OLD_MARKER*``: put it back.
     """
-    for stale in sorted(target.parent.glob(f".old-{target.name}.*")):
+    for stale in sorted(target.parent.glob(f"{OLD_MARKER}{target.name}.*")):
         if (stale / target.name).exists() and not (target.exists() or target.is_symlink()):
             os.replace(stale / target.name, target)
         shutil.rmtree(stale, ignore_errors=True)
-    for stale in target.parent.glob(f".tmp-{target.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in target.parent.glob(f"{TEMP_MARKER}*"):
+        if temp_target(stale.name) == target.name and is_leftover(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_roots(path: str | Path) -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """Where generated images go and come from: a local build folder, or the bucket of a remote one.
 
 ``LocalImages`` is what a local build always did: a temporary sibling and a rename per image,
-one flush per batch (``generation.durable.DurableFolder``). ``RemoteImages`` PUTs each image as
+one flush per batch (``fileio.DurableFolder``). ``RemoteImages`` PUTs each image as
 one object (atomic on object storage: never half there), so a batch is durable when its PUTs
 have returned. ``RemoteImages`` pickles as its ``Remote``, so a Ray actor on another machine
 writes with exactly what the driver configured.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import atomic_write_bytes, sha256_bytes
+from ..fileio import DurableFolder, atomic_write_bytes, sha256_bytes, write_deferred
 from .remote import Remote, remote_of, storage_errors
 
 # Images downloaded per request of ``fetch_images`` (``Remote.read`` fetches a list concurrently).
@@ -27,14 +27,10 @@ class LocalImages:
     """Images under a local build folder, flushed per committed batch."""
 
     def __init__(self, out_dir: str | os.PathLike):
-        from ..generation.durable import DurableFolder
-
         self.out_dir = Path(out_dir)
         self._folder = DurableFolder(self.out_dir / "images")
 
     def write(self, relpath: str, data: bytes) -> None:
-        from ..generation.durable import write_deferred
-
         write_deferred(self.out_dir / relpath, data)
 
     def commit(self, relpaths: list[str]) -> None:

@@ -41,6 +41,7 @@ object. Every fresh look at the bucket therefore starts with the whole cache dro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,6 +54,9 @@ from typing import Iterator
 
 from ..errors import UserError
 from ..fileio import atomic_write_bytes, dumps_canonical
+from ..resources import default_cache_dir
+from .bucket_lock import bucket_lock
+from .failures import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,12 @@ _SEGMENT = re.compile(r"([0-9]+)\.jsonl")
 _URL = re.compile(r"^([a-z][a-z0-9+.-]+)://")
 # Caches that describe this machine's files (inodes, mtimes) and mean nothing on another.
 MACHINE_LOCAL = ("cache/lcl-images.json",)
+# Bounded waits on an S3 store that stops answering: s3fs's own 5 tries of botocore's 5 legacy
+# attempts of a 15 s read made a paused server hang a build 152 s in silence. Here one call gives
+# up after 3 attempts of 20 s (botocore's "standard" retries back off between them). The user's
+# fsspec settings (``FSSPEC_S3_CONFIG_KWARGS``, ``fsspec.config.conf``) win, key by key.
+S3_CONFIG = {"connect_timeout": 10, "read_timeout": 20, "retries": {"max_attempts": 3, "mode": "standard"}}
+S3_TRIES = 1  # s3fs's retry loop around botocore's (``S3FileSystem.retries``, a class attribute)
 
 
 def is_url(out: str | os.PathLike) -> bool:
@@ -105,17 +115,14 @@ class Remote:
         self.fs.invalidate_cache()
 
 
-@contextmanager
-def storage_errors(url: str) -> Iterator[None]:
-    """Failures of the storage backend as one line naming the URL: a missing bucket, refused or
-    absent credentials (botocore's errors are no ``OSError``), an unreachable endpoint."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (an I/O boundary: every backend has its own exception types)
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(f"{url}: {'not found: ' if isinstance(exc, FileNotFoundError) else ''}{text}") from None
+def _bounded_options(url: str) -> dict:
+    """Storage options that bound every call's wait (S3 only; other backends keep their own)."""
+    if not url.startswith(("s3://", "s3a://")):
+        return {}
+    from fsspec.config import conf
+
+    user = conf.get("s3", {})
+    return {"config_kwargs": {**S3_CONFIG, **(user.get("config_kwargs") or {})}}
 
 
 def connect(url: str) -> Remote:
@@ -127,19 +134,33 @@ def connect(url: str) -> Remote:
         raise UserError(f"{url}: names no bucket (expected e.g. s3://bucket/prefix)")
     url = url.rstrip("/")
     try:
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = fsspec.core.url_to_fs(url, **_bounded_options(url))
     except ImportError as exc:  # fsspec's own message names the package, e.g. "Install s3fs to access S3"
         extra = " (pip install 'isekai-gen[s3]')" if url.startswith(("s3://", "s3a://")) else ""
         raise UserError(f"{url}: {exc}".rstrip(".") + extra) from None
     except ValueError as exc:
         raise UserError(f"{url}: not a storage URL fsspec knows ({exc})") from None
+    if hasattr(fs, "call_s3"):
+        _bound_s3_waits(fs)
     return Remote(url, fs, root.rstrip("/"))
+
+
+def _bound_s3_waits(fs) -> None:
+    """This process's s3fs calls give up in bounded time (Ray actors' unpickled copies keep s3fs's
+    own behaviour): no s3fs retry loop around botocore's, and no ``Expect: 100-continue`` on PUTs,
+    whose wait for the interim response no aiohttp read timeout covers (a silent server held a
+    PutObject forever; marin-community/marin#6719 measured the same), at the cost of sending a
+    refused upload's body once."""
+    from botocore.handlers import add_expect_header
+
+    fs.retries = S3_TRIES
+    fs.connect()  # creates the client (no request)
+    fs.s3.meta.events.unregister("before-call.s3", add_expect_header)
 
 
 def mirror_path(url: str) -> Path:
     """The driver's local mirror of ``url``: ``$ISEKAI_GEN_MIRRORS`` (default: the isekai-gen cache's
     ``mirrors/``) / protocol / bucket / prefix, plus a short hash so that lookalike URLs differ."""
-    from ..generation.tiny import default_cache_dir
 
     base = Path(os.environ.get("ISEKAI_GEN_MIRRORS") or default_cache_dir() / "mirrors")
     url = url.rstrip("/")  # s3://b/x/ is s3://b/x: one mirror, one writer lock
@@ -184,7 +205,21 @@ def _synced(relpath: str) -> bool:
     nor this machine's bookkeeping (locks, temporary files, marker, index, ``MACHINE_LOCAL``)."""
     name = relpath.rpartition("/")[2]
     return not (relpath.startswith(f"{IMAGES}/") or relpath.startswith(f"{JOURNALS}/") or relpath in MACHINE_LOCAL
-                or name.startswith(".isekai-gen") or name.startswith(".tmp-"))
+                or name.startswith(".isekai-gen"))
+
+
+def _upload_rank(relpath: str) -> int:
+    """0 for data; higher for files that name other files, uploaded after them: the export's
+    indexes and LCL episode files, then the dataset cards, then ``SHA256SUMS``, the manifest last
+    (a reader sees new stage outputs before the rows naming them)."""
+    name = relpath.rpartition("/")[2]
+    if relpath == "manifest.jsonl":
+        return 4
+    if name == "SHA256SUMS":
+        return 3
+    if name == "README.md":
+        return 2
+    return int(relpath.startswith("export/") and name.endswith((".json", ".jsonl")))
 
 
 class Session:
@@ -274,39 +309,51 @@ class Session:
             self._push()
 
     def _push(self) -> None:
+        """Uploads in ``_upload_rank`` order, so that a reader of the bucket (or a push killed
+        midway) never sees a card or index without the data it names: removed describing files
+        go first, then the data, then the describing files, and removed data files last."""
         index = self._index()
         local = {rel: self.mirror / rel for rel in self._local_files()}
-        changed = [rel for rel, path in local.items()
-                   if rel not in index or index[rel]["local"] != _local_signature(path)]
-        # The manifest last: a reader of the bucket sees new stage outputs before the rows naming them.
-        changed.sort(key=lambda rel: rel == "manifest.jsonl")
+        changed = sorted((rel for rel, path in local.items()
+                          if rel not in index or index[rel]["local"] != _local_signature(path)), key=_upload_rank)
+        removed = [rel for rel in index if rel not in local]
+        self._remove([rel for rel in removed if _upload_rank(rel)], index)
         fs = self.remote.fs
         for rel in changed:  # put_file streams (multipart above s3fs' chunk size): shards can be large
             fs.put_file(str(local[rel]), self.remote.key(rel))
             index[rel] = {"remote": _signature(fs.info(self.remote.key(rel))), "local": _local_signature(local[rel])}
-        for rel in [rel for rel in index if rel not in local]:
-            try:
-                fs.rm_file(self.remote.key(rel))
-            except FileNotFoundError:
-                pass
-            del index[rel]
+        self._remove([rel for rel in removed if not _upload_rank(rel)], index)
         self._save_index(index)
         log.info("%s: %d changed files uploaded", self.remote.url, len(changed))
 
+    def _remove(self, relpaths: list[str], index: dict) -> None:
+        for rel in relpaths:
+            try:
+                self.remote.fs.rm_file(self.remote.key(rel))
+            except FileNotFoundError:
+                pass
+            del index[rel]
+
 
 @contextmanager
-def opened(url: str) -> Iterator[Session]:
+def opened(url: str, *, command: str = "isekai-gen", wait: bool = False, shared: bool = False) -> Iterator[Session]:
     """The mirror of ``url`` brought up to date; changed files uploaded when the block succeeds.
 
-    The caller holds the mirror's writer lock (``lock.build_lock``). On an error nothing is
-    uploaded but the journal lines already committed: the bucket keeps its last complete state.
+    The caller holds the mirror's writer lock (``lock.build_lock``); this holds the bucket's lock
+    object (``bucket_lock``: another machine's writer refuses in one line, or waits with ``wait``)
+    unless ``shared`` (generation shards on several machines write one bucket by design). On an
+    error nothing is uploaded but the journal lines already committed: the bucket keeps its last
+    complete state.
     """
     remote = connect(url)
     session = Session(remote, mirror_path(remote.url))
     _remotes[session.mirror.resolve()] = remote
-    session.pull()
-    yield session
-    session.push()
+    with contextlib.nullcontext() if shared else bucket_lock(remote, command, wait=wait) as held:
+        session.pull()
+        yield session
+        if held is not None:
+            held.check()
+        session.push()
 
 
 def _segment_folder(remote: Remote, journal: Path) -> str:
