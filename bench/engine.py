@@ -7,7 +7,7 @@
    as the local run does): wall time of the whole stage call, including the actor's start and
    pipeline load (a per-run cost of the engine), not `ray.init` (once per cluster); runs
    alternate and the best of each side counts, as the load of a shared machine drifts. Target:
-   ray <= 1.3x local. Both folders must hold byte-identical images and manifests.
+   ray <= 1.25x local. Both folders must hold byte-identical images and manifests.
 2. images/s vs simulated nodes (`ray.cluster_utils.Cluster`, one CPU and one actor per node).
    On one machine the "nodes" share its cores, so this shows the engine's per-node overhead,
    not a speed-up; on a real cluster each node adds its own cores or GPU.
@@ -81,7 +81,7 @@ def main() -> None:
         print(f"engine local:          {local_s:8.2f} s  {n / local_s:7.2f} images/s")
         identical = digest(tmp / "local") == digest(tmp / "ray")
         print(f"engine ray (1 actor):  {ray_s:8.2f} s  {n / ray_s:7.2f} images/s")
-        print(f"ray / local wall time: {ray_s / local_s:.2f}x (target <= 1.3x); byte-identical: {identical}",
+        print(f"ray / local wall time: {ray_s / local_s:.2f}x (target <= 1.25x); byte-identical: {identical}",
               flush=True)
         for nodes in [int(x) for x in args.nodes.split(",")]:
             cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
