@@ -69,6 +69,10 @@ def check(settings: dict) -> None:
 
 def require_ray():
     """The ``ray`` module with Ray Data, or one line naming the extra that installs it."""
+    if not log.isEnabledFor(logging.INFO):
+        # Ray Data logs progress, and a failure at length before raising it: unless --verbose, the
+        # one line is ours. Read when ray.data is imported and at each dataset's start.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
     try:
         import ray
         import ray.data  # noqa: F401  (Ray Core alone lacks Ray Data)
@@ -249,8 +253,6 @@ def map_batches(settings: dict, worker: type, kwargs: dict, batches: Sequence, *
 
     context = DataContext.get_current()
     verbose = log.isEnabledFor(logging.INFO)
-    if not verbose:  # Ray Data logs a failure at length before raising it; one line is ours to say
-        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")  # read at each dataset's start
     context.enable_progress_bars = verbose  # the stage shows one bar for the whole cluster; --verbose adds Ray's
     context.print_on_execution_start = verbose
     per_actor, (low, high) = actor_resources(ray, settings, device)
