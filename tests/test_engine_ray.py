@@ -6,7 +6,9 @@ as few actors as it needs: one, unless the case is about several."""
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from isekai_gen import engine
 from isekai_gen.cli import main
 from isekai_gen.config import BuildConfig, with_overrides
 from isekai_gen.errors import UserError
@@ -65,19 +68,33 @@ def ray_config(config: BuildConfig, **engine) -> BuildConfig:
     return with_overrides(config, [{"engine": {"name": "ray", **engine}}], "test")
 
 
+def is_actor(process) -> bool:
+    """A Ray Data actor of the engine's: Ray titles its process after the callable class."""
+    try:
+        return "WorkerActor" in " ".join(process.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return False
+
+
 def renderers_on(*nodes) -> list[int]:
-    """Processes of the Ray actors rendering batches on these `Cluster` nodes: children of their
-    raylets that Ray titled after the callable class (other Ray instances on the machine have theirs)."""
+    """Processes of the engine's Ray actors on these `Cluster` nodes: children of their raylets
+    (other Ray instances on the machine have theirs)."""
     raylets = {node.all_processes["raylet"][0].process.pid for node in nodes}
-    return [process.pid for process in psutil.process_iter(["cmdline", "ppid"])
-            if process.info["ppid"] in raylets and "BatchRenderer" in " ".join(process.info["cmdline"] or [])]
+    return [process.pid for process in psutil.process_iter(["ppid"])
+            if process.info["ppid"] in raylets and is_actor(process)]
+
+
+def generate_command(out_dir: Path, *extra: str) -> list[str]:
+    return [ISEKAI_GEN, "generate", "--preset", "tiny", "--out", str(out_dir), "--batch-size", "2",
+            "--set", "concepts=[" + ",".join(TWO_GROUPS) + "]", "--no-progress", "--engine", "ray",
+            "--set", "engine.max_actors=1", *extra]
 
 
 class BackgroundGeneration(threading.Thread):
     """``run_generation`` in a thread, so that the test can kill things meanwhile; ``result()``
     joins it and re-raises its exception here."""
 
-    def __init__(self, config: dict, out_dir: Path):
+    def __init__(self, config: BuildConfig, out_dir: Path):
         super().__init__()
         self.config, self.out_dir, self.outcome = config, out_dir, {}
 
@@ -108,21 +125,88 @@ def test_ray_gives_the_local_bytes_even_with_an_actor_killed_mid_run(tmp_path, r
     assert not list(tmp_path.rglob(f"{TEMP_MARKER}*"))
 
 
-def test_driver_killed_then_rerun_resumes_from_the_journal(tmp_path, ray_cluster, local_reference):
+def test_driver_killed_then_rerun_resumes_from_the_journal(tmp_path, ray_nodes, local_reference):
+    """`--ray-address auto` attaches to the cluster RAY_ADDRESS names (Ray's meaning of auto)."""
     config, expected, _ = local_reference
-    command = [ISEKAI_GEN, "generate", "--preset", "tiny", "--out", str(tmp_path), "--images-per-concept", "3",
-               "--batch-size", "2", "--set", "concepts=[" + ",".join(TWO_GROUPS) + "]", "--no-progress",
-               "--engine", "ray", "--ray-address", ray_cluster, "--set", "engine.max_actors=1"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(generate_command(tmp_path, "--images-per-concept", "3", "--ray-address", "auto"),
+                              env={**os.environ, "RAY_ADDRESS": ray_nodes.address},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: committed_lines(tmp_path) >= 1 or driver.poll() is not None, "a first committed batch")
+    on_shared_cluster = renderers_on(ray_nodes.head_node, *ray_nodes.worker_nodes)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert driver.returncode == -signal.SIGKILL, driver.stderr.read().decode()[-2000:]
+    assert on_shared_cluster, "auto did not attach to the cluster of RAY_ADDRESS"
     assert not (tmp_path / "manifest.jsonl").exists(), "killed too late to test anything"
     committed = committed_lines(tmp_path)  # complete lines: a torn tail is no committed batch
     result = run_generation(ray_config(config, max_actors=1), tmp_path, tiny_catalog(config))
     assert (result.skipped, result.generated, result.merged) == (2 * committed, 12 - 2 * committed, True)
     assert digest(tmp_path) == expected
+
+
+def test_no_address_starts_a_private_ray_that_dies_with_its_killed_driver(tmp_path, ray_nodes, isekai_cache):
+    """Without --ray-address the driver starts a Ray of its own, although RAY_ADDRESS names a running
+    cluster (the shared one, foreign to this driver), and SIGKILL of the driver takes all of it down."""
+    driver = subprocess.Popen(generate_command(tmp_path, "--images-per-concept", "20"),
+                              env={**os.environ, "RAY_ADDRESS": ray_nodes.address},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        own: list = []
+
+        def own_actor_started() -> bool:
+            own[:] = psutil.Process(driver.pid).children(recursive=True) if driver.poll() is None else []
+            return any(is_actor(process) for process in own) or driver.poll() is not None
+
+        wait_for(own_actor_started, "an actor of the driver's own Ray")
+        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+        assert not renderers_on(ray_nodes.head_node, *ray_nodes.worker_nodes), "attached to the foreign cluster"
+        names = {process.name() for process in own}
+        assert {"raylet", "gcs_server"} <= names, names
+    finally:
+        driver.kill()
+        driver.wait()
+
+    def left() -> list:
+        return [process for process in own if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+
+    wait_for(lambda: not left(), "the killed driver's Ray processes to exit", timeout=30)
+
+
+def test_a_ray_failure_is_one_line_and_its_traceback_is_logged(ray_cluster, caplog):
+    class Crashing:  # defined here: Ray pickles it by value (its workers cannot import this module)
+        def __call__(self, batch):
+            raise RuntimeError(f"worker crashed on {batch}\nwith a second line")
+
+    with caplog.at_level(logging.INFO, logger="isekai_gen.engine"), pytest.raises(UserError) as failure:
+        list(engine.map_batches({"name": "ray", "max_actors": 1}, Crashing, {}, [[7]], device="cpu"))
+    assert str(failure.value) == "engine ray: running Crashing failed (RuntimeError: worker crashed on [7])"
+    assert "Traceback" in caplog.text  # what --verbose shows
+
+
+def test_an_unusable_ray_address_is_one_error_line(tmp_path, isekai_cache):
+    result = subprocess.run(generate_command(tmp_path, "--images-per-concept", "1", "--ray-address", "no-such"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: engine ray: cannot connect to the Ray cluster at 'no-such' (ValueError: Invalid address format: no-such)"]
+    assert not (tmp_path / "manifest.parts").exists()
+
+
+def test_the_engine_layer_imports_no_stage():
+    """engine/ sits below the stages: its modules import only the package's errors and its typed
+    engine settings (checked on the source, so a function-level import counts too)."""
+    allowed = {"isekai_gen.errors", "isekai_gen.config", "isekai_gen.engine"}
+    folder = Path(engine.__file__).parent
+    for source in sorted(folder.glob("*.py")):
+        package = "isekai_gen.engine"
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+                assert target in allowed or target.startswith("isekai_gen.engine."), f"{source.name}: {target}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(name and name.startswith("isekai_gen") for name in names), f"{source.name}: {names}"
 
 
 def test_a_workers_user_error_reaches_the_driver_as_one_line(tmp_path, ray_cluster, local_reference):
@@ -225,13 +309,13 @@ def test_a_cli_build_on_ray_into_a_bucket_equals_the_local_build(tmp_path, ray_c
     filter scores included, equals a local build's; run.json differs only in its engine."""
     runs = {}
     remote = f"s3://{S3_BUCKET}/ray-build"
-    for engine, out, extra in (("local", str(tmp_path / "local"), []),
+    for engine_name, out, extra in (("local", str(tmp_path / "local"), []),
                                ("ray", remote, ["--ray-address", ray_cluster, "--set", "engine.max_actors=1"])):
-        result = CliRunner().invoke(main, [*SMALL_BUILD, "--out", out, "--engine", engine, *extra])
+        result = CliRunner().invoke(main, [*SMALL_BUILD, "--out", out, "--engine", engine_name, *extra])
         assert result.exit_code == 0, result.output[-3000:]
-        folder = tmp_path / "local" if engine == "local" else downloaded(s3, remote, tmp_path / "from-bucket")
+        folder = tmp_path / "local" if engine_name == "local" else downloaded(s3, remote, tmp_path / "from-bucket")
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        runs[engine] = (build_contents(folder), run, run["config"].pop("engine"))
+        runs[engine_name] = (build_contents(folder), run, run["config"].pop("engine"))
     (local_files, local_run, local_engine), (ray_files, ray_run, ray_engine) = runs["local"], runs["ray"]
     # Not in the bucket: the lock and the LCL placement cache describe the driver's own files.
     assert ray_files == {k: v for k, v in local_files.items() if k not in (".isekai-gen.lock", "cache/lcl-images.json")}

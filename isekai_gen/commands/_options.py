@@ -207,8 +207,9 @@ def load_command_config(preset, config_file, overrides, out_dir: Path | None = N
 def engine_options(func):
     """``--engine local|ray`` and ``--ray-address`` (config: engine.name, engine.ray_address)."""
     func = click.option("--ray-address", "engine__ray_address", default=None, metavar="auto|ray://HOST:10001",
-                        help="With --engine ray: the cluster (auto: this machine's; ray://HOST:10001: a remote one); "
-                             "default: start Ray on this machine.")(func)
+                        help="With --engine ray: the cluster to attach to (auto: this machine's, or RAY_ADDRESS; "
+                             "HOST:PORT or ray://HOST:10001: that one); default: a private Ray for this "
+                             "run only, never a cluster already running.")(func)
     return click.option("--engine", "engine__name", type=click.Choice(["local", "ray"]), default=None,
                         help="Where generation and CLIP embedding run: local (default) or ray, a Ray cluster "
                              "(pip install 'isekai-gen[ray]'); the results are the same.")(func)

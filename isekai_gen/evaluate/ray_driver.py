@@ -50,17 +50,12 @@ class Pending:
 
 
 def connect(address: str | None):
-    """``ray`` connected to ``address`` (None: a new Ray on this machine); a live connection is kept."""
-    from ..engine import require_ray
+    """``ray`` connected as ``build --engine ray`` connects (``engine.ray_data.connect``): None starts a
+    private Ray for this run (never a foreign one), ``auto`` or an address attaches."""
+    from ..config import EngineConfig
+    from ..engine.ray_data import connect as connect_engine
 
-    ray = require_ray()
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address or "local", logging_level=logging.WARNING, include_dashboard=False,
-                     log_to_driver=log.isEnabledFor(logging.INFO))
-        except ConnectionError as exc:
-            raise UserError(f"--engine ray: cannot connect to the Ray cluster at {address!r} ({exc})") from None
-    return ray
+    return connect_engine(EngineConfig(name="ray", ray_address=address))
 
 
 class RayRunner(Runner):

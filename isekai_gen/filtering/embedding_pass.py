@@ -8,11 +8,15 @@ A worker never raises: it hands back the one-line problem, which the main proces
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from pathlib import Path
 
+from .. import engine as engines
 from ..config import EngineConfig
 from ..errors import UserError
+from ..storage.images import RemoteFile
 from .cache import EmbeddingCache
 from .embedder import Embedder
 from .images import image_facts, read_rgb
@@ -64,7 +68,7 @@ def embed_missing(
 ) -> int:
     """Embed the images (sha256 -> path) missing from ``cache`` into it; returns how many.
 
-    With ``engine.name: ray`` the same batches are embedded by Ray actors (``engine.ray_embedding``).
+    The engine (``isekai_gen.engine``, ``engine.name``) runs ``BatchEmbedder`` over the batches.
     """
     from tqdm import tqdm
 
@@ -85,25 +89,71 @@ def embed_missing(
     return len(todo)
 
 
-def _embedded_batches(embedder: Embedder, paths: list[Path], batch_size: int, num_workers: int, engine: EngineConfig):
-    """(vectors, facts) per batch of ``batch_size`` consecutive paths, here or on Ray."""
+def _embedded_batches(embedder: Embedder, paths: list[Path | RemoteFile], batch_size: int, num_workers: int,
+                      engine: EngineConfig):
+    """(vectors, facts) per batch of ``batch_size`` consecutive paths, on the configured engine."""
     import torch
 
-    if engine.name == "ray":
-        from ..engine.ray_embedding import embed_on_ray
+    kwargs = {"embedder": embedder, "torch_threads": torch.get_num_threads(), "num_workers": num_workers}
+    yield from engines.map_batches(engine, BatchEmbedder, kwargs,
+                                   [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)],
+                                   device=str(embedder.device))
 
-        yield from embed_on_ray(embedder, engine, [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)],
-                                str(embedder.device))
-        return
-    # One loader for all images (workers stay up, decoding runs ahead across part boundaries);
-    # the cache takes a part file whenever CACHE_PART_SIZE new embeddings have accumulated.
-    loader = torch.utils.data.DataLoader(
-        ImageDataset(paths, embedder.preprocess),
-        batch_size=batch_size, num_workers=min(num_workers, len(paths)), collate_fn=_collate,
-        # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
-        pin_memory=torch.device(embedder.device).type == "cuda",
-    )
-    for batch, batch_facts in loader:
+
+def _register_architecture(embedder) -> None:
+    """Make the embedder's open_clip model config known in this process (a fresh cluster worker).
+
+    The driver registered it from configs/open_clip/ or filter.model.config; the resolved spec
+    carries the architecture itself, which open_clip registers from a ``<name>.json`` file.
+    """
+    import open_clip
+
+    spec = getattr(embedder, "_spec", None)
+    architecture = spec.identity.get("architecture") if spec is not None else None
+    if architecture and open_clip.get_model_config(spec.name) is None:
+        folder = Path(tempfile.mkdtemp(prefix="isekai-open-clip-"))
+        (folder / f"{spec.name}.json").write_text(json.dumps(architecture), encoding="utf-8")
+        open_clip.add_model_config(folder / f"{spec.name}.json")
+
+
+class BatchEmbedder:
+    """The embedding worker an engine runs (``isekai_gen.engine.BatchWorker``): per batch of image
+    paths (or a remote build's objects), decode, preprocess and encode; (vectors, facts) back.
+
+    The embedder arrives unloaded on a cluster (``LazyOpenClip`` loads its weights on first use,
+    in the worker's process).
+    """
+
+    def __init__(self, embedder: Embedder, torch_threads: int, num_workers: int):
+        import torch
+
+        if not torch.cuda.is_available():
+            torch.set_num_threads(torch_threads)  # as the driver would run the model
+        _register_architecture(embedder)
+        self.embedder = embedder
+        self.num_workers = num_workers
+
+    def __call__(self, batch: list[Path | RemoteFile]):
+        dataset = ImageDataset(batch, self.embedder.preprocess)
+        return self._encoded(_collate([dataset[i] for i in range(len(dataset))]))
+
+    def stream(self, batches: list[list[Path | RemoteFile]]):
+        """The same batches decoded by DataLoader workers running ahead of the model."""
+        import torch
+
+        paths = [path for batch in batches for path in batch]
+        # One loader for all images (workers stay up, decoding runs ahead across part boundaries).
+        loader = torch.utils.data.DataLoader(
+            ImageDataset(paths, self.embedder.preprocess),
+            batch_size=len(batches[0]), num_workers=min(self.num_workers, len(paths)), collate_fn=_collate,
+            # Pinned pages only speed up copies to a GPU; filter.device may be cpu on a CUDA machine.
+            pin_memory=torch.device(self.embedder.device).type == "cuda",
+        )
+        for collated in loader:
+            yield self._encoded(collated)
+
+    def _encoded(self, collated):
+        batch, facts = collated
         if batch is None:
-            raise UserError(batch_facts)
-        yield embedder.encode_images(batch), batch_facts
+            raise UserError(facts)
+        return self.embedder.encode_images(batch), facts

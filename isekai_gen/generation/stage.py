@@ -12,19 +12,20 @@ and each journal line is committed by its own PUT once the batch's image PUTs ha
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import engine
 from ..catalog import Catalog
-from ..config import BuildConfig, GenerationConfig
-from ..engine import require_ray
+from ..config import BuildConfig, EngineConfig, GenerationConfig
 from ..fileio import TEMP_MARKER, sha256_bytes, temp_target
 from ..jobs import Job, Shard, batches, plan_jobs
 from ..manifest import (append_batch, generation_view, manifest_path, open_journal, part_path, read_manifest,
                         read_parts, write_manifest)
-from ..storage import image_store, push_journal_line, refresh_journals
+from ..storage import push_journal_line, refresh_journals, remote_of
+from ..storage.images import LocalImages, RemoteImages
 from .checks import broken_reason, encode_png, to_uint8
 from .pipeline import LoadedPipeline, generate_batch, load_generation_pipeline
 
@@ -137,9 +138,9 @@ def run_generation(config: BuildConfig, out_dir: Path, catalog: Catalog, *, roun
     """Generate this shard's pending jobs, then merge the manifest if every shard is done.
 
     ``rounds`` lists the image counts per concept of each round (default: one round of
-    ``generation.images_per_concept``); the filter stage's top-ups append rounds. With
-    ``engine.name: ray`` the pending batches are rendered on a Ray cluster (``isekai_gen.engine``);
-    this process alone still commits them to the journal and merges the manifest. Takes the whole
+    ``generation.images_per_concept``); the filter stage's top-ups append rounds. The engine
+    (``isekai_gen.engine``, ``engine.name``) runs ``BatchRenderer`` over the pending batches, here
+    or on a Ray cluster; this process alone commits them to the journal and merges the manifest. Takes the whole
     build config: the generation section, the engine section and the global seed.
     """
     out_dir = Path(out_dir)
@@ -155,27 +156,24 @@ def run_generation(config: BuildConfig, out_dir: Path, catalog: Catalog, *, roun
     skipped = sum(len(b) for b in mine) - sum(len(b) for b in pending)
     _remove_partial_files(out_dir, [job for batch in pending for job in batch], shard)
     failed = 0
-    engine = config.engine.name
-    if pending and engine == "ray":
-        require_ray()  # before anything is written
+    # A pipeline loaded by the caller (regenerate, tests) runs here, whatever the engine.
+    settings_of_engine = EngineConfig() if loaded is not None else config.engine
     if pending:
+        engine.check(settings_of_engine)  # before anything is written
         journal_path = part_path(out_dir, shard.index, shard.count)
-        with open_journal(journal_path) as journal:
-            def commit(rows: list[dict]) -> None:
-                nonlocal failed
+        from tqdm.auto import tqdm
+
+        with open_journal(journal_path) as journal, \
+                tqdm(total=sum(len(b) for b in pending), desc=f"generate {shard}", unit="img",
+                     disable=not progress) as bar:
+            for rows in engine.map_batches(settings_of_engine, BatchRenderer,
+                                           renderer_kwargs(config, catalog, out_dir, cache_dir, loaded),
+                                           pending, device=settings.device):
                 offset, line = append_batch(journal, rows)
                 push_journal_line(out_dir, journal_path, offset, line)
                 generated_rows.update((row["job_id"], row) for row in rows)
                 failed += sum(1 for row in rows if row["status"] != "ok")
-
-            if engine == "ray" and loaded is None:
-                from ..engine.ray_generation import render_on_ray
-
-                render_on_ray(config, out_dir, catalog, pending, commit, progress=progress, cache_dir=cache_dir)
-            else:
-                loaded = loaded or load_generation_pipeline(settings, cache_dir)
-                _render_locally(BatchGenerator(config, catalog, loaded), out_dir, pending, commit, f"generate {shard}",
-                                progress)
+                bar.update(len(rows))
     if shard.count > 1:  # other shards may have committed rows meanwhile: their journals tell
         refresh_journals(out_dir)
         generated_rows = read_parts(out_dir)
@@ -183,29 +181,57 @@ def run_generation(config: BuildConfig, out_dir: Path, catalog: Catalog, *, roun
     return GenerationResult(len(jobs), sum(len(b) for b in pending), skipped, failed, merged)
 
 
-def _render_locally(generator: BatchGenerator, out_dir: Path, pending: list[list[Job]], commit, desc: str,
-                    progress: bool) -> None:
-    """Render the batches in this process; ``commit(rows)`` each once its images are durable.
+def renderer_kwargs(config: BuildConfig, catalog: Catalog, out_dir: Path, cache_dir: Path | None,
+                    loaded: LoadedPipeline | None) -> dict:
+    """``BatchRenderer``'s arguments, picklable for a cluster engine unless ``loaded`` is given."""
+    import torch
 
-    PNG encoding, writing and flushing of batch k overlap the pipeline call of batch k+1; the
-    flush waits in its own thread so that the encoders keep going.
-    """
-    from tqdm.auto import tqdm
+    # What a worker writes into: the bucket of a remote build (workers need no shared file
+    # system), else the build folder's path, which every node of a cluster must then see.
+    remote = remote_of(out_dir)
+    return {"config": config, "catalog": catalog,
+            "images": RemoteImages(remote) if remote is not None else str(Path(out_dir).resolve()),
+            "cache_dir": str(cache_dir) if cache_dir else os.environ.get("ISEKAI_GEN_CACHE"),
+            "torch_threads": torch.get_num_threads(), "loaded": loaded}
 
-    with tqdm(total=sum(len(b) for b in pending), desc=desc, unit="img", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=2) as encoders, ThreadPoolExecutor(max_workers=1) as flusher, \
-            closing(image_store(out_dir)) as images:
-        in_flight: Future | None = None
-        for batch in pending:
-            results = generator.run(batch)
-            if in_flight is not None:
-                commit(in_flight.result())
-            written = [encoders.submit(write_image, images, row, pixels) if pixels is not None
-                       else _done_future(row) for row, pixels in results]
-            in_flight = flusher.submit(_durable_when_written, images, written)
-            bar.update(len(batch))
-        if in_flight is not None:
-            commit(in_flight.result())
+
+class BatchRenderer:
+    """The generation worker an engine runs (``isekai_gen.engine.BatchWorker``): loads the
+    pipeline once, then per batch renders, writes and flushes its images and returns its rows
+    (a few hundred bytes per image: the images never travel back to the driver)."""
+
+    def __init__(self, config: BuildConfig, catalog: Catalog, images: str | RemoteImages, cache_dir: str | None,
+                 torch_threads: int, loaded: LoadedPipeline | None = None):
+        import torch
+
+        if not torch.cuda.is_available():
+            # The driver's thread count: CPU kernels may sum in another order with another count.
+            torch.set_num_threads(torch_threads)
+        loaded = loaded or load_generation_pipeline(config.generation, Path(cache_dir) if cache_dir else None)
+        self.generator = BatchGenerator(config, catalog, loaded)
+        self.images = LocalImages(images) if isinstance(images, str) else images
+
+    def __call__(self, batch: list[Job]) -> list[dict]:
+        return render_batch(self.generator, self.images, batch)
+
+    def stream(self, pending: list[list[Job]]):
+        """Each batch's rows once its images are durable, in order, PNG encoding, writing and
+        flushing of batch k overlapping the pipeline call of batch k+1 (the flush waits in its
+        own thread so that the encoders keep going)."""
+        with ThreadPoolExecutor(max_workers=2) as encoders, ThreadPoolExecutor(max_workers=1) as flusher:
+            try:
+                in_flight: Future | None = None
+                for batch in pending:
+                    results = self.generator.run(batch)
+                    if in_flight is not None:
+                        yield in_flight.result()
+                    written = [encoders.submit(write_image, self.images, row, pixels) if pixels is not None
+                               else _done_future(row) for row, pixels in results]
+                    in_flight = flusher.submit(_durable_when_written, self.images, written)
+                if in_flight is not None:
+                    yield in_flight.result()
+            finally:
+                self.images.close()
 
 
 def _remove_partial_files(out_dir: Path, pending: list[Job], shard: Shard) -> None:
