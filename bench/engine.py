@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from isekai_gen.catalog import load_catalog  # noqa: E402
-from isekai_gen.config import load_config, with_overrides  # noqa: E402
+from isekai_gen.config import BuildConfig, load_config, with_overrides  # noqa: E402
 from isekai_gen.fileio import sha256_file  # noqa: E402
 from isekai_gen.generation import run_generation  # noqa: E402
 
@@ -39,18 +39,17 @@ def digest(out_dir: Path) -> dict[str, str]:
     return {**files, "manifest.jsonl": sha256_file(out_dir / "manifest.jsonl")}
 
 
-def timed(config: dict, catalog, out_dir: Path) -> float:
+def timed(config: BuildConfig, catalog, out_dir: Path) -> float:
     start = time.perf_counter()
     run_generation(config, out_dir, catalog)
     return time.perf_counter() - start
 
 
-def print_actor_start(ray, config: dict) -> None:
+def print_actor_start(ray, config: BuildConfig) -> None:
     """Section 2 of the module docstring."""
-    from isekai_gen.generation.pipeline import load_pipeline
+    from isekai_gen.generation.pipeline import load_generation_pipeline
 
-    settings = config["generation"]
-    model = {"dtype": settings["dtype"], "device": settings["device"]}
+    settings = config.generation
 
     class StartProbe:  # defined here: Ray pickles it by value
         def __init__(self, asked: float):
@@ -59,7 +58,7 @@ def print_actor_start(ray, config: dict) -> None:
             self.times["torch"] = time.time()
             import diffusers  # noqa: F401
             self.times["diffusers"] = time.time()
-            load_pipeline(settings["model"], **model)
+            load_generation_pipeline(settings, None)
             self.times["pipeline"] = time.time()
 
         def report(self) -> dict:
@@ -74,7 +73,7 @@ def print_actor_start(ray, config: dict) -> None:
         print(f"actor start {k + 1}: " + ", ".join(f"{b} +{times[b] - times[a]:.2f} s" for a, b in zip(steps, steps[1:]))
               + f" (total {times['pipeline'] - times['asked']:.2f} s)", flush=True)
     start = time.perf_counter()
-    load_pipeline(settings["model"], **model)
+    load_generation_pipeline(settings, None)
     print(f"pipeline load in this warm process: {time.perf_counter() - start:.2f} s", flush=True)
 
 

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from isekai_gen import engine
 from isekai_gen.cli import main
-from isekai_gen.config import BuildConfig, with_overrides
+from isekai_gen.config import BuildConfig, EngineConfig, with_overrides
 from isekai_gen.errors import UserError
 from isekai_gen.fileio import TEMP_MARKER, sha256_file
 from isekai_gen.generation import run_generation
@@ -178,7 +178,7 @@ def test_a_ray_failure_is_one_line_and_its_traceback_is_logged(ray_cluster, capl
             raise RuntimeError(f"worker crashed on {batch}\nwith a second line")
 
     with caplog.at_level(logging.INFO, logger="isekai_gen.engine"), pytest.raises(UserError) as failure:
-        list(engine.map_batches({"name": "ray", "max_actors": 1}, Crashing, {}, [[7]], device="cpu"))
+        list(engine.map_batches(EngineConfig(name="ray", max_actors=1), Crashing, {}, [[7]], device="cpu"))
     assert str(failure.value) == "engine ray: running Crashing failed (RuntimeError: worker crashed on [7])"
     assert "Traceback" in caplog.text  # what --verbose shows
 
