@@ -7,6 +7,7 @@ as few actors as it needs: one, unless the case is about several."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from isekai_gen.errors import UserError
 from isekai_gen.fileio import TEMP_MARKER, sha256_file
 from isekai_gen.generation import run_generation
 from isekai_gen.manifest import part_path
+from isekai_gen.resources import schema_path
 
 from conftest import S3_BUCKET
 from generation_helpers import TWO_GROUPS, tiny_catalog, tiny_config
@@ -190,6 +192,15 @@ def test_an_unusable_ray_address_is_one_error_line(tmp_path, isekai_cache):
     assert result.stderr.splitlines() == [
         "error: engine ray: cannot connect to the Ray cluster at 'no-such' (ValueError: Invalid address format: no-such)"]
     assert not (tmp_path / "manifest.parts").exists()
+
+
+def test_every_registered_engine_is_a_valid_engine_name():
+    """A new engine is its module plus its ENGINES line; the build config schema must name it too."""
+    schema = json.loads(schema_path("engine_config").read_text(encoding="utf-8"))
+    assert schema["properties"]["name"]["enum"] == list(engine.ENGINES)
+    for module in engine.ENGINES.values():
+        loaded = importlib.import_module(f"isekai_gen.engine.{module}")
+        assert callable(loaded.check) and callable(loaded.map_batches)
 
 
 def test_the_engine_layer_imports_no_stage():

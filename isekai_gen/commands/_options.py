@@ -23,6 +23,7 @@ import click
 if TYPE_CHECKING:
     from ..config import BuildConfig
 
+from ..engine import ENGINES
 from ..resources import preset_names
 
 ARGV_KEY = "isekai_gen.argv"
@@ -210,7 +211,7 @@ def engine_options(func):
                         help="With --engine ray: the cluster to attach to (auto: this machine's, or RAY_ADDRESS; "
                              "HOST:PORT or ray://HOST:10001: that one); default: a private Ray for this "
                              "run only, never a cluster already running.")(func)
-    return click.option("--engine", "engine__name", type=click.Choice(["local", "ray"]), default=None,
+    return click.option("--engine", "engine__name", type=click.Choice(list(ENGINES)), default=None,
                         help="Where generation and CLIP embedding run: local (default) or ray, a Ray cluster "
                              "(pip install 'isekai-gen[ray]'); the results are the same.")(func)
 
